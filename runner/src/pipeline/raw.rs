@@ -1,0 +1,329 @@
+//! The pipeline file as written: private serde types with source spans, checked by `validate`.
+//!
+//! Format decisions beyond DESIGN.md (for the README):
+//! - Names (pipeline, phase, task, backend, backend `kind`, `then`, `backoff`, `trigger`,
+//!   error classes) must be YAML strings: `name: 123` is refused, write `name: "123"`.
+//!   Every other value (variables, arguments, templates, durations) takes any scalar and
+//!   keeps its text as written: `version: 2.10` is "2.10", `run: [sleep, 5]` is `sleep 5`.
+//!   A null (`key:` with nothing, or `~`) is refused where a value is needed; an absent key
+//!   and a key with nothing after it mean the same thing elsewhere.
+//! - Variable values are literal text: `${...}` inside a variable's default is not expanded.
+//! - Variable names match `[A-Za-z_][A-Za-z0-9_-]*`; `env`, `release`, `phase`, `task` are
+//!   reserved. `command.env` keys match `[A-Za-z_][A-Za-z0-9_]*`.
+//! - `manual:` with nothing after it is an approval with the default prompt.
+//! - `deploy`/`undeploy`: `package` is required; `environment` is required for an
+//!   `xl-deploy` backend; `components` and `verify` are only for a `local` backend.
+//! - `on_failure: { script: path.rhai }`: the path must end in `.rhai` and is resolved
+//!   against the pipeline folder at load time.
+//! - `fix_forward:` is only allowed with `then: fix_forward` (and required by it); its
+//!   `fallback` may be anything but `fix_forward`; `rollback_release` as `then` or
+//!   `fallback` needs a top-level `rollback:`.
+//! - `retry.when` takes error classes and `transient`; duplicates are merged.
+//! - Backend `polling_interval` is 100ms..=1h; `max_delay` defaults to 5m but is raised to
+//!   `delay` when only a larger `delay` is written.
+//! - Durations: whole numbers with units from largest to smallest (`1h30m`, `1500ms`).
+//! - YAML: duplicate keys are errors; aliases are allowed but their expansion is bounded
+//!   (an alias bomb is refused); the file may hold one document only, at most 4 MiB.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor};
+use serde_saphyr::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    pub name: Option<Spanned<Text>>,
+    pub variables: Option<Entries<Spanned<Scalar>>>,
+    pub backends: Option<Entries<Spanned<RawBackend>>>,
+    pub rollback: Option<Spanned<RawFlowRollback>>,
+    pub on_failure: Option<Spanned<RawOnFailure>>,
+    pub retry_budget: Option<Spanned<i64>>,
+    pub phases: Option<Spanned<Vec<Spanned<RawPhase>>>>,
+}
+
+/// The top-level keys, for the JSON Schema test.
+#[cfg(test)]
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "variables",
+    "backends",
+    "rollback",
+    "on_failure",
+    "retry_budget",
+    "phases",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPhase {
+    pub name: Option<Spanned<Text>>,
+    pub on_failure: Option<Spanned<RawOnFailure>>,
+    pub tasks: Option<Spanned<Vec<Spanned<RawStep>>>>,
+}
+
+/// One entry of `tasks:`: a task (exactly one kind) or `parallel:` alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: Option<Spanned<Text>>,
+    pub command: Option<Spanned<RawCommand>>,
+    pub script: Option<Spanned<RawScript>>,
+    pub deploy: Option<Spanned<RawDeploy>>,
+    pub undeploy: Option<Spanned<RawDeploy>>,
+    #[serde(default, deserialize_with = "present")]
+    pub manual: Option<Spanned<Option<RawManual>>>,
+    pub wait: Option<Spanned<Scalar>>,
+    pub timeout: Option<Spanned<Scalar>>,
+    pub on_failure: Option<Spanned<RawOnFailure>>,
+    pub parallel: Option<Spanned<RawParallel>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParallel {
+    pub max: Option<Spanned<i64>>,
+    pub tasks: Option<Spanned<Vec<Spanned<RawStep>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommand {
+    pub run: Option<Spanned<Argv>>,
+    pub shell: Option<Spanned<bool>>,
+    pub timeout: Option<Spanned<Scalar>>,
+    pub env: Option<Entries<Spanned<Scalar>>>,
+    pub cwd: Option<Spanned<Scalar>>,
+}
+
+/// `script: path` or `script: { path, args, timeout, env, cwd }`.
+#[derive(Debug)]
+pub enum RawScript {
+    Path(String),
+    Spec(RawScriptSpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScriptSpec {
+    pub path: Option<Spanned<Scalar>>,
+    pub args: Option<Vec<Spanned<Scalar>>>,
+    pub timeout: Option<Spanned<Scalar>>,
+    pub env: Option<Entries<Spanned<Scalar>>>,
+    pub cwd: Option<Spanned<Scalar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeploy {
+    pub backend: Option<Spanned<Text>>,
+    pub package: Option<Spanned<Scalar>>,
+    pub environment: Option<Spanned<Scalar>>,
+    pub components: Option<Vec<Spanned<Scalar>>>,
+    pub verify: Option<Spanned<Vec<Spanned<Scalar>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManual {
+    pub prompt: Option<Spanned<Scalar>>,
+}
+
+/// Every kind's fields; `validate` refuses those that do not belong to `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub kind: Option<Spanned<Text>>,
+    // local
+    pub target: Option<Spanned<Scalar>>,
+    pub packages: Option<Spanned<Scalar>>,
+    pub verify: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    // xl-deploy
+    pub url: Option<Spanned<Scalar>>,
+    pub username: Option<Spanned<Scalar>>,
+    pub password: Option<Spanned<Scalar>>,
+    pub polling_interval: Option<Spanned<Scalar>>,
+    pub insecure: Option<Spanned<bool>>,
+    // exec
+    pub deploy: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    pub rollback: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    pub current: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    pub status: Option<Spanned<Vec<Spanned<Scalar>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlowRollback {
+    pub undo_completed: Option<Spanned<bool>>,
+    pub run: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    pub script: Option<Spanned<Scalar>>,
+}
+
+/// `on_failure:` — declarative fields, or `script:` alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOnFailure {
+    pub retry: Option<Spanned<RawRetry>>,
+    pub then: Option<Spanned<Text>>,
+    pub fix_forward: Option<Spanned<RawFixForward>>,
+    pub actions: Option<Vec<Spanned<RawAction>>>,
+    pub script: Option<Spanned<Scalar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub retries: Option<Spanned<i64>>,
+    pub when: Option<Vec<Spanned<Text>>>,
+    pub delay: Option<Spanned<Scalar>>,
+    pub backoff: Option<Spanned<Text>>,
+    pub max_delay: Option<Spanned<Scalar>>,
+    pub jitter: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFixForward {
+    pub resolve: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    pub max: Option<Spanned<i64>>,
+    pub fallback: Option<Spanned<Text>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    pub run: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    pub script: Option<Spanned<Scalar>>,
+    pub trigger: Option<Spanned<Text>>,
+}
+
+/// Deserializes a key that is present, even with a null value, as `Some`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Spanned<Option<T>>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Spanned::<Option<T>>::deserialize(deserializer).map(Some)
+}
+
+/// A value that must be a YAML string (names, keywords).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl Visitor<'_> for TextVisitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+/// Any scalar, kept as the text written (`2.10` stays "2.10").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Scalar)
+    }
+}
+
+/// `run:` as an argv list, or as one string (a shell command line).
+#[derive(Debug)]
+pub enum Argv {
+    One(String),
+    List(Vec<Spanned<Scalar>>),
+}
+
+impl<'de> Deserialize<'de> for Argv {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ArgvVisitor;
+        impl<'de> Visitor<'de> for ArgvVisitor {
+            type Value = Argv;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of arguments, or one string with `shell: true`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Argv, E> {
+                Ok(Argv::One(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Argv, E> {
+                Ok(Argv::One(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Argv, E> {
+                Ok(Argv::One(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Argv, E> {
+                Ok(Argv::One(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Argv, E> {
+                Ok(Argv::One(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Argv, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Argv::List(items))
+            }
+        }
+        deserializer.deserialize_any(ArgvVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawScript {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScriptVisitor;
+        impl<'de> Visitor<'de> for ScriptVisitor {
+            type Value = RawScript;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a script path, or a mapping with `path`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawScript, E> {
+                Ok(RawScript::Path(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawScript, A::Error> {
+                RawScriptSpec::deserialize(MapAccessDeserializer::new(map)).map(RawScript::Spec)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<RawScript, A::Error> {
+                Err(de::Error::invalid_type(Unexpected::Seq, &self))
+            }
+        }
+        deserializer.deserialize_any(ScriptVisitor)
+    }
+}
+
+/// A mapping kept in file order, with the span of every key.
+#[derive(Debug)]
+pub struct Entries<V>(pub Vec<(Spanned<Text>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<V>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor(PhantomData))
+    }
+}

@@ -1,0 +1,368 @@
+//! Validation of `on_failure:` into the policy model.
+
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use super::Checker;
+use super::checks::{did_you_mean, one_of};
+use crate::pipeline::raw::{RawAction, RawFixForward, RawOnFailure, RawRetry, Text};
+use crate::policy::{
+    Action, ActionCommand, Backoff, Declarative, ErrorClass, FixForward, OnFailure, RetryPolicy,
+    Then, Trigger,
+};
+
+/// Where an `on_failure` stands; `trigger: any_task` is only for a task's own policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::pipeline) enum Level {
+    Release,
+    Phase,
+    Task,
+}
+
+const THENS: [&str; 7] = [
+    "pause",
+    "rollback",
+    "rollback_release",
+    "skip",
+    "ignore",
+    "cancel",
+    "fix_forward",
+];
+const MAX_DELAY: Duration = Duration::from_secs(86_400);
+
+fn then_from(text: &str) -> Option<Then> {
+    Some(match text {
+        "pause" => Then::Pause,
+        "rollback" => Then::Rollback,
+        "rollback_release" => Then::RollbackRelease,
+        "skip" => Then::Skip,
+        "ignore" => Then::Ignore,
+        "cancel" => Then::Cancel,
+        "fix_forward" => Then::FixForward,
+        _ => return None,
+    })
+}
+
+impl RawOnFailure {
+    fn declarative_keys(&self) -> Vec<&'static str> {
+        [
+            ("retry", self.retry.is_some()),
+            ("then", self.then.is_some()),
+            ("fix_forward", self.fix_forward.is_some()),
+            ("actions", self.actions.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, present)| present.then_some(key))
+        .collect()
+    }
+}
+
+impl Checker<'_> {
+    /// An `on_failure:` block; `Some(None)` never comes back from here, the caller wraps it.
+    pub(in crate::pipeline) fn on_failure(
+        &mut self,
+        raw: &Spanned<RawOnFailure>,
+        path: &str,
+        level: Level,
+    ) -> Option<Option<OnFailure>> {
+        let policy = &raw.value;
+        if let Some(script) = &policy.script {
+            let others = policy.declarative_keys();
+            if !others.is_empty() {
+                self.error(
+                    script.referenced,
+                    format!(
+                        "{path}.script: a policy script decides alone: remove {} or the script",
+                        others.join(", ")
+                    ),
+                );
+                return None;
+            }
+            if !script.value.0.ends_with(".rhai") {
+                self.error(
+                    script.referenced,
+                    format!("{path}.script: a policy script is a `.rhai` file"),
+                );
+                return None;
+            }
+            return Some(Some(OnFailure::Script(self.resolve(&script.value.0))));
+        }
+        let retry = match &policy.retry {
+            Some(retry) => self.retry(retry, &format!("{path}.retry")),
+            None => Some(RetryPolicy::default()),
+        };
+        let then = match &policy.then {
+            Some(then) => self.then(then, &format!("{path}.then"), false),
+            None => Some(Then::Pause),
+        };
+        let fix_forward = self.fix_forward_block(raw, then, path);
+        let actions: Vec<Option<Action>> = policy
+            .actions
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, action)| self.action(action, &format!("{path}.actions[{i}]"), level))
+            .collect();
+        let actions: Option<Vec<Action>> = actions.into_iter().collect();
+        Some(Some(OnFailure::Declarative(Declarative {
+            retry: retry?,
+            then: then?,
+            fix_forward: fix_forward?,
+            actions: actions?,
+        })))
+    }
+
+    fn then(&mut self, raw: &Spanned<Text>, path: &str, is_fallback: bool) -> Option<Then> {
+        let text = raw.value.0.as_str();
+        let Some(then) = then_from(text) else {
+            let hint = did_you_mean(text, THENS);
+            let hint = if hint.is_empty() {
+                format!(": expected {}", one_of(&THENS))
+            } else {
+                hint
+            };
+            self.error(
+                raw.referenced,
+                format!("{path}: unknown action `{text}`{hint}"),
+            );
+            return None;
+        };
+        if is_fallback && then == Then::FixForward {
+            self.error(
+                raw.referenced,
+                format!("{path}: the fallback of `fix_forward` cannot be `fix_forward`"),
+            );
+            return None;
+        }
+        if then == Then::RollbackRelease && !self.has_flow_rollback {
+            self.error(
+                raw.referenced,
+                format!(
+                    "{path}: `rollback_release` needs a top-level `rollback:` block saying how \
+                     the release is rolled back"
+                ),
+            );
+            return None;
+        }
+        Some(then)
+    }
+
+    fn fix_forward_block(
+        &mut self,
+        raw: &Spanned<RawOnFailure>,
+        then: Option<Then>,
+        path: &str,
+    ) -> Option<Option<FixForward>> {
+        match (&raw.value.fix_forward, then) {
+            (Some(block), Some(Then::FixForward)) => self
+                .fix_forward(block, &format!("{path}.fix_forward"))
+                .map(Some),
+            (Some(block), Some(_)) => {
+                self.error(
+                    block.referenced,
+                    format!("{path}.fix_forward: only used with `then: fix_forward`"),
+                );
+                None
+            }
+            (None, Some(Then::FixForward)) => {
+                let at = raw
+                    .value
+                    .then
+                    .as_ref()
+                    .map_or(raw.referenced, |t| t.referenced);
+                self.error(
+                    at,
+                    format!(
+                        "{path}.then: `fix_forward` needs a `fix_forward:` block with a `resolve` \
+                         command"
+                    ),
+                );
+                None
+            }
+            (_, None) => None,
+            (None, Some(_)) => Some(None),
+        }
+    }
+
+    fn fix_forward(&mut self, raw: &Spanned<RawFixForward>, path: &str) -> Option<FixForward> {
+        let block = &raw.value;
+        let resolve = match &block.resolve {
+            Some(resolve) => self.argv(resolve, &format!("{path}.resolve")),
+            None => {
+                self.error(
+                    raw.referenced,
+                    format!("{path}: `resolve` is required: the command that prints new values"),
+                );
+                None
+            }
+        };
+        let max = match &block.max {
+            Some(max) => self.count(max, &format!("{path}.max"), 1, 10),
+            None => Some(1),
+        };
+        let fallback = match &block.fallback {
+            Some(fallback) => self.then(fallback, &format!("{path}.fallback"), true),
+            None => Some(Then::Pause),
+        };
+        Some(FixForward {
+            resolve: resolve?,
+            max: max?,
+            fallback: fallback?,
+        })
+    }
+
+    fn retry(&mut self, raw: &Spanned<RawRetry>, path: &str) -> Option<RetryPolicy> {
+        let retry = &raw.value;
+        let defaults = RetryPolicy::default();
+        let retries = match &retry.retries {
+            Some(n) => self.count(n, &format!("{path}.retries"), 0, 100),
+            None => Some(defaults.retries),
+        };
+        let when = match &retry.when {
+            Some(classes) => self.classes(classes, &format!("{path}.when")),
+            None => Some(defaults.when),
+        };
+        let delay = match &retry.delay {
+            Some(d) => self.duration(d, &format!("{path}.delay"), Duration::ZERO, MAX_DELAY),
+            None => Some(defaults.delay),
+        };
+        let max_delay = match &retry.max_delay {
+            Some(d) => self.duration(d, &format!("{path}.max_delay"), Duration::ZERO, MAX_DELAY),
+            None => delay.map(|delay| delay.max(defaults.max_delay)),
+        };
+        if let (Some(d), Some(max), Some(raw_max)) = (delay, max_delay, &retry.max_delay)
+            && max < d
+        {
+            self.error(
+                raw_max.referenced,
+                format!(
+                    "{path}.max_delay: `{}` is shorter than `delay`",
+                    raw_max.value.0
+                ),
+            );
+            return None;
+        }
+        let backoff = match &retry.backoff {
+            Some(b) => self.backoff(b, &format!("{path}.backoff")),
+            None => Some(defaults.backoff),
+        };
+        Some(RetryPolicy {
+            retries: retries?,
+            when: when?,
+            delay: delay?,
+            backoff: backoff?,
+            max_delay: max_delay?,
+            jitter: retry.jitter.as_ref().map_or(defaults.jitter, |j| j.value),
+        })
+    }
+
+    fn backoff(&mut self, raw: &Spanned<Text>, path: &str) -> Option<Backoff> {
+        match raw.value.0.as_str() {
+            "fixed" => Some(Backoff::Fixed),
+            "linear" => Some(Backoff::Linear),
+            "exponential" => Some(Backoff::Exponential),
+            other => {
+                self.error(
+                    raw.referenced,
+                    format!(
+                        "{path}: unknown backoff `{other}`: expected fixed, linear or exponential"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn classes(&mut self, raw: &[Spanned<Text>], path: &str) -> Option<Vec<ErrorClass>> {
+        let mut out: Vec<ErrorClass> = Vec::new();
+        let mut ok = true;
+        for class in raw {
+            let text = class.value.0.as_str();
+            let expanded: Vec<ErrorClass> = if text == "transient" {
+                ErrorClass::TRANSIENT.to_vec()
+            } else if let Ok(one) = text.parse::<ErrorClass>() {
+                vec![one]
+            } else {
+                let names: Vec<&str> = std::iter::once("transient")
+                    .chain(ErrorClass::ALL.iter().map(|c| c.as_str()))
+                    .collect();
+                let hint = did_you_mean(text, names.iter().copied());
+                let hint = if hint.is_empty() {
+                    format!(": expected {}", one_of(&names))
+                } else {
+                    hint
+                };
+                self.error(
+                    class.referenced,
+                    format!("{path}: unknown error class `{text}`{hint}"),
+                );
+                ok = false;
+                continue;
+            };
+            for class in expanded {
+                if !out.contains(&class) {
+                    out.push(class);
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn action(&mut self, raw: &Spanned<RawAction>, path: &str, level: Level) -> Option<Action> {
+        let action = &raw.value;
+        let command = match (&action.run, &action.script) {
+            (Some(_), Some(script)) => {
+                self.error(
+                    script.referenced,
+                    format!("{path}: `run` and `script` exclude each other: keep one"),
+                );
+                None
+            }
+            (Some(run), None) => self
+                .argv(run, &format!("{path}.run"))
+                .map(ActionCommand::Run),
+            (None, Some(script)) => self.template(script).map(ActionCommand::Script),
+            (None, None) => {
+                self.error(
+                    raw.referenced,
+                    format!("{path}: an action needs `run` or `script`"),
+                );
+                None
+            }
+        };
+        let trigger = match &action.trigger {
+            None => Some(Trigger::ThisTask),
+            Some(t) => match t.value.0.as_str() {
+                "this_task" => Some(Trigger::ThisTask),
+                "any_task" if level == Level::Task => Some(Trigger::AnyTask),
+                "any_task" => {
+                    let place = if level == Level::Phase {
+                        "a phase"
+                    } else {
+                        "the release"
+                    };
+                    self.error(
+                        t.referenced,
+                        format!(
+                            "{path}.trigger: `any_task` is only allowed in a task's own \
+                             `on_failure`, and this policy is {place}'s"
+                        ),
+                    );
+                    None
+                }
+                other => {
+                    self.error(
+                        t.referenced,
+                        format!("{path}.trigger: unknown trigger `{other}`: expected this_task or any_task"),
+                    );
+                    None
+                }
+            },
+        };
+        Some(Action {
+            command: command?,
+            trigger: trigger?,
+        })
+    }
+}
