@@ -1,0 +1,86 @@
+//! Every failure of a CLI verb, mapped to its exit code in one place.
+
+use crate::engine::{AnswerError, AttachError, EngineError};
+use crate::exit_code;
+use crate::pipeline::LoadError;
+use crate::store::{LeaseError, StoreError};
+
+/// A verb failed: what to print and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl CliError {
+    /// Bad input (exit 2).
+    pub fn input(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit_code::INVALID_INPUT,
+            message: message.into(),
+        }
+    }
+
+    /// The state cannot be used (exit 6).
+    pub fn state(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit_code::STATE,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<LoadError> for CliError {
+    fn from(e: LoadError) -> Self {
+        // LoadError renders complete diagnostics; keep them as they are.
+        CliError::input(e.to_string().trim_end().to_string())
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownRelease(_) => CliError::input(format!("error: {e}")),
+            other => CliError::state(format!("error: {other}")),
+        }
+    }
+}
+
+impl From<LeaseError> for CliError {
+    fn from(e: LeaseError) -> Self {
+        match e {
+            LeaseError::Store(e) => e.into(),
+            held @ LeaseError::Held { .. } => CliError::state(format!("error: {held}")),
+        }
+    }
+}
+
+impl From<EngineError> for CliError {
+    fn from(e: EngineError) -> Self {
+        CliError::state(format!("error: the release record cannot be kept: {e}"))
+    }
+}
+
+impl From<AttachError> for CliError {
+    fn from(e: AttachError) -> Self {
+        match e {
+            AttachError::Lease(e) => e.into(),
+            AttachError::Store(e) => e.into(),
+            AttachError::MissingEnv(_) => CliError::input(format!("error: {e}")),
+            AttachError::Pipeline { .. } | AttachError::Report(_) => {
+                CliError::state(format!("error: {e}"))
+            }
+        }
+    }
+}
+
+impl From<AnswerError> for CliError {
+    fn from(e: AnswerError) -> Self {
+        match e {
+            AnswerError::Engine(e) => e.into(),
+            not_waiting @ AnswerError::NotWaiting { .. } => {
+                CliError::input(format!("error: {not_waiting}"))
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Command line: parse arguments, dispatch to one file per verb, map errors to exit codes.
+
+mod approve;
+mod common;
+mod error;
+mod logs;
+mod resume;
+mod run;
+mod schema;
+mod status;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::engine::Answer;
+use crate::exit_code;
+
+pub use error::CliError;
+
+/// relflow runs release pipelines: it retries what is transient, rolls back what failed,
+/// and keeps every release's state so a person can pick it up later.
+#[derive(Debug, Parser)]
+#[command(name = "relflow", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// State directory: the SQLite store and every release's logs.
+    #[arg(long, global = true, env = "RELFLOW_STATE_DIR", default_value = ".relflow")]
+    pub state_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Load and validate a pipeline file; errors name file, line and column.
+    Validate {
+        /// The pipeline file (YAML).
+        file: PathBuf,
+    },
+    /// Start a release of a pipeline and run it until it completes or halts.
+    Run {
+        /// The pipeline file (YAML).
+        file: PathBuf,
+        /// Set a pipeline variable, e.g. `--var version=2.3` (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// Print the release as JSON at the end instead of progress lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue a paused or interrupted release.
+    Resume {
+        release: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a release: phases, tasks, attempts, errors, decisions (default: the newest).
+    Status {
+        release: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List releases.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show tasks' script_output.log.
+    Logs {
+        release: String,
+        /// Only this task (every run of it).
+        #[arg(long)]
+        task: Option<String>,
+        /// Only this attempt.
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Keep printing new lines while the release runs.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Approve a manual task and continue the release.
+    Approve {
+        release: String,
+        #[arg(long)]
+        task: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject a manual task: the task fails and the release halts.
+    Reject {
+        release: String,
+        #[arg(long)]
+        task: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of the pipeline file format, for editors.
+    Schema,
+}
+
+fn init_tracing() {
+    // RUST_LOG=relflow=debug shows the engine's tracing on stderr; silent otherwise.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
+/// Runs the CLI with the process arguments; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { exit_code::INVALID_INPUT } else { exit_code::OK };
+            let _ = err.print();
+            return code;
+        }
+    };
+    init_tracing();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("{}", err.message);
+            err.code
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32, CliError> {
+    let state = &cli.state_dir;
+    match cli.command {
+        Verb::Validate { file } => validate::run(&file),
+        Verb::Run { file, vars, json } => run::run(state, &file, &vars, json),
+        Verb::Resume { release, json } => resume::run(state, &release, json),
+        Verb::Status { release, json } => status::status(state, release.as_deref(), json),
+        Verb::List { json } => status::list(state, json),
+        Verb::Logs { release, task, attempt, follow } => {
+            logs::run(state, &release, task.as_deref(), attempt, follow)
+        }
+        Verb::Approve { release, task, json } => approve::run(state, &release, &task, Answer::Approve, json),
+        Verb::Reject { release, task, json } => approve::run(state, &release, &task, Answer::Reject, json),
+        Verb::Schema => Ok(schema::run()),
+    }
+}

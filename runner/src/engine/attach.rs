@@ -1,0 +1,149 @@
+//! Creating a release, and attaching a runner to one: lease, stored pipeline, secrets.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::engine::{Engine, Reporter};
+use crate::output::Redactor;
+use crate::output::terminal::Terminal;
+use crate::pipeline::{self, Pipeline, Step};
+use crate::store::{Lease, LeaseError, PlannedPhase, PlannedTask, Store, StoreError};
+
+/// Why a runner could not take a release.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the pipeline stored with release {release} no longer loads:\n{error}")]
+    Pipeline {
+        release: String,
+        error: pipeline::LoadError,
+    },
+    #[error("environment variable{} {} not set (the pipeline uses {})", if .0.len() > 1 { "s" } else { "" }, .0.join(", "), if .0.len() > 1 { "them" } else { "it" })]
+    MissingEnv(Vec<String>),
+    #[error(transparent)]
+    Report(#[from] crate::engine::ReportError),
+}
+
+/// Plans the phases and tasks of `pipeline` into a new release; returns its id.
+pub fn start_release(
+    store: &mut Store,
+    pipeline: &Pipeline,
+    source: &str,
+    variables: &BTreeMap<String, String>,
+) -> Result<String, StoreError> {
+    let phases: Vec<PlannedPhase> = pipeline.phases.iter().map(plan_phase).collect();
+    let file = std::path::absolute(&pipeline.file).unwrap_or_else(|_| pipeline.file.clone());
+    store.create_release(
+        &pipeline.name,
+        &file.to_string_lossy(),
+        source,
+        variables,
+        &phases,
+    )
+}
+
+/// The task runs of one run of `phase`, in order; tasks of a parallel group share a step.
+pub fn plan_phase(phase: &pipeline::Phase) -> PlannedPhase {
+    let mut tasks = Vec::new();
+    for (step, entry) in phase.steps.iter().enumerate() {
+        let group: &[pipeline::Task] = match entry {
+            Step::Task(task) => std::slice::from_ref(task),
+            Step::Parallel { tasks, .. } => tasks,
+        };
+        tasks.extend(group.iter().map(|task| PlannedTask {
+            step: step as i64,
+            task: task.name.clone(),
+            kind: task.kind.keyword().to_string(),
+        }));
+    }
+    PlannedPhase {
+        phase: phase.name.clone(),
+        tasks,
+    }
+}
+
+/// Names of the environment variables `source` references as `${env.NAME}`.
+pub fn env_references(source: &str) -> Vec<String> {
+    let mut names: Vec<String> = source
+        .match_indices("${env.")
+        // `$${env.X}` is a literal, not a reference.
+        .filter(|(at, _)| *at == 0 || source.as_bytes()[at - 1] != b'$')
+        .filter_map(|(at, _)| {
+            let rest = &source[at + 6..];
+            let end = rest.find('}')?;
+            let name = rest[..end].trim();
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The secret values of a pipeline: every `${env.*}` it uses and every backend password.
+pub fn secrets_of(
+    pipeline: &Pipeline,
+    source: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Redactor, AttachError> {
+    let mut redactor = Redactor::new();
+    let mut missing = Vec::new();
+    for name in env_references(source) {
+        match env(&name) {
+            Some(value) => redactor.add(&value),
+            None => missing.push(name),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(AttachError::MissingEnv(missing));
+    }
+    for backend in pipeline.backends.values() {
+        if let pipeline::Backend::XlDeploy { password, .. } = backend
+            && password.references().next().is_none()
+        {
+            redactor.add(password.source());
+        }
+    }
+    Ok(redactor)
+}
+
+/// Takes the lease on `release` and prepares an engine to drive it.
+pub fn attach(
+    mut store: Store,
+    release: &str,
+    terminal: Terminal,
+) -> Result<(Engine, Lease), AttachError> {
+    let record = store.release(release)?;
+    let lease = store.acquire_lease(release)?;
+    let pipeline = pipeline::load_str(Path::new(&record.pipeline_file), &record.pipeline_source)
+        .map_err(|error| AttachError::Pipeline {
+            release: release.to_string(),
+            error,
+        })?;
+    let env = |name: &str| std::env::var(name).ok();
+    let redactor = secrets_of(&pipeline, &record.pipeline_source, &env)?;
+    let reporter = Reporter::new(store, release, redactor, terminal)?;
+    let engine = Engine {
+        pipeline,
+        release: release.to_string(),
+        reporter: RefCell::new(reporter),
+        variables: RefCell::new(record.variables),
+        env: Box::new(env),
+    };
+    Ok((engine, lease))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_env_references() {
+        let src = "a: ${env.B}\nb: \"x${env.A}y ${env.B}\"\nc: ${version} $${env.C}\n";
+        assert_eq!(env_references(src), vec!["A".to_string(), "B".to_string()]);
+    }
+}

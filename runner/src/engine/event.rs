@@ -1,0 +1,122 @@
+//! What the engine reports. Consumers (store, events.jsonl, script_output.log, terminal)
+//! each take what they need; the engine knows none of them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::store::{AttemptStatus, PhaseStatus, ReleaseStatus, TaskStatus};
+
+/// Names a phase run: its row id and its label (`deploy`, `deploy#2`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PhaseRef {
+    #[serde(skip)]
+    pub id: i64,
+    #[serde(rename = "phase")]
+    pub label: String,
+}
+
+/// Names a task run: its row id, phase run and task name.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TaskRef {
+    #[serde(skip)]
+    pub id: i64,
+    #[serde(flatten)]
+    pub phase: PhaseRef,
+    pub task: String,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FailureInfo {
+    pub class: relflow_plugin::ErrorClass,
+    pub message: String,
+}
+
+/// One thing that happened in a release.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    ReleaseStatus {
+        status: ReleaseStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    PhaseStatus {
+        #[serde(flatten)]
+        phase: PhaseRef,
+        status: PhaseStatus,
+    },
+    TaskStatus {
+        #[serde(flatten)]
+        task: TaskRef,
+        status: TaskStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<FailureInfo>,
+    },
+    AttemptStarted {
+        #[serde(flatten)]
+        task: TaskRef,
+        attempt: u32,
+    },
+    AttemptFinished {
+        #[serde(flatten)]
+        task: TaskRef,
+        attempt: u32,
+        status: AttemptStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<FailureInfo>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+    },
+    /// A line for the task's `script_output.log` (the task's output or relflow's own line).
+    Output {
+        #[serde(flatten)]
+        task: TaskRef,
+        line: String,
+    },
+    /// The task waits until `at_ms` before attempt `next_attempt`.
+    RetryScheduled {
+        #[serde(flatten)]
+        task: TaskRef,
+        next_attempt: u32,
+        delay_ms: u64,
+        #[serde(skip)]
+        at_ms: i64,
+    },
+    Decision {
+        #[serde(flatten)]
+        task: TaskRef,
+        decision: String,
+        /// The policy rule that decided, e.g. `phases[0].on_failure.retry`.
+        rule: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    VariablesSet {
+        values: BTreeMap<String, String>,
+    },
+}
+
+impl Event {
+    /// Rewrites every free-text field with `f` (used to redact secrets before consumers see it).
+    pub fn map_text(&mut self, f: &dyn Fn(&str) -> Option<String>) {
+        let fix = |s: &mut String| {
+            if let Some(new) = f(s) {
+                *s = new;
+            }
+        };
+        match self {
+            Event::ReleaseStatus { reason, .. } => reason.iter_mut().for_each(fix),
+            Event::TaskStatus { error, .. } | Event::AttemptFinished { error, .. } => {
+                error.iter_mut().for_each(|e| fix(&mut e.message))
+            }
+            Event::Output { line, .. } => fix(line),
+            Event::Decision { detail, .. } => detail.iter_mut().for_each(fix),
+            Event::VariablesSet { values } => values.values_mut().for_each(fix),
+            Event::PhaseStatus { .. }
+            | Event::AttemptStarted { .. }
+            | Event::RetryScheduled { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Executing one attempt of each task kind.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use relflow_plugin::ErrorClass;
+
+use crate::engine::event::{Event, TaskRef};
+use crate::engine::process::{ProcessEnd, ProcessSpec, run_process};
+use crate::engine::{Engine, EngineError};
+use crate::output::paths;
+use crate::pipeline::template::{RenderContext, RenderError, Rendered, Template};
+use crate::pipeline::{Phase, Task, TaskKind};
+use crate::policy::Failure;
+
+/// How one attempt ended.
+pub enum AttemptResult {
+    Succeeded,
+    Failed {
+        failure: Failure,
+        exit_code: Option<i32>,
+    },
+}
+
+fn failed(class: ErrorClass, message: impl Into<String>, attempt: u32) -> AttemptResult {
+    AttemptResult::Failed {
+        failure: Failure {
+            class,
+            message: message.into(),
+            attempt,
+            retry_after: None,
+        },
+        exit_code: None,
+    }
+}
+
+/// What a process task runs, before rendering.
+struct ProcessTemplate<'a> {
+    program_and_args: Vec<&'a Template>,
+    shell: bool,
+    timeout: Option<Duration>,
+    env: &'a BTreeMap<String, Template>,
+    cwd: Option<&'a Template>,
+    /// A script path is relative to the pipeline folder, whatever the cwd.
+    program_is_file: bool,
+}
+
+/// `a 'b c'` — argv shown the way a shell user would type it.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Engine {
+    /// Renders a template of `task` with the release's current values; secrets it used are
+    /// added to the redactor before anything can print them.
+    pub(super) fn render(&self, phase: &Phase, task: &Task, template: &Template) -> Result<Rendered, RenderError> {
+        let variables = self.variables.borrow();
+        let ctx = RenderContext {
+            variables: &variables,
+            release_id: &self.release,
+            phase_name: &phase.name,
+            task_name: &task.name,
+            env: &*self.env,
+        };
+        let rendered = template.render(&ctx)?;
+        let mut reporter = self.reporter.borrow_mut();
+        for secret in &rendered.secrets {
+            reporter.redactor.add(secret);
+        }
+        Ok(rendered)
+    }
+
+    pub(super) async fn execute(
+        &self,
+        phase: &Phase,
+        task_ref: &TaskRef,
+        task: &Task,
+        attempt: u32,
+    ) -> Result<AttemptResult, EngineError> {
+        let process = match &task.kind {
+            TaskKind::Command(c) => ProcessTemplate {
+                program_and_args: c.run.iter().collect(),
+                shell: c.shell,
+                timeout: c.timeout.or(task.timeout),
+                env: &c.env,
+                cwd: c.cwd.as_ref(),
+                program_is_file: false,
+            },
+            TaskKind::Script(s) => ProcessTemplate {
+                program_and_args: std::iter::once(&s.path).chain(&s.args).collect(),
+                shell: false,
+                timeout: s.timeout.or(task.timeout),
+                env: &s.env,
+                cwd: s.cwd.as_ref(),
+                program_is_file: true,
+            },
+            TaskKind::Wait(duration) => {
+                self.output(task_ref, format!("Waiting {}", crate::pipeline::duration::format_duration(*duration)))?;
+                tokio::time::sleep(*duration).await;
+                return Ok(AttemptResult::Succeeded);
+            }
+            TaskKind::Deploy(spec) | TaskKind::Undeploy(spec) => {
+                let kind = self.pipeline.backends.get(&spec.backend).map(|b| b.kind()).unwrap_or("?");
+                return Ok(failed(
+                    ErrorClass::Precondition,
+                    format!("{} tasks need the `{kind}` backend, which this build of relflow does not have yet", task.kind.keyword()),
+                    attempt,
+                ));
+            }
+            TaskKind::Manual { .. } => return Ok(AttemptResult::Succeeded),
+        };
+        self.run_process_task(phase, task_ref, task, attempt, &process).await
+    }
+
+    async fn run_process_task(
+        &self,
+        phase: &Phase,
+        task_ref: &TaskRef,
+        task: &Task,
+        attempt: u32,
+        process: &ProcessTemplate<'_>,
+    ) -> Result<AttemptResult, EngineError> {
+        let spec = match self.process_spec(phase, task_ref, task, attempt, process) {
+            Ok(spec) => spec,
+            Err(message) => return Ok(failed(ErrorClass::Precondition, message, attempt)),
+        };
+        let output_file = spec.env.iter().find(|(k, _)| k == "RELFLOW_OUTPUT").map(|(_, v)| PathBuf::from(v));
+        let mut shown = vec![spec.program.clone()];
+        shown.extend(spec.args.iter().cloned());
+        if process.shell {
+            shown = spec.args.get(1).cloned().into_iter().collect();
+        }
+        self.output(task_ref, format!("$ {}", shell_words(&shown)))?;
+        let mut write_error = None;
+        let end = run_process(&spec, &mut |line| {
+            if write_error.is_none()
+                && let Err(e) = self.output(task_ref, line)
+            {
+                write_error = Some(e);
+            }
+        })
+        .await;
+        if let Some(e) = write_error {
+            return Err(e);
+        }
+        let program = &shown[0];
+        Ok(match end {
+            ProcessEnd::Exited(0) => match output_file.map(|f| read_outputs(&f)).transpose() {
+                Ok(values) => {
+                    if let Some(values) = values.filter(|v| !v.is_empty()) {
+                        self.set_variables(task_ref, values)?;
+                    }
+                    AttemptResult::Succeeded
+                }
+                Err(message) => failed(ErrorClass::Validation, message, attempt),
+            },
+            ProcessEnd::Exited(code) => AttemptResult::Failed {
+                failure: Failure {
+                    class: ErrorClass::TaskFailed,
+                    message: format!("{program} exited with code {code}"),
+                    attempt,
+                    retry_after: None,
+                },
+                exit_code: Some(code),
+            },
+            ProcessEnd::Signalled(signal) => {
+                failed(ErrorClass::TaskFailed, format!("{program} was killed by signal {signal}"), attempt)
+            }
+            ProcessEnd::TimedOut(after) => failed(
+                ErrorClass::Timeout,
+                format!("{program} timed out after {}", crate::pipeline::duration::format_duration(after)),
+                attempt,
+            ),
+            ProcessEnd::SpawnFailed(e) => failed(ErrorClass::Precondition, format!("cannot start {program}: {e}"), attempt),
+        })
+    }
+
+    /// Renders argv, env and cwd; creates the empty `$RELFLOW_OUTPUT` file.
+    fn process_spec(
+        &self,
+        phase: &Phase,
+        task_ref: &TaskRef,
+        task: &Task,
+        attempt: u32,
+        process: &ProcessTemplate<'_>,
+    ) -> Result<ProcessSpec, String> {
+        let render = |t: &Template| self.render(phase, task, t).map(|r| r.value).map_err(|e| e.to_string());
+        let base = &self.pipeline.base_dir;
+        let mut argv = process.program_and_args.iter().map(|t| render(t)).collect::<Result<Vec<_>, _>>()?;
+        if argv.is_empty() {
+            return Err("nothing to run".to_string());
+        }
+        if process.program_is_file && !Path::new(&argv[0]).is_absolute() {
+            argv[0] = base.join(&argv[0]).to_string_lossy().into_owned();
+        }
+        let cwd = match process.cwd {
+            Some(t) => base.join(render(t)?),
+            None => base.clone(),
+        };
+        let state_dir = self.reporter.borrow().state_dir().to_path_buf();
+        let task_dir = paths::task_dir(&state_dir, &self.release, &task_ref.phase.label, &task.name);
+        crate::store::create_private_dir(&task_dir).map_err(|e| e.to_string())?;
+        let output_file = task_dir.join("relflow_output.env");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&output_file)
+            .map_err(|e| format!("cannot create {}: {e}", output_file.display()))?;
+        let mut env = vec![
+            ("RELFLOW_OUTPUT".to_string(), output_file.to_string_lossy().into_owned()),
+            ("RELFLOW_RELEASE_ID".to_string(), self.release.clone()),
+            ("RELFLOW_PHASE".to_string(), phase.name.clone()),
+            ("RELFLOW_TASK".to_string(), task.name.clone()),
+            ("RELFLOW_ATTEMPT".to_string(), attempt.to_string()),
+        ];
+        for (key, value) in process.env {
+            env.push((key.clone(), render(value)?));
+        }
+        let (program, args) = if process.shell {
+            ("sh".to_string(), vec!["-c".to_string(), argv.join(" ")])
+        } else {
+            (argv.remove(0), argv)
+        };
+        Ok(ProcessSpec {
+            program,
+            args,
+            cwd,
+            env,
+            timeout: process.timeout,
+        })
+    }
+
+    fn set_variables(&self, task_ref: &TaskRef, values: BTreeMap<String, String>) -> Result<(), EngineError> {
+        let declared: Vec<&String> = values.keys().filter(|k| !self.pipeline.variables.contains_key(*k)).collect();
+        if !declared.is_empty() {
+            let names: Vec<&str> = declared.iter().map(|s| s.as_str()).collect();
+            self.output(
+                task_ref,
+                format!("note: {} not declared under `variables:`; set anyway", names.join(", ")),
+            )?;
+        }
+        let all = {
+            let mut vars = self.variables.borrow_mut();
+            vars.extend(values);
+            vars.clone()
+        };
+        self.emit(Event::VariablesSet { values: all })
+    }
+}
+
+/// Parses `key=value` lines written to `$RELFLOW_OUTPUT` (blank lines and `#` comments skipped).
+fn read_outputs(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read $RELFLOW_OUTPUT: {e}"))?;
+    let mut values = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let valid = |k: &str| {
+            k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        match line.split_once('=') {
+            Some((key, value)) if valid(key.trim()) => {
+                values.insert(key.trim().to_string(), value.to_string());
+            }
+            _ => return Err(format!("$RELFLOW_OUTPUT line {}: expected `name=value`, found `{line}`", n + 1)),
+        }
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_parse_name_value_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("out");
+        std::fs::write(&file, "# comment\nversion=2.3\n\nurl=http://x/?a=b\n").unwrap();
+        let values = read_outputs(&file).unwrap();
+        assert_eq!(values["version"], "2.3");
+        assert_eq!(values["url"], "http://x/?a=b");
+        std::fs::write(&file, "just text\n").unwrap();
+        assert!(read_outputs(&file).unwrap_err().contains("line 1"));
+    }
+
+    #[test]
+    fn shell_words_quotes_what_a_shell_would_split() {
+        let argv = vec!["echo".to_string(), "a b".to_string(), "it's".to_string(), "x=1".to_string()];
+        assert_eq!(shell_words(&argv), r"echo 'a b' 'it'\''s' x=1");
+    }
+}

@@ -1,0 +1,105 @@
+//! The release state machine: runs phases and tasks, executes policy decisions, and reports
+//! every change as an event. It decides nothing itself (see `policy::decide`).
+
+pub mod approval;
+mod attach;
+mod drive;
+pub mod event;
+mod kinds;
+mod repair;
+pub mod process;
+pub mod report;
+mod task;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+pub use approval::{Answer, AnswerError};
+pub use attach::{AttachError, attach, secrets_of, start_release};
+pub use event::Event;
+pub use report::{ReportError, Reporter};
+
+use crate::pipeline::Pipeline;
+use crate::store::{ReleaseStatus, StoreError};
+
+/// How a drive of the release ended; maps onto the exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    /// Halted on a failure; a person decides.
+    Halted,
+    /// Waiting for approval (or for `resume`).
+    Paused,
+    Aborted,
+    RolledBack,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> i32 {
+        use crate::exit_code::*;
+        match self {
+            Outcome::Completed => OK,
+            Outcome::Halted => HALTED,
+            Outcome::Paused => PAUSED,
+            Outcome::Aborted => ABORTED,
+            Outcome::RolledBack => ROLLED_BACK,
+        }
+    }
+
+    /// The outcome a release in `status` stands at.
+    pub fn of_status(status: ReleaseStatus) -> Outcome {
+        match status {
+            ReleaseStatus::Completed => Outcome::Completed,
+            ReleaseStatus::Failed => Outcome::Halted,
+            ReleaseStatus::Aborted => Outcome::Aborted,
+            ReleaseStatus::RolledBack => Outcome::RolledBack,
+            ReleaseStatus::Planned | ReleaseStatus::Running | ReleaseStatus::Paused => {
+                Outcome::Paused
+            }
+        }
+    }
+}
+
+/// The engine could not keep a trustworthy record.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the stored release names {what} `{name}`, which its pipeline does not define")]
+    Mismatch { what: &'static str, name: String },
+}
+
+/// A release being driven by this process (it holds the lease).
+pub struct Engine {
+    pipeline: Pipeline,
+    release: String,
+    reporter: RefCell<Reporter>,
+    variables: RefCell<BTreeMap<String, String>>,
+    env: Box<dyn Fn(&str) -> Option<String>>,
+}
+
+impl Engine {
+    pub fn release_id(&self) -> &str {
+        &self.release
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    fn emit(&self, event: Event) -> Result<(), EngineError> {
+        Ok(self.reporter.borrow_mut().emit(event)?)
+    }
+
+    /// Runs `f` with the store (reads between events).
+    fn with_store<T>(&self, f: impl FnOnce(&crate::store::Store) -> Result<T, StoreError>) -> Result<T, EngineError> {
+        Ok(f(&self.reporter.borrow().store)?)
+    }
+
+    /// Clears the live view (spinners) once the drive is over.
+    pub fn finish_terminal(&self) {
+        self.reporter.borrow_mut().terminal.finish();
+    }
+}

@@ -1,0 +1,109 @@
+//! Fans each engine event out to its consumers, after redacting secrets: the store first
+//! (it is the durable truth), then events.jsonl, script_output.log and the terminal.
+
+use std::path::Path;
+
+use crate::engine::event::Event;
+use crate::output::events_file::EventsFile;
+use crate::output::script_log::ScriptLogs;
+use crate::output::terminal::Terminal;
+use crate::output::{Redactor, paths};
+use crate::store::{Store, StoreError, now_ms};
+
+/// A consumer failed: the release's record can no longer be trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write {what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+pub struct Reporter {
+    release: String,
+    pub store: Store,
+    pub redactor: Redactor,
+    events: EventsFile,
+    logs: ScriptLogs,
+    pub terminal: Terminal,
+}
+
+impl Reporter {
+    pub fn new(
+        store: Store,
+        release: &str,
+        redactor: Redactor,
+        terminal: Terminal,
+    ) -> Result<Reporter, ReportError> {
+        let state_dir = store.dir().to_path_buf();
+        let events = EventsFile::open(&paths::events_file(&state_dir, release))
+            .map_err(|source| ReportError::Io { what: "events.jsonl", source })?;
+        Ok(Reporter {
+            release: release.to_string(),
+            logs: ScriptLogs::new(state_dir, release),
+            store,
+            redactor,
+            events,
+            terminal,
+        })
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.store.dir()
+    }
+
+    /// Redacts `event`, then hands it to every consumer.
+    pub fn emit(&mut self, mut event: Event) -> Result<(), ReportError> {
+        if !self.redactor.is_empty() {
+            let redactor = &self.redactor;
+            event.map_text(&|text| redactor.redact_changed(text));
+        }
+        let at = now_ms();
+        apply_to_store(&mut self.store, &self.release, &event)?;
+        self.events
+            .write(&self.release, at, &event)
+            .map_err(|source| ReportError::Io { what: "events.jsonl", source })?;
+        self.logs
+            .write(&event)
+            .map_err(|source| ReportError::Io { what: "script_output.log", source })?;
+        self.terminal.write(&self.release, &event);
+        Ok(())
+    }
+}
+
+/// The store as a consumer: each event becomes the write that makes it durable.
+fn apply_to_store(store: &mut Store, release: &str, event: &Event) -> Result<(), StoreError> {
+    let error_of = |e: &Option<crate::engine::event::FailureInfo>| {
+        e.as_ref().map(|e| (e.class.as_str().to_string(), e.message.clone()))
+    };
+    match event {
+        Event::ReleaseStatus { status, reason } => {
+            store.set_release_status(release, *status, reason.as_deref())
+        }
+        Event::PhaseStatus { phase, status } => store.set_phase_status(phase.id, *status),
+        Event::TaskStatus { task, status, error } => {
+            let error = error_of(error);
+            store.set_task_status(task.id, *status, error.as_ref().map(|(c, m)| (c.as_str(), m.as_str())))
+        }
+        Event::AttemptStarted { task, attempt } => store.start_attempt(task.id, i64::from(*attempt)),
+        Event::AttemptFinished { task, attempt, status, error, exit_code } => {
+            let error = error_of(error);
+            store.finish_attempt(
+                task.id,
+                i64::from(*attempt),
+                *status,
+                error.as_ref().map(|(c, m)| (c.as_str(), m.as_str())),
+                *exit_code,
+            )
+        }
+        Event::RetryScheduled { task, at_ms, .. } => store.schedule_retry(task.id, *at_ms),
+        Event::Decision { task, decision, rule, detail } => {
+            store.record_decision(release, Some(task.id), decision, rule, detail.as_deref())
+        }
+        Event::VariablesSet { values } => store.set_variables(release, values),
+        Event::Output { .. } => Ok(()),
+    }
+}

@@ -1,0 +1,237 @@
+//! One task run: attempts, the policy's decision after each failure, and its execution.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use crate::engine::event::{Event, FailureInfo, PhaseRef, TaskRef};
+use crate::engine::kinds::AttemptResult;
+use crate::engine::{Engine, EngineError};
+use crate::pipeline::duration::format_duration;
+use crate::pipeline::{Phase, Task, TaskKind};
+use crate::policy::{self, Decision, EffectivePolicy, OnFailure, Then};
+use crate::store::{AttemptStatus, TaskRunRecord, TaskStatus, now_ms};
+
+/// How a task run left its step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskEnd {
+    /// Completed, skipped or ignored: the flow goes on.
+    Settled,
+    /// Failed and the policy halts the release.
+    Halted,
+    WaitingApproval,
+}
+
+/// A number in `[0, 1)` for retry jitter; kept outside the pure decision function.
+fn jitter_sample() -> f64 {
+    let bits = RandomState::new().build_hasher().finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Engine {
+    /// The `on_failure` nearest to the task, and where it stands.
+    fn effective_policy<'a>(&'a self, phase: &'a Phase, task: &'a Task) -> (Option<&'a OnFailure>, String) {
+        if let Some(p) = &task.on_failure {
+            (Some(p), format!("task {}", task.name))
+        } else if let Some(p) = &phase.on_failure {
+            (Some(p), format!("phase {}", phase.name))
+        } else if let Some(p) = &self.pipeline.on_failure {
+            (Some(p), "release".to_string())
+        } else {
+            (None, "default".to_string())
+        }
+    }
+
+    pub(super) fn output(&self, task: &TaskRef, line: impl Into<String>) -> Result<(), EngineError> {
+        self.emit(Event::Output {
+            task: task.clone(),
+            line: line.into(),
+        })
+    }
+
+    fn set_status(
+        &self,
+        task: &TaskRef,
+        status: TaskStatus,
+        error: Option<FailureInfo>,
+    ) -> Result<(), EngineError> {
+        self.emit(Event::TaskStatus {
+            task: task.clone(),
+            status,
+            error,
+        })
+    }
+
+    pub(super) async fn run_task(
+        &self,
+        phase: &Phase,
+        phase_ref: &PhaseRef,
+        record: &TaskRunRecord,
+        task: &Task,
+    ) -> Result<TaskEnd, EngineError> {
+        let task_ref = TaskRef {
+            id: record.id,
+            phase: phase_ref.clone(),
+            task: task.name.clone(),
+        };
+        if let TaskKind::Manual { .. } = task.kind {
+            return self.ask_for_approval(phase, &task_ref, task);
+        }
+        if record.status == TaskStatus::WaitingRetry
+            && let Some(at) = record.retry_at
+        {
+            // Resumed during a retry wait: keep the schedule, wait what is left.
+            let left = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+            tokio::time::sleep(left).await;
+        }
+        let mut attempt = u32::try_from(record.attempts).unwrap_or(0);
+        loop {
+            attempt += 1;
+            self.set_status(&task_ref, TaskStatus::Running, None)?;
+            self.emit(Event::AttemptStarted {
+                task: task_ref.clone(),
+                attempt,
+            })?;
+            let failure = match self.execute(phase, &task_ref, task, attempt).await? {
+                AttemptResult::Succeeded => {
+                    self.emit(Event::AttemptFinished {
+                        task: task_ref.clone(),
+                        attempt,
+                        status: AttemptStatus::Succeeded,
+                        error: None,
+                        exit_code: Some(0).filter(|_| is_process(task)),
+                    })?;
+                    self.set_status(&task_ref, TaskStatus::Completed, None)?;
+                    return Ok(TaskEnd::Settled);
+                }
+                AttemptResult::Failed { failure, exit_code } => {
+                    let info = FailureInfo {
+                        class: failure.class,
+                        message: failure.message.clone(),
+                    };
+                    self.output(&task_ref, format!("Attempt {attempt} failed: {}: {}", info.class, info.message))?;
+                    self.emit(Event::AttemptFinished {
+                        task: task_ref.clone(),
+                        attempt,
+                        status: AttemptStatus::Failed,
+                        error: Some(info),
+                        exit_code,
+                    })?;
+                    failure
+                }
+            };
+            match self.decide_after(phase, &task_ref, task, &failure)? {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Ok(self.end_failed(&task_ref, task, phase, &failure)?),
+            }
+        }
+    }
+
+    /// Asks the policy; on `retry` schedules the next attempt and returns its delay.
+    fn decide_after(
+        &self,
+        phase: &Phase,
+        task_ref: &TaskRef,
+        task: &Task,
+        failure: &policy::Failure,
+    ) -> Result<Option<Duration>, EngineError> {
+        let (on_failure, source) = self.effective_policy(phase, task);
+        let history = policy::History {
+            retries_used: self.with_store(|s| s.count_decisions(&self.release, "retry"))?,
+            retry_budget: self.pipeline.retry_budget,
+        };
+        let policy = EffectivePolicy { on_failure, source: &source };
+        let decided = policy::decide(policy, failure, history, jitter_sample());
+        self.emit(Event::Decision {
+            task: task_ref.clone(),
+            decision: decided.decision.keyword().to_string(),
+            rule: decided.rule.clone(),
+            detail: Some(decided.reason.clone()),
+        })?;
+        let Decision::Retry { delay, next_attempt } = decided.decision else {
+            return Ok(None);
+        };
+        let total = match on_failure {
+            Some(OnFailure::Declarative(d)) => d.retry.retries + 1,
+            _ => next_attempt,
+        };
+        self.output(
+            task_ref,
+            format!(
+                "Retrying in {} (attempt {next_attempt} of {total}): {}: {}",
+                format_duration(delay),
+                failure.class,
+                failure.message
+            ),
+        )?;
+        self.emit(Event::RetryScheduled {
+            task: task_ref.clone(),
+            next_attempt,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            at_ms: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+        })?;
+        Ok(Some(delay))
+    }
+
+    /// Applies the policy's `then` once no retry is left.
+    fn end_failed(
+        &self,
+        task_ref: &TaskRef,
+        task: &Task,
+        phase: &Phase,
+        failure: &policy::Failure,
+    ) -> Result<TaskEnd, EngineError> {
+        let error = Some(FailureInfo {
+            class: failure.class,
+            message: failure.message.clone(),
+        });
+        let then = match self.effective_policy(phase, task).0 {
+            Some(OnFailure::Declarative(d)) => d.then,
+            _ => Then::Pause,
+        };
+        match then {
+            Then::Skip => {
+                self.set_status(task_ref, TaskStatus::Skipped, error)?;
+                Ok(TaskEnd::Settled)
+            }
+            Then::Ignore => {
+                self.set_status(task_ref, TaskStatus::Ignored, error)?;
+                Ok(TaskEnd::Settled)
+            }
+            Then::Pause => {
+                self.set_status(task_ref, TaskStatus::Failed, error)?;
+                Ok(TaskEnd::Halted)
+            }
+            other => {
+                self.output(
+                    task_ref,
+                    format!("`then: {}` is not supported by this build yet: pausing instead", other.keyword()),
+                )?;
+                self.set_status(task_ref, TaskStatus::Failed, error)?;
+                Ok(TaskEnd::Halted)
+            }
+        }
+    }
+
+    fn ask_for_approval(&self, phase: &Phase, task_ref: &TaskRef, task: &Task) -> Result<TaskEnd, EngineError> {
+        let prompt = match &task.kind {
+            TaskKind::Manual { prompt } => self.render(phase, task, prompt).map(|r| r.value),
+            _ => Ok(String::new()),
+        };
+        let prompt = prompt.unwrap_or_else(|e| format!("(prompt could not be rendered: {e})"));
+        self.output(task_ref, format!("Waiting for approval: {prompt}"))?;
+        self.output(
+            task_ref,
+            format!(
+                "Answer with: relflow approve {0} --task {1}  (or: relflow reject {0} --task {1})",
+                self.release, task.name
+            ),
+        )?;
+        self.set_status(task_ref, TaskStatus::WaitingApproval, None)?;
+        Ok(TaskEnd::WaitingApproval)
+    }
+}
+
+fn is_process(task: &Task) -> bool {
+    matches!(task.kind, TaskKind::Command(_) | TaskKind::Script(_))
+}

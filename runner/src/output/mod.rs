@@ -1,0 +1,12 @@
+//! Consumers of engine events: script_output.log files, events.jsonl, the terminal; and
+//! the redaction every one of them relies on.
+
+pub mod events_file;
+pub mod paths;
+pub mod redact;
+pub mod script_log;
+pub mod terminal;
+pub mod time;
+pub mod view;
+
+pub use redact::Redactor;

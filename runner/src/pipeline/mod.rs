@@ -1,0 +1,14 @@
+//! Pipeline files: raw serde types with spans → validated model, and the errors in between.
+
+pub mod diagnostic;
+pub mod duration;
+mod load;
+pub mod model;
+mod raw;
+pub mod schema;
+pub mod template;
+mod validate;
+
+pub use diagnostic::Diagnostic;
+pub use load::{LoadError, MAX_PIPELINE_BYTES, load_file, load_str};
+pub use model::*;

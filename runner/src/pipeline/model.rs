@@ -1,0 +1,172 @@
+//! Validated pipeline model: the types the engine runs. They cannot hold an invalid pipeline.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::template::Template;
+use crate::policy::OnFailure;
+
+/// A loaded and validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// `[a-z0-9][a-z0-9_-]*`
+    pub name: String,
+    /// The pipeline file as given on the command line.
+    pub file: PathBuf,
+    /// Folder against which relative paths in the pipeline are resolved.
+    pub base_dir: PathBuf,
+    /// Declared variables and their default values, in file order.
+    pub variables: BTreeMap<String, String>,
+    pub backends: BTreeMap<String, Backend>,
+    /// Flow-level rollback (JFrog "Rollback on Failure").
+    pub rollback: Option<FlowRollback>,
+    /// Release-wide default policy (`on_failure` at the top level).
+    pub on_failure: Option<OnFailure>,
+    /// Bounds all retries of a release together. Default 20.
+    pub retry_budget: u32,
+    pub phases: Vec<Phase>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub name: String,
+    pub on_failure: Option<OnFailure>,
+    pub steps: Vec<Step>,
+}
+
+/// One entry of a phase's `tasks:` list: a task, or a group run in parallel.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Task(Task),
+    Parallel { max: usize, tasks: Vec<Task> },
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    pub kind: TaskKind,
+    /// Per-attempt timeout for the whole task (a `command`'s own `timeout` wins if both are absent/present: validation forbids both).
+    pub timeout: Option<Duration>,
+    pub on_failure: Option<OnFailure>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TaskKind {
+    Command(CommandSpec),
+    Script(ScriptSpec),
+    Deploy(DeploySpec),
+    Undeploy(DeploySpec),
+    Manual { prompt: Template },
+    Wait(Duration),
+}
+
+impl TaskKind {
+    /// The YAML key of this kind, for messages.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            TaskKind::Command(_) => "command",
+            TaskKind::Script(_) => "script",
+            TaskKind::Deploy(_) => "deploy",
+            TaskKind::Undeploy(_) => "undeploy",
+            TaskKind::Manual { .. } => "manual",
+            TaskKind::Wait(_) => "wait",
+        }
+    }
+}
+
+/// A process to run: argv exec'd directly, or one command line through `sh -c` when `shell: true`.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    pub run: Vec<Template>,
+    pub shell: bool,
+    pub timeout: Option<Duration>,
+    pub env: BTreeMap<String, Template>,
+    /// Relative to the pipeline folder when not absolute. `None` = the pipeline folder.
+    pub cwd: Option<Template>,
+}
+
+/// A script file (relative to the pipeline folder), exec'd directly with its args.
+#[derive(Debug, Clone)]
+pub struct ScriptSpec {
+    pub path: Template,
+    pub args: Vec<Template>,
+    pub timeout: Option<Duration>,
+    pub env: BTreeMap<String, Template>,
+    pub cwd: Option<Template>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeploySpec {
+    /// Name of an entry in `backends:` (validated to exist).
+    pub backend: String,
+    /// e.g. `PetPortal/${version}` or `Applications/Web/${version}`.
+    pub package: Template,
+    /// XL Deploy environment id, e.g. `Environments/Prod`.
+    pub environment: Option<Template>,
+    /// Subset of the package's top-level entries to deliver (local backend).
+    pub components: Vec<String>,
+    /// Health check run after delivery (local backend).
+    pub verify: Option<Vec<Template>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Local {
+        target: Template,
+        packages: Template,
+        verify: Option<Vec<Template>>,
+    },
+    XlDeploy {
+        url: Template,
+        username: Template,
+        /// Always treated as a secret.
+        password: Template,
+        polling_interval: Duration,
+        insecure_skip_tls_verify: bool,
+    },
+    Exec {
+        deploy: Vec<Template>,
+        rollback: Option<Vec<Template>>,
+        current: Option<Vec<Template>>,
+        status: Option<Vec<Template>>,
+    },
+}
+
+impl Backend {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::Local { .. } => "local",
+            Backend::XlDeploy { .. } => "xl-deploy",
+            Backend::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// Top-level `rollback:` — the flow-level Rollback on Failure.
+#[derive(Debug, Clone)]
+pub struct FlowRollback {
+    /// Roll back every completed deploy task, newest first.
+    pub undo_completed: bool,
+    pub run: Option<Vec<Template>>,
+    pub script: Option<Template>,
+}
+
+impl Pipeline {
+    /// Every task of the pipeline with the phase it stands in, in file order.
+    pub fn tasks(&self) -> impl Iterator<Item = (&Phase, &Task)> {
+        self.phases.iter().flat_map(|phase| {
+            phase.steps.iter().flat_map(move |step| {
+                let tasks: &[Task] = match step {
+                    Step::Task(task) => std::slice::from_ref(task),
+                    Step::Parallel { tasks, .. } => tasks,
+                };
+                tasks.iter().map(move |task| (phase, task))
+            })
+        })
+    }
+
+    pub fn phase(&self, name: &str) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+}

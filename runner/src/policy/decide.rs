@@ -1,0 +1,216 @@
+//! The decision function: (policy, failure, history) → decision. Pure: the engine executes
+//! what it returns, and `plan --simulate` runs the same function without running anything.
+
+use std::time::Duration;
+
+use relflow_plugin::ErrorClass;
+
+use super::model::{OnFailure, Then};
+use super::schedule::retry_delay;
+
+/// A failed attempt, as the policy sees it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub class: ErrorClass,
+    pub message: String,
+    /// The attempt that failed (1 = first execution).
+    pub attempt: u32,
+    /// Server's hint for `rate_limited` (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+/// What the release has used so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct History {
+    /// Retries already made in this release, all tasks together.
+    pub retries_used: u32,
+    /// The release-wide `retry_budget`.
+    pub retry_budget: u32,
+}
+
+/// The policy that applies to a task, and where it stands (for the `rule` of a decision).
+#[derive(Debug, Clone, Copy)]
+pub struct EffectivePolicy<'a> {
+    pub on_failure: Option<&'a OnFailure>,
+    /// e.g. `task smoke`, `phase deploy`, `release`, or `default`.
+    pub source: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Start attempt `next_attempt` after `delay`.
+    Retry { delay: Duration, next_attempt: u32 },
+    /// Retries are over or do not apply: the policy's `then`.
+    Then(Then),
+}
+
+impl Decision {
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Decision::Retry { .. } => "retry",
+            Decision::Then(then) => then.keyword(),
+        }
+    }
+}
+
+/// A decision with the rule that produced it and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    pub decision: Decision,
+    /// The policy location and clause, e.g. `task smoke: on_failure.retry`.
+    pub rule: String,
+    /// A sentence for logs.
+    pub reason: String,
+}
+
+/// Decides what happens after `failure`. `jitter_sample` in `[0, 1)` comes from the caller
+/// so that this function stays pure.
+pub fn decide(
+    policy: EffectivePolicy<'_>,
+    failure: &Failure,
+    history: History,
+    jitter_sample: f64,
+) -> Decided {
+    let rule = |clause: &str| format!("{}: {clause}", policy.source);
+    let declarative = match policy.on_failure {
+        None => {
+            return Decided {
+                decision: Decision::Then(Then::Pause),
+                rule: "default: pause".to_string(),
+                reason: "no on_failure policy: the release waits for a person".to_string(),
+            };
+        }
+        Some(OnFailure::Script(path)) => {
+            return Decided {
+                decision: Decision::Then(Then::Pause),
+                rule: rule("on_failure.script"),
+                reason: format!(
+                    "scripted policies ({}) are not supported by this build yet: pausing",
+                    path.display()
+                ),
+            };
+        }
+        Some(OnFailure::Declarative(d)) => d,
+    };
+    let retry = &declarative.retry;
+    let retries_done = failure.attempt.saturating_sub(1);
+    let then = |why: String| Decided {
+        decision: Decision::Then(declarative.then),
+        rule: rule(&format!("on_failure.then = {}", declarative.then.keyword())),
+        reason: why,
+    };
+    if !retry.when.contains(&failure.class) {
+        return then(format!("{} is not retried by this policy", failure.class));
+    }
+    if retries_done >= retry.retries {
+        return then(format!("{} of {} retries used", retries_done, retry.retries));
+    }
+    if history.retries_used >= history.retry_budget {
+        return then(format!(
+            "the release's retry budget of {} is used up",
+            history.retry_budget
+        ));
+    }
+    let mut delay = retry_delay(retry, retries_done + 1, jitter_sample);
+    if failure.class == ErrorClass::RateLimited
+        && let Some(hint) = failure.retry_after
+    {
+        delay = delay.max(hint);
+    }
+    Decided {
+        decision: Decision::Retry {
+            delay,
+            next_attempt: failure.attempt + 1,
+        },
+        rule: rule("on_failure.retry"),
+        reason: format!("{}: {}", failure.class, failure.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::model::{Declarative, RetryPolicy};
+
+    fn policy(retries: u32, then: Then) -> OnFailure {
+        OnFailure::Declarative(Declarative {
+            retry: RetryPolicy {
+                retries,
+                when: vec![ErrorClass::TaskFailed, ErrorClass::RateLimited],
+                jitter: false,
+                ..RetryPolicy::default()
+            },
+            then,
+            fix_forward: None,
+            actions: Vec::new(),
+        })
+    }
+
+    fn failure(class: ErrorClass, attempt: u32) -> Failure {
+        Failure {
+            class,
+            message: "exit 1".into(),
+            attempt,
+            retry_after: None,
+        }
+    }
+
+    const BUDGET: History = History {
+        retries_used: 0,
+        retry_budget: 20,
+    };
+
+    #[test]
+    fn no_policy_pauses() {
+        let p = EffectivePolicy { on_failure: None, source: "default" };
+        let d = decide(p, &failure(ErrorClass::TaskFailed, 1), BUDGET, 0.0);
+        assert_eq!(d.decision, Decision::Then(Then::Pause));
+    }
+
+    #[test]
+    fn retries_until_exhausted_then_applies_then() {
+        let on_failure = policy(3, Then::Skip);
+        let p = EffectivePolicy { on_failure: Some(&on_failure), source: "task smoke" };
+        let delays: Vec<Decision> = (1..=4)
+            .map(|n| decide(p, &failure(ErrorClass::TaskFailed, n), BUDGET, 0.0).decision)
+            .collect();
+        assert_eq!(
+            delays,
+            vec![
+                Decision::Retry { delay: Duration::from_secs(1), next_attempt: 2 },
+                Decision::Retry { delay: Duration::from_secs(2), next_attempt: 3 },
+                Decision::Retry { delay: Duration::from_secs(4), next_attempt: 4 },
+                Decision::Then(Then::Skip),
+            ]
+        );
+    }
+
+    #[test]
+    fn class_not_in_when_is_not_retried() {
+        let on_failure = policy(3, Then::Rollback);
+        let p = EffectivePolicy { on_failure: Some(&on_failure), source: "phase deploy" };
+        let d = decide(p, &failure(ErrorClass::Auth, 1), BUDGET, 0.0);
+        assert_eq!(d.decision, Decision::Then(Then::Rollback));
+        assert_eq!(d.rule, "phase deploy: on_failure.then = rollback");
+    }
+
+    #[test]
+    fn budget_exhaustion_stops_retries() {
+        let on_failure = policy(3, Then::Pause);
+        let p = EffectivePolicy { on_failure: Some(&on_failure), source: "release" };
+        let spent = History { retries_used: 20, retry_budget: 20 };
+        let d = decide(p, &failure(ErrorClass::TaskFailed, 1), spent, 0.0);
+        assert_eq!(d.decision, Decision::Then(Then::Pause));
+        assert!(d.reason.contains("budget"));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_for_rate_limited() {
+        let on_failure = policy(3, Then::Pause);
+        let p = EffectivePolicy { on_failure: Some(&on_failure), source: "release" };
+        let mut f = failure(ErrorClass::RateLimited, 1);
+        f.retry_after = Some(Duration::from_secs(30));
+        let d = decide(p, &f, BUDGET, 0.0);
+        assert_eq!(d.decision, Decision::Retry { delay: Duration::from_secs(30), next_attempt: 2 });
+    }
+}

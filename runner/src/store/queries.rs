@@ -1,0 +1,248 @@
+//! Reading the store, and planning a new release into it.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::records::*;
+use super::{Store, StoreError, now_ms};
+
+fn parse_status<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+fn release_from_row(row: &Row<'_>) -> rusqlite::Result<(ReleaseRecord, String, String)> {
+    Ok((
+        ReleaseRecord {
+            id: row.get("id")?,
+            pipeline: row.get("pipeline")?,
+            pipeline_file: row.get("pipeline_file")?,
+            pipeline_source: row.get("pipeline_source")?,
+            status: super::ReleaseStatus::Planned,
+            variables: BTreeMap::new(),
+            reason: row.get("reason")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        },
+        row.get("status")?,
+        row.get("variables")?,
+    ))
+}
+
+fn finish_release(
+    (mut record, status, variables): (ReleaseRecord, String, String),
+) -> Result<ReleaseRecord, StoreError> {
+    record.status = parse_status(status)?;
+    record.variables = serde_json::from_str(&variables)
+        .map_err(|e| StoreError::Corrupt(format!("variables of {}: {e}", record.id)))?;
+    Ok(record)
+}
+
+impl Store {
+    /// Creates release `<pipeline>-<n>` with every phase and task `planned`, in one transaction.
+    pub fn create_release(
+        &mut self,
+        pipeline: &str,
+        pipeline_file: &str,
+        pipeline_source: &str,
+        variables: &BTreeMap<String, String>,
+        phases: &[PlannedPhase],
+    ) -> Result<String, StoreError> {
+        let now = now_ms();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let seq: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM releases WHERE pipeline = ?1",
+            [pipeline],
+            |row| row.get(0),
+        )?;
+        let id = format!("{pipeline}-{seq}");
+        let vars = serde_json::to_string(variables).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO releases (id, pipeline, seq, pipeline_file, pipeline_source, status, variables, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'planned', ?6, ?7, ?7)",
+            params![id, pipeline, seq, pipeline_file, pipeline_source, vars, now],
+        )?;
+        for (position, phase) in phases.iter().enumerate() {
+            insert_phase_run(&tx, &id, position as i64, &phase.phase, 1, phase)?;
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    pub fn release(&self, id: &str) -> Result<ReleaseRecord, StoreError> {
+        let row = self
+            .conn
+            .query_row("SELECT * FROM releases WHERE id = ?1", [id], release_from_row)
+            .optional()?
+            .ok_or_else(|| StoreError::UnknownRelease(id.to_string()))?;
+        finish_release(row)
+    }
+
+    /// Every release, oldest first.
+    pub fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT * FROM releases ORDER BY created_at, pipeline, seq")?;
+        let rows = stmt.query_map([], release_from_row)?;
+        rows.map(|row| finish_release(row?)).collect()
+    }
+
+    /// The newest release, if any.
+    pub fn latest_release(&self) -> Result<Option<ReleaseRecord>, StoreError> {
+        Ok(self.releases()?.pop())
+    }
+
+    pub fn phase_runs(&self, release: &str) -> Result<Vec<PhaseRunRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, position, phase, run_no, status, started_at, ended_at
+             FROM phase_runs WHERE release_id = ?1 ORDER BY position",
+        )?;
+        let rows = stmt.query_map([release], |row| {
+            Ok((
+                PhaseRunRecord {
+                    id: row.get(0)?,
+                    position: row.get(1)?,
+                    phase: row.get(2)?,
+                    run_no: row.get(3)?,
+                    status: super::PhaseStatus::Planned,
+                    started_at: row.get(5)?,
+                    ended_at: row.get(6)?,
+                },
+                row.get::<_, String>(4)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (mut record, status) = row?;
+            record.status = parse_status(status)?;
+            Ok(record)
+        })
+        .collect()
+    }
+
+    /// Task runs of a release, by phase run then position.
+    pub fn task_runs(&self, release: &str) -> Result<Vec<TaskRunRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT t.id, t.phase_run_id, t.position, t.step, t.task, t.kind, t.status, t.attempts,
+                    t.handle, t.retry_at, t.error_class, t.error, t.started_at, t.ended_at
+             FROM task_runs t JOIN phase_runs p ON p.id = t.phase_run_id
+             WHERE t.release_id = ?1 ORDER BY p.position, t.position",
+        )?;
+        let rows = stmt.query_map([release], |row| {
+            Ok((
+                TaskRunRecord {
+                    id: row.get(0)?,
+                    phase_run_id: row.get(1)?,
+                    position: row.get(2)?,
+                    step: row.get(3)?,
+                    task: row.get(4)?,
+                    kind: row.get(5)?,
+                    status: super::TaskStatus::Planned,
+                    attempts: row.get(7)?,
+                    handle: row.get(8)?,
+                    retry_at: row.get(9)?,
+                    error_class: row.get(10)?,
+                    error: row.get(11)?,
+                    started_at: row.get(12)?,
+                    ended_at: row.get(13)?,
+                },
+                row.get::<_, String>(6)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (mut record, status) = row?;
+            record.status = parse_status(status)?;
+            Ok(record)
+        })
+        .collect()
+    }
+
+    /// Attempts of every task run of a release, by task run then number.
+    pub fn attempts(&self, release: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT a.task_run_id, a.number, a.status, a.error_class, a.message, a.exit_code,
+                    a.started_at, a.ended_at
+             FROM attempts a JOIN task_runs t ON t.id = a.task_run_id
+             WHERE t.release_id = ?1 ORDER BY a.task_run_id, a.number",
+        )?;
+        let rows = stmt.query_map([release], |row| {
+            Ok((
+                AttemptRecord {
+                    task_run_id: row.get(0)?,
+                    number: row.get(1)?,
+                    status: super::AttemptStatus::Running,
+                    error_class: row.get(3)?,
+                    message: row.get(4)?,
+                    exit_code: row.get(5)?,
+                    started_at: row.get(6)?,
+                    ended_at: row.get(7)?,
+                },
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (mut record, status) = row?;
+            record.status = parse_status(status)?;
+            Ok(record)
+        })
+        .collect()
+    }
+
+    /// How many decisions of one kind (e.g. `retry`) a release has recorded.
+    pub fn count_decisions(&self, release: &str, decision: &str) -> Result<u32, StoreError> {
+        let n: i64 = self.conn.prepare_cached(
+            "SELECT COUNT(*) FROM decisions WHERE release_id = ?1 AND decision = ?2",
+        )?
+        .query_row(params![release, decision], |row| row.get(0))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    pub fn decisions(&self, release: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT task_run_id, decision, rule, detail, at FROM decisions
+             WHERE release_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([release], |row| {
+            Ok(DecisionRecord {
+                task_run_id: row.get(0)?,
+                decision: row.get(1)?,
+                rule: row.get(2)?,
+                detail: row.get(3)?,
+                at: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Inserts one phase run and its planned task runs.
+pub(super) fn insert_phase_run(
+    tx: &rusqlite::Transaction<'_>,
+    release: &str,
+    position: i64,
+    phase: &str,
+    run_no: i64,
+    planned: &PlannedPhase,
+) -> Result<i64, StoreError> {
+    tx.execute(
+        "INSERT INTO phase_runs (release_id, position, phase, run_no, status) VALUES (?1, ?2, ?3, ?4, 'planned')",
+        params![release, position, phase, run_no],
+    )?;
+    let phase_run_id = tx.last_insert_rowid();
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO task_runs (release_id, phase_run_id, position, step, task, kind, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'planned')",
+    )?;
+    for (position, task) in planned.tasks.iter().enumerate() {
+        stmt.execute(params![
+            release,
+            phase_run_id,
+            position as i64,
+            task.step,
+            task.task,
+            task.kind
+        ])?;
+    }
+    Ok(phase_run_id)
+}

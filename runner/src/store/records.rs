@@ -1,0 +1,103 @@
+//! Rows of the store as the engine and the CLI read them.
+
+use std::collections::BTreeMap;
+
+use super::status::{AttemptStatus, PhaseStatus, ReleaseStatus, TaskStatus};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReleaseRecord {
+    pub id: String,
+    pub pipeline: String,
+    pub pipeline_file: String,
+    #[serde(skip)]
+    pub pipeline_source: String,
+    pub status: ReleaseStatus,
+    pub variables: BTreeMap<String, String>,
+    /// Why the release stopped where it did, when it did not complete.
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PhaseRunRecord {
+    pub id: i64,
+    pub position: i64,
+    pub phase: String,
+    pub run_no: i64,
+    pub status: PhaseStatus,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+}
+
+impl PhaseRunRecord {
+    /// `deploy` for the first run, `deploy#2` for the second: also its log folder's name.
+    pub fn label(&self) -> String {
+        phase_label(&self.phase, self.run_no)
+    }
+}
+
+/// `phase` for run 1, `phase#n` after.
+pub fn phase_label(phase: &str, run_no: i64) -> String {
+    if run_no <= 1 {
+        phase.to_string()
+    } else {
+        format!("{phase}#{run_no}")
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskRunRecord {
+    pub id: i64,
+    pub phase_run_id: i64,
+    pub position: i64,
+    /// Tasks of one parallel group share a step.
+    pub step: i64,
+    pub task: String,
+    pub kind: String,
+    pub status: TaskStatus,
+    pub attempts: i64,
+    pub handle: Option<String>,
+    /// When a task `waiting_retry` starts its next attempt (ms since epoch).
+    pub retry_at: Option<i64>,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptRecord {
+    pub task_run_id: i64,
+    pub number: i64,
+    pub status: AttemptStatus,
+    pub error_class: Option<String>,
+    pub message: Option<String>,
+    pub exit_code: Option<i64>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DecisionRecord {
+    pub task_run_id: Option<i64>,
+    pub decision: String,
+    pub rule: String,
+    pub detail: Option<String>,
+    pub at: i64,
+}
+
+/// One task to plan into a new release: (phase position, step, task name, kind).
+#[derive(Debug, Clone)]
+pub struct PlannedTask {
+    pub step: i64,
+    pub task: String,
+    pub kind: String,
+}
+
+/// One phase to plan into a new release.
+#[derive(Debug, Clone)]
+pub struct PlannedPhase {
+    pub phase: String,
+    pub tasks: Vec<PlannedTask>,
+}

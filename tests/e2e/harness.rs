@@ -1,0 +1,153 @@
+//! Test harness: runs the real `relflow` CLI in a private temp dir and reads what it left.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A scratch working directory with its own `.relflow/` state.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+/// What one CLI run printed and returned.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Panics with both streams when the exit code differs: failures show what the user saw.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Path of the CLI under test, built by this package as `relflow-e2e`.
+pub fn relflow_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_relflow-e2e"))
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("create temp dir"),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sets an environment variable for every later CLI run.
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Writes `content` to `rel` (creating folders); returns the absolute path.
+    pub fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, content).expect("write");
+        path
+    }
+
+    /// Writes an executable script (mode 0755).
+    pub fn write_script(&self, rel: &str, content: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.write(rel, content);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        let path = self.dir.path().join(rel);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.dir.path().join(rel).exists()
+    }
+
+    /// The command, ready to run in the sandbox with a clean relflow environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(relflow_bin());
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RELFLOW_STATE_DIR")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs `relflow ARGS...` to completion.
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        let out = self.command(args).output().expect("spawn relflow");
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Starts `relflow ARGS...` in the background (stdout/stderr piped).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn relflow")
+    }
+
+    /// Every file under the sandbox's `.relflow/`, concatenated (binary files lossily).
+    pub fn state_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        collect_files(&self.dir.path().join(".relflow"), &mut out);
+        out
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<u8>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.extend_from_slice(&bytes);
+        }
+    }
+}
+
+/// Waits until `cond` holds, polling every 20 ms, for at most `secs` seconds.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cond()
+}
