@@ -1,4 +1,8 @@
 //! End-to-end tests: the real relflow CLI in temp dirs.
 
+mod approvals;
+mod crash_resume;
 mod harness;
 mod load_errors;
+mod run_basics;
+mod secrets;

@@ -155,8 +155,13 @@ impl Engine {
             return Err(e);
         }
         let program = &shown[0];
+        let outputs = output_file.as_deref().map(read_outputs).transpose();
+        if let Some(file) = &output_file {
+            // It may hold secrets (a task can write `${env.*}` values to it): never leave it.
+            let _ = std::fs::remove_file(file);
+        }
         Ok(match end {
-            ProcessEnd::Exited(0) => match output_file.map(|f| read_outputs(&f)).transpose() {
+            ProcessEnd::Exited(0) => match outputs {
                 Ok(values) => {
                     if let Some(values) = values.filter(|v| !v.is_empty()) {
                         self.set_variables(task_ref, values)?;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use serde::de::IgnoredAny;
 use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::{DuplicateKeyPolicy, Error as YamlError, MessageFormatter, Spanned};
 
@@ -93,8 +94,17 @@ pub fn load_str(path: &Path, source: &str) -> Result<Pipeline, LoadError> {
             "the file is empty: expected a mapping with `name` and `phases`",
         ));
     }
-    let raw: Spanned<RawPipeline> = serde_saphyr::from_str_with_options(source, yaml_options())
-        .map_err(|err| LoadError::new(path, Some(source), vec![yaml_diagnostic(path, &err)]))?;
+    let yaml_error =
+        |err: YamlError| LoadError::new(path, Some(source), vec![yaml_diagnostic(path, &err)]);
+    // The typed pass below stops at the first value of the wrong shape, often before an
+    // alias is expanded; walking every node first makes the alias budget apply to the
+    // whole file, whatever its shape. Without `*` there is no alias to expand.
+    if source.contains('*') {
+        serde_saphyr::from_str_with_options::<IgnoredAny>(source, yaml_options())
+            .map_err(yaml_error)?;
+    }
+    let raw: Spanned<RawPipeline> =
+        serde_saphyr::from_str_with_options(source, yaml_options()).map_err(yaml_error)?;
     validate(raw, path, source, &base_dir(path))
         .map_err(|diags| LoadError::new(path, Some(source), diags))
 }
@@ -280,6 +290,15 @@ fn budget_message(breach: &BudgetBreach) -> String {
 /// A library message made to read like ours: lowercase start, no trailing period, no
 /// advice about library options.
 fn tidy(message: &str) -> String {
+    let cleaned = tidy_text(message);
+    if cleaned.starts_with("while parsing a block") {
+        format!("{cleaned} (check the indentation)")
+    } else {
+        cleaned
+    }
+}
+
+fn tidy_text(message: &str) -> String {
     let message = message.split("; use ").next().unwrap_or(message);
     let message = message.split(", set ").next().unwrap_or(message);
     let message = message.trim().trim_end_matches('.');

@@ -1,8 +1,8 @@
 //! The pipeline file as written: private serde types with source spans, checked by `validate`.
 //!
 //! Format decisions beyond DESIGN.md (for the README):
-//! - Names (pipeline, phase, task, backend, backend `kind`, `then`, `backoff`, `trigger`,
-//!   error classes) must be YAML strings: `name: 123` is refused, write `name: "123"`.
+//! - Names (pipeline, phase, task, backend) must be YAML strings: `name: 123` is refused,
+//!   write `name: "123"`.
 //!   Every other value (variables, arguments, templates, durations) takes any scalar and
 //!   keeps its text as written: `version: 2.10` is "2.10", `run: [sleep, 5]` is `sleep 5`.
 //!   A null (`key:` with nothing, or `~`) is refused where a value is needed; an absent key
@@ -45,18 +45,6 @@ pub struct RawPipeline {
     pub retry_budget: Option<Spanned<i64>>,
     pub phases: Option<Spanned<Vec<Spanned<RawPhase>>>>,
 }
-
-/// The top-level keys, for the JSON Schema test.
-#[cfg(test)]
-pub const TOP_LEVEL_KEYS: &[&str] = &[
-    "name",
-    "variables",
-    "backends",
-    "rollback",
-    "on_failure",
-    "retry_budget",
-    "phases",
-];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,7 +92,7 @@ pub struct RawCommand {
 #[derive(Debug)]
 pub enum RawScript {
     Path(String),
-    Spec(RawScriptSpec),
+    Spec(Box<RawScriptSpec>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,9 +198,17 @@ where
     Spanned::<Option<T>>::deserialize(deserializer).map(Some)
 }
 
-/// A value that must be a YAML string (names, keywords).
+/// A name or keyword. A number or boolean is kept as its text with `is_string` false, so
+/// validation can ask for quotes while pointing at the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Text(pub String);
+pub struct Text(pub String, pub bool);
+
+impl Text {
+    /// False when the YAML value was a number or a boolean.
+    pub fn is_string(&self) -> bool {
+        self.1
+    }
+}
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -223,7 +219,19 @@ impl<'de> Deserialize<'de> for Text {
                 f.write_str("a string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
+                Ok(Text(v.to_string(), true))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string(), false))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string(), false))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string(), false))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string(), false))
             }
         }
         deserializer.deserialize_any(TextVisitor)
@@ -294,7 +302,8 @@ impl<'de> Deserialize<'de> for RawScript {
                 Ok(RawScript::Path(v.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawScript, A::Error> {
-                RawScriptSpec::deserialize(MapAccessDeserializer::new(map)).map(RawScript::Spec)
+                RawScriptSpec::deserialize(MapAccessDeserializer::new(map))
+                    .map(|spec| RawScript::Spec(Box::new(spec)))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<RawScript, A::Error> {
                 Err(de::Error::invalid_type(Unexpected::Seq, &self))

@@ -138,6 +138,9 @@ impl<'a> Checker<'a> {
     }
 
     fn pipeline_name(&mut self, name: &Spanned<Text>) -> Option<String> {
+        if !self.is_string_name(name, "name") {
+            return None;
+        }
         let text = &name.value.0;
         let mut chars = text.chars();
         let first_ok = chars
@@ -270,6 +273,9 @@ impl<'a> Checker<'a> {
         path: &str,
         what: &str,
     ) -> Option<String> {
+        if !self.is_string_name(name, path) {
+            return None;
+        }
         let text = &name.value.0;
         if is_step_name(text) {
             return Some(text.clone());
@@ -330,6 +336,19 @@ impl<'a> Checker<'a> {
             run,
             script,
         })
+    }
+
+    /// A name written as a number or boolean is refused: YAML would not keep its text.
+    fn is_string_name(&mut self, name: &Spanned<Text>, path: &str) -> bool {
+        if name.value.is_string() {
+            return true;
+        }
+        let text = &name.value.0;
+        self.error(
+            name.referenced,
+            format!("{path}: a name must be a string: write `\"{text}\"` in quotes"),
+        );
+        false
     }
 
     /// Checks an integer in `min..=max`.

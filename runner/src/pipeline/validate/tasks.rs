@@ -111,9 +111,9 @@ impl Checker<'_> {
         let mut ok = true;
         for (index, task) in tasks.value.iter().enumerate() {
             let task_path = format!("{path}.tasks[{index}]");
-            if let Some(nested) = &task.value.parallel {
+            if task.value.parallel.is_some() {
                 self.error(
-                    nested.referenced,
+                    task.referenced,
                     format!("{task_path}: parallel groups cannot be nested"),
                 );
                 ok = false;
@@ -407,12 +407,7 @@ impl Checker<'_> {
             }
             None => Some(None),
         };
-        let components = self.local_only(
-            deploy.components.as_ref().map(|c| c.as_slice()),
-            kind,
-            path,
-            "components",
-        );
+        let components = self.local_only(deploy.components.as_deref(), kind, path, "components");
         let verify = match &deploy.verify {
             Some(verify) if kind != "local" => {
                 self.not_for_kind(verify.referenced.into(), path, "verify", kind);

@@ -1,0 +1,61 @@
+//! Values from `${env.*}` never reach logs, events, the store or `status`.
+
+use crate::harness::Sandbox;
+
+const SECRET: &str = "tok-9f3a7c1e5d";
+
+#[test]
+fn env_secrets_are_redacted_everywhere() {
+    let mut sb = Sandbox::new();
+    sb.env("DEPLOY_TOKEN", SECRET);
+    sb.write(
+        "p.yaml",
+        r#"
+name: secretive
+variables: { token_echo: "" }
+phases:
+  - name: deploy
+    tasks:
+      - name: uses-arg
+        command: { run: [echo, "token is ${env.DEPLOY_TOKEN}"] }
+      - name: uses-env
+        command:
+          run: [sh, -c, "echo from env $TOKEN; echo token_echo=$TOKEN >> $RELFLOW_OUTPUT"]
+          env: { TOKEN: "${env.DEPLOY_TOKEN}" }
+      - name: fails-loudly
+        command: { run: [sh, -c, "echo $0 >&2; exit 1", "${env.DEPLOY_TOKEN}"] }
+"#,
+    );
+    let run = sb.run(&["run", "p.yaml"]);
+    run.expect_code(1);
+    let status = sb.run(&["status", "secretive-1"]);
+    let json = sb.run(&["status", "secretive-1", "--json"]);
+    let logs = sb.run(&["logs", "secretive-1"]);
+    let state = String::from_utf8_lossy(&sb.state_bytes()).into_owned();
+
+    assert!(logs.stdout.contains("token is ***"), "{}", logs.stdout);
+    assert!(logs.stdout.contains("from env ***"), "{}", logs.stdout);
+    assert!(state.contains("events.jsonl") || sb.exists(".relflow/releases/secretive-1/events.jsonl"));
+    for (what, text) in [
+        ("run output", format!("{}{}", run.stdout, run.stderr)),
+        ("status", status.stdout),
+        ("status --json", json.stdout),
+        ("logs", logs.stdout),
+        ("files under .relflow (script_output.log, events.jsonl, relflow.db)", state),
+    ] {
+        assert!(!text.contains(SECRET), "the secret leaked into {what}");
+    }
+}
+
+#[test]
+fn a_missing_secret_is_refused_before_the_release_starts() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "name: needs\nphases:\n  - name: a\n    tasks:\n      - { name: t, command: { run: [echo, \"${env.RELFLOW_TEST_UNSET_VAR}\"] } }\n",
+    );
+    let out = sb.run(&["run", "p.yaml"]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("RELFLOW_TEST_UNSET_VAR"), "{}", out.stderr);
+    assert!(!sb.exists(".relflow/releases"));
+}
