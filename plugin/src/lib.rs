@@ -1,5 +1,16 @@
 //! Deploy backends for relflow behind one `Backend` trait. Knows nothing of pipelines.
 
+pub mod backend;
 pub mod error_class;
+pub mod exec;
+pub mod local;
+mod process;
 
+pub use backend::{
+    AnyBackend, Backend, BackendError, ComponentChange, ComponentReverted, CurrentVersion,
+    DeliveredComponent, DeployOutcome, DeployRequest, ExecHandle, Handle, LocalHandle, LogSink,
+    RevertAction, RevertOutcome, RollbackReport,
+};
 pub use error_class::ErrorClass;
+pub use exec::{Docker, ExecBackend};
+pub use local::{FreeSpaceProbe, LocalBackend};

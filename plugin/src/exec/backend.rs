@@ -1,0 +1,459 @@
+//! Runs the user's `deploy`, `rollback`, `current` and `status` commands, recording the deploy
+//! command's outcome in the work folder (`exec.json`) so a restarted runner can re-attach.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorClass;
+use crate::backend::{
+    Backend, BackendError, ComponentReverted, CurrentVersion, DeployOutcome, DeployRequest,
+    ExecHandle, HANDLE_FORMAT, Handle, LogSink, RevertAction, RevertOutcome, RollbackReport,
+};
+use crate::process::{self, Run};
+
+/// Drives a deployment through commands. Every argv is already rendered by the runner and is
+/// run without a shell; output lines go to the log. Commands also get `RELFLOW_APPLICATION`,
+/// `RELFLOW_VERSION` and `RELFLOW_COMPONENTS` (comma-separated) in their environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecBackend {
+    pub deploy: Vec<String>,
+    /// Reverts the deployment; without it, rollback fails with class `precondition`.
+    pub rollback: Option<Vec<String>>,
+    /// Prints the deployed version on stdout (its last non-empty line counts).
+    pub current: Option<Vec<String>>,
+    /// Exits 0 when the deployment is healthy; asked after a restart when the outcome of the
+    /// deploy command is unknown.
+    pub status: Option<Vec<String>>,
+    /// Working folder of the commands; the runner's when `None`.
+    pub cwd: Option<PathBuf>,
+}
+
+/// `<work_dir>/exec.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Record {
+    format: u32,
+    state: State,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum State {
+    Running { pid: Option<u32> },
+    Succeeded,
+    Failed { message: String },
+}
+
+fn record_path(work_dir: &Path) -> PathBuf {
+    work_dir.join("exec.json")
+}
+
+fn save(work_dir: &Path, state: State) -> Result<(), BackendError> {
+    let path = record_path(work_dir);
+    let json = serde_json::to_vec(&Record { format: 1, state }).unwrap_or_default();
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| {
+            BackendError::new(
+                ErrorClass::TaskFailed,
+                format!("write {}: {e}", path.display()),
+            )
+        })
+}
+
+fn load(work_dir: &Path) -> Result<State, BackendError> {
+    let path = record_path(work_dir);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        BackendError::new(
+            ErrorClass::NotFound,
+            format!("read {}: {e}; the work folder is gone", path.display()),
+        )
+    })?;
+    serde_json::from_slice::<Record>(&bytes)
+        .map(|r| r.state)
+        .map_err(|e| {
+            BackendError::new(
+                ErrorClass::Protocol,
+                format!("read {}: {e}", path.display()),
+            )
+        })
+}
+
+fn work_dir(handle: &Handle) -> Result<&ExecHandle, BackendError> {
+    match handle {
+        Handle::Exec(h) => Ok(h),
+        other => Err(BackendError::new(
+            ErrorClass::Validation,
+            format!(
+                "use a handle of another backend with the exec backend: {}",
+                other.to_json()
+            ),
+        )),
+    }
+}
+
+impl ExecBackend {
+    fn command<'a>(&'a self, argv: &'a [String], handle: &ExecHandle) -> Run<'a> {
+        let mut run = Run::new(argv);
+        run.cwd = self.cwd.as_deref();
+        run.env = vec![
+            ("RELFLOW_APPLICATION", handle.application.clone()),
+            ("RELFLOW_VERSION", handle.version.clone()),
+            ("RELFLOW_COMPONENTS", handle.components.join(",")),
+        ];
+        run
+    }
+
+    /// Runs `deploy`, recording its pid while it runs and its outcome after.
+    fn run_deploy(
+        &self,
+        handle: &ExecHandle,
+        log: LogSink<'_>,
+    ) -> Result<DeployOutcome, BackendError> {
+        let what = format!("deploy {} {}", handle.application, handle.version);
+        save(&handle.work_dir, State::Running { pid: None })?;
+        log(&process::show(&self.deploy));
+        let run = self.command(&self.deploy, handle);
+        let work_dir = handle.work_dir.clone();
+        let finished = process::run(&run, log, &mut |pid| {
+            let _ = save(&work_dir, State::Running { pid: Some(pid) });
+        })
+        .map_err(|e| BackendError::new(e.class, format!("{what}: {}", e.message)))?;
+        if !finished.is_success() {
+            let program = self.deploy.first().map(String::as_str).unwrap_or_default();
+            let message = format!("{what}: `{program}` {}", finished.describe());
+            save(
+                &handle.work_dir,
+                State::Failed {
+                    message: message.clone(),
+                },
+            )?;
+            return Err(BackendError::new(ErrorClass::TaskFailed, message));
+        }
+        save(&handle.work_dir, State::Succeeded)?;
+        Ok(DeployOutcome {
+            handle: Handle::Exec(handle.clone()),
+            components: Vec::new(),
+            is_verified: false,
+        })
+    }
+
+    /// Runs an optional command; `Ok(None)` when it is not configured.
+    fn run_optional(
+        &self,
+        argv: &[String],
+        handle: &ExecHandle,
+        log: LogSink<'_>,
+    ) -> Result<process::Finished, BackendError> {
+        log(&process::show(argv));
+        let mut run = self.command(argv, handle);
+        run.keep_stdout = true;
+        process::run(&run, log, &mut |_| {})
+    }
+}
+
+impl Backend for ExecBackend {
+    fn deploy(
+        &self,
+        request: &DeployRequest,
+        on_handle: &mut dyn FnMut(&Handle) -> Result<(), BackendError>,
+        log: LogSink<'_>,
+    ) -> Result<DeployOutcome, BackendError> {
+        let handle = ExecHandle {
+            format: HANDLE_FORMAT,
+            work_dir: request.work_dir.clone(),
+            application: request.application.clone(),
+            version: request.version.clone(),
+            components: request.components.clone(),
+        };
+        std::fs::create_dir_all(&handle.work_dir).map_err(|e| {
+            BackendError::new(
+                ErrorClass::TaskFailed,
+                format!("create {}: {e}", handle.work_dir.display()),
+            )
+        })?;
+        save(&handle.work_dir, State::Running { pid: None })?;
+        on_handle(&Handle::Exec(handle.clone()))?;
+        self.run_deploy(&handle, log)
+    }
+
+    /// A finished deploy command reports its recorded outcome. One that was running when the
+    /// runner died is asked about through `status`; without `status` the attempt is
+    /// `interrupted`, which the failure policy may retry.
+    fn resume(&self, handle: &Handle, log: LogSink<'_>) -> Result<DeployOutcome, BackendError> {
+        let h = work_dir(handle)?;
+        let what = format!("deploy {} {}", h.application, h.version);
+        let done = || DeployOutcome {
+            handle: handle.clone(),
+            components: Vec::new(),
+            is_verified: false,
+        };
+        match load(&h.work_dir)? {
+            State::Succeeded => Ok(done()),
+            State::Failed { message } => Err(BackendError::new(ErrorClass::TaskFailed, message)),
+            State::Running { .. } => {
+                let Some(status) = &self.status else {
+                    return Err(BackendError::new(
+                        ErrorClass::Interrupted,
+                        format!(
+                            "{what}: the runner stopped while the deploy command ran and there is no `status` command to ask how it ended"
+                        ),
+                    ));
+                };
+                let finished = self.run_optional(status, h, log)?;
+                if finished.is_success() {
+                    save(&h.work_dir, State::Succeeded)?;
+                    return Ok(done());
+                }
+                let message = format!("{what}: the status command {}", finished.describe());
+                save(
+                    &h.work_dir,
+                    State::Failed {
+                        message: message.clone(),
+                    },
+                )?;
+                Err(BackendError::new(ErrorClass::TaskFailed, message))
+            }
+        }
+    }
+
+    fn retry(&self, handle: &Handle, log: LogSink<'_>) -> Result<DeployOutcome, BackendError> {
+        self.run_deploy(work_dir(handle)?, log)
+    }
+
+    fn roll_back(&self, handle: &Handle, log: LogSink<'_>) -> Result<RollbackReport, BackendError> {
+        let h = work_dir(handle)?;
+        let Some(argv) = &self.rollback else {
+            return Err(BackendError::new(
+                ErrorClass::Precondition,
+                format!(
+                    "roll back {} {}: the exec backend has no `rollback` command",
+                    h.application, h.version
+                ),
+            ));
+        };
+        let outcome = match self.run_optional(argv, h, log) {
+            Ok(finished) if finished.is_success() => RevertOutcome::Ok,
+            Ok(finished) => RevertOutcome::Failed {
+                class: ErrorClass::TaskFailed,
+                message: format!(
+                    "roll back {} {}: the rollback command {}",
+                    h.application,
+                    h.version,
+                    finished.describe()
+                ),
+            },
+            Err(e) => RevertOutcome::Failed {
+                class: e.class,
+                message: format!("roll back {} {}: {}", h.application, h.version, e.message),
+            },
+        };
+        let component = ComponentReverted {
+            component: h.application.clone(),
+            action: RevertAction::Restored,
+            outcome,
+        };
+        Ok(RollbackReport {
+            components: vec![component],
+        })
+    }
+
+    fn roll_back_components(
+        &self,
+        handle: &Handle,
+        components: &[String],
+        log: LogSink<'_>,
+    ) -> Result<RollbackReport, BackendError> {
+        if components.is_empty() {
+            return self.roll_back(handle, log);
+        }
+        Err(BackendError::new(
+            ErrorClass::Validation,
+            format!(
+                "roll back components {} of {}: the exec backend reverts whole deployments only",
+                components.join(", "),
+                handle.application()
+            ),
+        ))
+    }
+
+    /// Sends SIGTERM to the deploy command while it runs; nothing to do once it ended.
+    fn cancel(&self, handle: &Handle, log: LogSink<'_>) -> Result<(), BackendError> {
+        let h = work_dir(handle)?;
+        match load(&h.work_dir)? {
+            State::Running { pid: Some(pid) } => {
+                let Ok(pid) = libc::pid_t::try_from(pid) else {
+                    return Ok(());
+                };
+                // SAFETY: kill has no memory effects; a stale pid fails with ESRCH.
+                if unsafe { libc::kill(pid, libc::SIGTERM) } == 0 {
+                    log(&format!(
+                        "Sent SIGTERM to the deploy command (pid {pid}); the target may be in an unknown state"
+                    ));
+                }
+                Ok(())
+            }
+            _ => {
+                log("The deploy command is not running; nothing to cancel");
+                Ok(())
+            }
+        }
+    }
+
+    fn current_version(&self, log: LogSink<'_>) -> Result<Option<CurrentVersion>, BackendError> {
+        let Some(argv) = &self.current else {
+            return Ok(None);
+        };
+        let none = ExecHandle {
+            format: HANDLE_FORMAT,
+            work_dir: PathBuf::new(),
+            application: String::new(),
+            version: String::new(),
+            components: Vec::new(),
+        };
+        let finished = self.run_optional(argv, &none, log)?;
+        if !finished.is_success() {
+            return Err(BackendError::new(
+                ErrorClass::TaskFailed,
+                format!(
+                    "read the current version: the current command {}",
+                    finished.describe()
+                ),
+            ));
+        }
+        let version = finished
+            .stdout
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| !l.is_empty());
+        Ok(version.map(|v| CurrentVersion {
+            application: None,
+            version: v.to_string(),
+            components: Vec::new(),
+            deployed_at: None,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    fn request(work_dir: &Path) -> DeployRequest {
+        DeployRequest {
+            application: "web".into(),
+            version: "2.3".into(),
+            components: vec![],
+            work_dir: work_dir.to_path_buf(),
+            verify: None,
+        }
+    }
+
+    #[test]
+    fn deploy_reports_handle_first_streams_output_and_resume_reads_the_outcome() {
+        let tmp = tempfile::tempdir().unwrap();
+        let backend = ExecBackend {
+            deploy: sh("echo deploying $RELFLOW_APPLICATION $RELFLOW_VERSION"),
+            ..Default::default()
+        };
+        let mut lines = Vec::new();
+        let mut handles = Vec::new();
+        let outcome = backend
+            .deploy(
+                &request(tmp.path()),
+                &mut |h| {
+                    handles.push(h.to_json());
+                    Ok(())
+                },
+                &mut |l| lines.push(l.to_string()),
+            )
+            .unwrap();
+        assert_eq!(handles.len(), 1);
+        assert!(
+            lines.contains(&"deploying web 2.3".to_string()),
+            "{lines:?}"
+        );
+        let resumed = backend.resume(&outcome.handle, &mut |_| {}).unwrap();
+        assert_eq!(resumed.handle, outcome.handle);
+    }
+
+    #[test]
+    fn failing_deploy_is_task_failed_and_rollback_runs_the_rollback_command() {
+        let tmp = tempfile::tempdir().unwrap();
+        let marker = tmp.path().join("rolled-back");
+        let backend = ExecBackend {
+            deploy: sh("exit 4"),
+            rollback: Some(vec!["touch".into(), marker.display().to_string()]),
+            ..Default::default()
+        };
+        let mut handle = None;
+        let err = backend
+            .deploy(
+                &request(&tmp.path().join("w")),
+                &mut |h| {
+                    handle = Some(h.clone());
+                    Ok(())
+                },
+                &mut |_| {},
+            )
+            .unwrap_err();
+        assert_eq!(err.class, ErrorClass::TaskFailed);
+        assert!(err.message.ends_with("`sh` exited 4"), "{err}");
+        let handle = handle.unwrap();
+        assert_eq!(
+            backend.resume(&handle, &mut |_| {}).unwrap_err().class,
+            ErrorClass::TaskFailed
+        );
+        let report = backend.roll_back(&handle, &mut |_| {}).unwrap();
+        assert_eq!(report.failure(), None);
+        assert!(marker.exists());
+        let err = backend
+            .roll_back_components(&handle, &["api".into()], &mut |_| {})
+            .unwrap_err();
+        assert_eq!(err.class, ErrorClass::Validation);
+    }
+
+    #[test]
+    fn resume_after_a_crash_asks_status_or_is_interrupted() {
+        let tmp = tempfile::tempdir().unwrap();
+        save(tmp.path(), State::Running { pid: None }).unwrap();
+        let handle = Handle::Exec(ExecHandle {
+            format: HANDLE_FORMAT,
+            work_dir: tmp.path().to_path_buf(),
+            application: "web".into(),
+            version: "1".into(),
+            components: vec![],
+        });
+        let without = ExecBackend {
+            deploy: sh("true"),
+            ..Default::default()
+        };
+        assert_eq!(
+            without.resume(&handle, &mut |_| {}).unwrap_err().class,
+            ErrorClass::Interrupted
+        );
+        let with = ExecBackend {
+            deploy: sh("true"),
+            status: Some(sh("exit 0")),
+            ..Default::default()
+        };
+        assert!(with.resume(&handle, &mut |_| {}).is_ok());
+    }
+
+    #[test]
+    fn current_prints_the_version() {
+        let backend = ExecBackend {
+            deploy: sh("true"),
+            current: Some(sh("echo; echo 2.3; echo")),
+            ..Default::default()
+        };
+        let current = backend.current_version(&mut |_| {}).unwrap().unwrap();
+        assert_eq!(current.version, "2.3");
+    }
+}

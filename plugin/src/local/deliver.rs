@@ -1,0 +1,200 @@
+//! Delivery: stage the package next to the target, rename each component into place, then
+//! record the manifest and `.relflow-version`.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use super::fault;
+use super::fsops;
+use super::package::Package;
+use super::state::{Layout, Manifest, Plan, STATE_FORMAT, SnapshotIndex, VersionFile, io_error};
+use crate::ErrorClass;
+use crate::backend::{BackendError, ComponentChange, DeliveredComponent, LogSink};
+
+/// Stages and swaps in every planned component. On an error the staging folder is removed; a
+/// crash leaves it, and the next attempt or rollback removes it.
+pub(crate) fn deliver(
+    layout: &Layout,
+    plan: &Plan,
+    package: &Package,
+    index: &SnapshotIndex,
+    log: LogSink<'_>,
+) -> Result<Vec<DeliveredComponent>, BackendError> {
+    let staging = layout.staging();
+    let result = deliver_through(layout, plan, package, index, log);
+    let cleanup =
+        fsops::remove_tree(&staging).map_err(io_error(format!("remove {}", staging.display())));
+    let delivered = result?;
+    cleanup?;
+    fsops::sync_dir(&layout.target)
+        .map_err(io_error(format!("sync {}", layout.target.display())))?;
+    write_records(layout, plan, &delivered)?;
+    Ok(delivered)
+}
+
+fn deliver_through(
+    layout: &Layout,
+    plan: &Plan,
+    package: &Package,
+    index: &SnapshotIndex,
+    log: LogSink<'_>,
+) -> Result<Vec<DeliveredComponent>, BackendError> {
+    let (new, old) = prepare_staging(layout)?;
+    log(&format!(
+        "Staging {} component(s) from {}",
+        plan.components.len(),
+        package.path.display()
+    ));
+    super::package::stage(package, &plan.components, &new)?;
+    let files_path = layout.manifest_files();
+    let files =
+        File::create(&files_path).map_err(io_error(format!("create {}", files_path.display())))?;
+    let mut files = BufWriter::new(files);
+    let mut delivered = Vec::new();
+    for component in &plan.components {
+        if fsops::exists(&layout.cancel_marker()) {
+            return Err(cancelled(plan, layout));
+        }
+        let staged = new.join(component);
+        let existed = index.components.get(component).copied().unwrap_or(false);
+        let mut record = DeliveredComponent {
+            name: component.clone(),
+            change: if existed {
+                ComponentChange::Replaced
+            } else {
+                ComponentChange::Added
+            },
+            files_added: 0,
+            files_replaced: 0,
+            bytes: 0,
+        };
+        let before = layout.snapshot_dir().join(component);
+        count_files(
+            &staged,
+            &before,
+            existed,
+            component.as_ref(),
+            &mut record,
+            &mut files,
+        )
+        .map_err(io_error(format!("write {}", files_path.display())))?;
+        swap_in(
+            &staged,
+            &layout.target.join(component),
+            &old.join(component),
+        )?;
+        fault::point("deliver:after_component");
+        log(&format!(
+            "Delivered {component} ({}: {} file(s) added, {} replaced)",
+            if existed { "replaced" } else { "added" },
+            record.files_added,
+            record.files_replaced
+        ));
+        delivered.push(record);
+    }
+    files
+        .flush()
+        .map_err(io_error(format!("write {}", files_path.display())))?;
+    Ok(delivered)
+}
+
+pub(crate) fn cancelled(plan: &Plan, layout: &Layout) -> BackendError {
+    BackendError::new(
+        ErrorClass::TaskFailed,
+        format!(
+            "deploy {} {} into {}: cancelled; the target may be half-updated",
+            plan.application,
+            plan.version,
+            layout.target.display()
+        ),
+    )
+}
+
+/// Creates `<target>/.relflow-staging-<run>/{new,old}` afresh; leftovers of a crash go first.
+pub(crate) fn prepare_staging(
+    layout: &Layout,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), BackendError> {
+    let staging = layout.staging();
+    fsops::remove_tree(&staging).map_err(io_error(format!("remove {}", staging.display())))?;
+    let (new, old) = (staging.join("new"), staging.join("old"));
+    for dir in [&new, &old] {
+        fs::create_dir_all(dir).map_err(io_error(format!("create {}", dir.display())))?;
+    }
+    Ok((new, old))
+}
+
+/// Moves whatever is at `dst` to `trash`, renames `staged` to `dst`, deletes the trash.
+pub(crate) fn swap_in(staged: &Path, dst: &Path, trash: &Path) -> Result<(), BackendError> {
+    if fsops::exists(dst) {
+        fs::rename(dst, trash).map_err(io_error(format!("move {} aside", dst.display())))?;
+    }
+    fs::rename(staged, dst).map_err(io_error(format!(
+        "rename {} to {}",
+        staged.display(),
+        dst.display()
+    )))?;
+    fsops::remove_tree(trash).map_err(io_error(format!("remove {}", trash.display())))
+}
+
+/// Walks the staged component, writing `added`/`replaced` lines relative to the snapshot.
+fn count_files(
+    staged: &Path,
+    before: &Path,
+    existed: bool,
+    relative: &Path,
+    record: &mut DeliveredComponent,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let meta = fs::symlink_metadata(staged)?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(staged)? {
+            let name = entry?.file_name();
+            count_files(
+                &staged.join(&name),
+                &before.join(&name),
+                existed,
+                &relative.join(&name),
+                record,
+                out,
+            )?;
+        }
+        return Ok(());
+    }
+    record.bytes += if meta.is_file() { meta.len() } else { 0 };
+    if existed && fsops::exists(before) {
+        record.files_replaced += 1;
+        writeln!(out, "replaced\t{}", relative.display())
+    } else {
+        record.files_added += 1;
+        writeln!(out, "added\t{}", relative.display())
+    }
+}
+
+fn write_records(
+    layout: &Layout,
+    plan: &Plan,
+    delivered: &[DeliveredComponent],
+) -> Result<(), BackendError> {
+    let now = fsops::now_rfc3339();
+    let manifest = Manifest {
+        format: STATE_FORMAT,
+        application: plan.application.clone(),
+        version: plan.version.clone(),
+        components: delivered.to_vec(),
+        delivered_at: now.clone(),
+    };
+    let path = layout.manifest();
+    fsops::write_json_durably(&path, &manifest)
+        .map_err(io_error(format!("write {}", path.display())))?;
+    let version = VersionFile {
+        application: plan.application.clone(),
+        version: plan.version.clone(),
+        components: plan.components.clone(),
+        deployed_at: now,
+        reverted_components: Vec::new(),
+    };
+    let path = layout.version_file();
+    fsops::write_json_durably(&path, &version)
+        .map_err(io_error(format!("write {}", path.display())))
+}

@@ -1,0 +1,246 @@
+//! The `local` backend: deploys `packages/<Application>/<version>/` (a folder or
+//! `<version>.tar.gz`) into a target folder, with a pre-deployment snapshot to revert to.
+//!
+//! On disk, per task run, in the runner's `work_dir`:
+//! - `plan.json`: the resolved request (package, components, health check, run id);
+//! - `journal.json`: the phase (`planned`, `snapshotting`, `delivering`, `delivered`,
+//!   `completed`, `cancelled`, `rolling_back`, `rolled_back`) and the components reverted so
+//!   far, written temp-then-rename with fsync;
+//! - `snapshot/<component>` and `snapshot/.relflow-version`: copies of what the deployment
+//!   replaces, and `snapshot.json`: which components are fully copied and whether each existed;
+//! - `manifest.json`: the delivered components with files added / replaced, and
+//!   `manifest-files.txt`: one `added|replaced<TAB><component>/<path>` line per file;
+//! - `cancel`: present once `cancel` was asked for.
+//!
+//! In the target: the components, `.relflow-version` (JSON: `application`, `version`,
+//! `components`, `deployed_at`, and `reverted_components` after a partial rollback), and
+//! while an operation runs `.relflow-staging-<run_id>/` (removed afterwards).
+
+mod deliver;
+mod deploy;
+mod fsops;
+mod package;
+mod rollback;
+mod snapshot;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use deploy::FREE_SPACE_MARGIN;
+pub use state::{STAGING_PREFIX, VERSION_FILE, VersionFile};
+
+use crate::ErrorClass;
+use crate::backend::{
+    Backend, BackendError, CurrentVersion, DeployOutcome, DeployRequest, Handle, LogSink,
+    RollbackReport,
+};
+use state::{Layout, load_plan};
+
+/// Test hook: when set to a number of bytes, [`FreeSpaceProbe::Statvfs`] reports it instead of
+/// asking the filesystem, so end-to-end tests can simulate a full disk.
+pub const FREE_BYTES_ENV: &str = "RELFLOW_LOCAL_FREE_BYTES";
+
+/// How the free space on the target's filesystem is measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FreeSpaceProbe {
+    /// `statvfs` on the target (or its nearest existing parent); honours [`FREE_BYTES_ENV`].
+    #[default]
+    Statvfs,
+    /// A fixed figure, for tests.
+    Fixed(u64),
+}
+
+impl FreeSpaceProbe {
+    /// Bytes available to an unprivileged user on the filesystem holding `target`.
+    pub fn free_bytes(&self, target: &Path) -> std::io::Result<u64> {
+        match self {
+            FreeSpaceProbe::Fixed(bytes) => Ok(*bytes),
+            FreeSpaceProbe::Statvfs => {
+                if let Some(bytes) = std::env::var(FREE_BYTES_ENV)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                {
+                    return Ok(bytes);
+                }
+                statvfs_free(target)
+            }
+        }
+    }
+}
+
+fn statvfs_free(target: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let existing = target
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let c_path = std::ffi::CString::new(existing.as_os_str().as_bytes())?;
+    // SAFETY: statvfs is plain old data; zeroed is a valid value that the call overwrites.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is NUL-terminated and stats is a valid, writable statvfs.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[expect(
+        clippy::useless_conversion,
+        reason = "the field types differ between platforms"
+    )]
+    Ok(u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize)))
+}
+
+/// Deploys packages into a folder on this host.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    /// The folder deployed into; created when missing.
+    pub target: PathBuf,
+    /// Holds `<Application>/<version>/` folders and `<Application>/<version>.tar.gz` files.
+    pub packages: PathBuf,
+    /// Default health check (argv, run with cwd = target) when the request has none.
+    pub verify: Option<Vec<String>>,
+    pub free_space: FreeSpaceProbe,
+}
+
+impl LocalBackend {
+    pub fn new(target: impl Into<PathBuf>, packages: impl Into<PathBuf>) -> Self {
+        LocalBackend {
+            target: target.into(),
+            packages: packages.into(),
+            verify: None,
+            free_space: FreeSpaceProbe::Statvfs,
+        }
+    }
+
+    fn layout(handle: &Handle) -> Result<Layout, BackendError> {
+        match handle {
+            Handle::Local(h) => Ok(Layout {
+                work_dir: h.work_dir.clone(),
+                target: h.target.clone(),
+                run_id: h.run_id.clone(),
+            }),
+            other => Err(BackendError::new(
+                ErrorClass::Validation,
+                format!(
+                    "use a handle of another backend with the local backend: {}",
+                    other.to_json()
+                ),
+            )),
+        }
+    }
+
+    fn reattach(
+        &self,
+        handle: &Handle,
+        how: deploy::Continue,
+        log: LogSink<'_>,
+    ) -> Result<DeployOutcome, BackendError> {
+        let layout = Self::layout(handle)?;
+        let plan = load_plan(&layout)?;
+        let package =
+            package::find(&self.packages, &plan.application, &plan.version).or_else(|_| {
+                package::find(
+                    package_root(&plan.package),
+                    &plan.application,
+                    &plan.version,
+                )
+            })?;
+        deploy::run(&self.free_space, &layout, &plan, &package, how, log)
+    }
+}
+
+/// `packages/` from `packages/<Application>/<version>[.tar.gz]`, for a backend whose
+/// configuration moved since the deployment started.
+fn package_root(package: &Path) -> &Path {
+    package.parent().and_then(Path::parent).unwrap_or(package)
+}
+
+impl Backend for LocalBackend {
+    fn deploy(
+        &self,
+        request: &DeployRequest,
+        on_handle: &mut dyn FnMut(&Handle) -> Result<(), BackendError>,
+        log: LogSink<'_>,
+    ) -> Result<DeployOutcome, BackendError> {
+        deploy::start(self, request, on_handle, log)
+    }
+
+    fn resume(&self, handle: &Handle, log: LogSink<'_>) -> Result<DeployOutcome, BackendError> {
+        self.reattach(handle, deploy::Continue::Resume, log)
+    }
+
+    fn retry(&self, handle: &Handle, log: LogSink<'_>) -> Result<DeployOutcome, BackendError> {
+        self.reattach(handle, deploy::Continue::Redeliver, log)
+    }
+
+    fn roll_back(&self, handle: &Handle, log: LogSink<'_>) -> Result<RollbackReport, BackendError> {
+        let layout = Self::layout(handle)?;
+        let plan = load_plan(&layout)?;
+        rollback::roll_back_all(&layout, &plan, log)
+    }
+
+    fn roll_back_components(
+        &self,
+        handle: &Handle,
+        components: &[String],
+        log: LogSink<'_>,
+    ) -> Result<RollbackReport, BackendError> {
+        let layout = Self::layout(handle)?;
+        let plan = load_plan(&layout)?;
+        rollback::roll_back_some(&layout, &plan, components, log)
+    }
+
+    /// Leaves a `cancel` marker that a running deploy checks before each component and before
+    /// its health check; the target keeps whatever was delivered by then.
+    fn cancel(&self, handle: &Handle, log: LogSink<'_>) -> Result<(), BackendError> {
+        let layout = Self::layout(handle)?;
+        let marker = layout.cancel_marker();
+        std::fs::write(&marker, b"")
+            .map_err(state::io_error(format!("write {}", marker.display())))?;
+        log(
+            "Cancel requested; the deployment stops before its next component and the target may be half-updated",
+        );
+        Ok(())
+    }
+
+    fn current_version(&self, _log: LogSink<'_>) -> Result<Option<CurrentVersion>, BackendError> {
+        Ok(
+            state::read_version_file(&self.target)?.map(|file| CurrentVersion {
+                application: Some(file.application),
+                version: file.version,
+                components: file.components,
+                deployed_at: Some(file.deployed_at),
+            }),
+        )
+    }
+}
+
+/// Failure points for crash tests: a test names one, the code panics there, leaving the disk
+/// exactly as a killed process would (no cleanup runs on a panic path).
+pub(crate) mod fault {
+    #[cfg(test)]
+    thread_local! {
+        pub static AT: std::cell::RefCell<Option<(&'static str, usize)>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// Panics on the n-th time (0-based) `name` is reached, when a test armed it.
+    #[cfg(test)]
+    pub fn point(name: &str) {
+        AT.with(|at| {
+            let mut at = at.borrow_mut();
+            if let Some((armed, left)) = at.as_mut()
+                && *armed == name
+            {
+                if *left == 0 {
+                    *at = None;
+                    panic!("simulated crash at {name}");
+                }
+                *left -= 1;
+            }
+        });
+    }
+
+    #[cfg(not(test))]
+    #[inline(always)]
+    pub fn point(_name: &str) {}
+}
