@@ -107,7 +107,10 @@ impl Engine {
             },
             TaskKind::Wait(duration) => {
                 self.output(task_ref, format!("Waiting {}", crate::pipeline::duration::format_duration(*duration)))?;
-                tokio::time::sleep(*duration).await;
+                // tokio's timer ticks in milliseconds: even a zero sleep would cost one tick.
+                if !duration.is_zero() {
+                    tokio::time::sleep(*duration).await;
+                }
                 return Ok(AttemptResult::Succeeded);
             }
             TaskKind::Deploy(spec) | TaskKind::Undeploy(spec) => {

@@ -77,8 +77,11 @@ pub struct Engine {
     release: String,
     reporter: RefCell<Reporter>,
     variables: RefCell<BTreeMap<String, String>>,
-    env: Box<dyn Fn(&str) -> Option<String>>,
+    env: Box<EnvLookup>,
 }
+
+/// Looks up `${env.NAME}`: the process environment in production.
+pub type EnvLookup = dyn Fn(&str) -> Option<String>;
 
 impl Engine {
     pub fn release_id(&self) -> &str {

@@ -122,7 +122,7 @@ impl Engine {
             };
             match self.decide_after(phase, &task_ref, task, &failure)? {
                 Some(delay) => tokio::time::sleep(delay).await,
-                None => return Ok(self.end_failed(&task_ref, task, phase, &failure)?),
+                None => return self.end_failed(&task_ref, task, phase, &failure),
             }
         }
     }

@@ -37,6 +37,10 @@ pub struct Phase {
 
 /// One entry of a phase's `tasks:` list: a task, or a group run in parallel.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once per load; boxing would only add noise to every match"
+)]
 pub enum Step {
     Task(Task),
     Parallel { max: usize, tasks: Vec<Task> },

@@ -97,9 +97,9 @@ impl Template {
         while let Some(pos) = rest.find('$') {
             literal.push_str(&rest[..pos]);
             let after = &rest[pos..];
-            if after.starts_with("$${") {
+            if let Some(escaped) = after.strip_prefix("$${") {
                 literal.push_str("${");
-                rest = &after[3..];
+                rest = escaped;
                 offset += pos + 3;
             } else if let Some(body) = after.strip_prefix("${") {
                 let close = body.find('}').ok_or_else(|| TemplateError {
