@@ -2,6 +2,7 @@
 
 mod approvals;
 mod crash_resume;
+mod follow_and_state;
 mod harness;
 mod load_errors;
 mod run_basics;
