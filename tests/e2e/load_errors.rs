@@ -1,0 +1,152 @@
+//! Bad pipeline files: `relflow validate` refuses each one with exit code 2 and the exact
+//! message pinned beside its fixture; and every example pipeline validates.
+//!
+//! `RELFLOW_BLESS=1 cargo nextest run -p relflow-tests load_errors` rewrites the `.stderr`
+//! expectations from what the CLI prints now (review the diff before committing).
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::Sandbox;
+
+const INVALID_INPUT: i32 = 2;
+
+fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn fixtures_dir() -> PathBuf {
+    workspace_dir().join("tests/fixtures/invalid")
+}
+
+fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == extension))
+        .collect();
+    files.sort();
+    files
+}
+
+fn blessing() -> bool {
+    std::env::var_os("RELFLOW_BLESS").is_some_and(|v| v == "1")
+}
+
+/// Runs `relflow validate bad/NAME.yaml` and returns what went wrong, if anything.
+fn check_fixture(fixture: &Path) -> Option<String> {
+    let name = fixture.file_stem()?.to_str()?.to_string();
+    let content = std::fs::read_to_string(fixture).expect("read fixture");
+    let sandbox = Sandbox::new();
+    let rel = format!("bad/{name}.yaml");
+    sandbox.write(&rel, &content);
+    let out = sandbox.run(&["validate", &rel]);
+    let expected_path = fixture.with_extension("stderr");
+    if blessing() {
+        std::fs::write(&expected_path, &out.stderr).expect("bless");
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+    if out.code != INVALID_INPUT {
+        return Some(format!(
+            "{name}: exit code {} instead of 2\n{}",
+            out.code, out.stderr
+        ));
+    }
+    if out.stderr != expected {
+        return Some(format!(
+            "{name}: stderr differs from {}\n--- expected\n{expected}--- actual\n{}",
+            expected_path.display(),
+            out.stderr
+        ));
+    }
+    None
+}
+
+#[test]
+fn every_invalid_fixture_is_refused_with_its_pinned_message() {
+    let fixtures = files_with_extension(&fixtures_dir(), "yaml");
+    assert!(fixtures.len() >= 30, "only {} fixtures", fixtures.len());
+    let failures: Vec<String> = fixtures.iter().filter_map(|f| check_fixture(f)).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed (RELFLOW_BLESS=1 rewrites the expectations):\n\n{}",
+        failures.len(),
+        fixtures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_expectation_has_its_fixture() {
+    for stderr in files_with_extension(&fixtures_dir(), "stderr") {
+        assert!(
+            stderr.with_extension("yaml").exists(),
+            "{} has no fixture",
+            stderr.display()
+        );
+    }
+}
+
+#[test]
+fn binary_junk_is_refused_naming_the_first_bad_byte() {
+    let sandbox = Sandbox::new();
+    let mut bytes = b"name: junk\nphases:\n  - name: \x89PNG".to_vec();
+    bytes.extend([0xff, 0x00, 0xfe, 0x1a]);
+    std::fs::create_dir_all(sandbox.path().join("bad")).expect("mkdir");
+    std::fs::write(sandbox.path().join("bad/junk.yaml"), &bytes).expect("write");
+    let out = sandbox.run(&["validate", "bad/junk.yaml"]);
+    out.expect_code(INVALID_INPUT);
+    assert_eq!(
+        out.stderr,
+        "error: the file is not UTF-8 text: invalid byte 0x89\n --> bad/junk.yaml:3:11\n\n\
+         error: could not load bad/junk.yaml: 1 error\n"
+    );
+}
+
+#[test]
+fn a_ten_megabyte_file_is_refused_by_size_before_parsing() {
+    let sandbox = Sandbox::new();
+    let line = "# padding padding padding padding padding padding padding padding padding\n";
+    let content = format!(
+        "name: big\n{}",
+        line.repeat(10 * 1024 * 1024 / line.len() + 1)
+    );
+    let size = content.len();
+    sandbox.write("bad/big.yaml", &content);
+    let out = sandbox.run(&["validate", "bad/big.yaml"]);
+    out.expect_code(INVALID_INPUT);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: the file is too large: {size} bytes, and the limit for a pipeline is \
+             4194304 bytes (4 MiB)\n --> bad/big.yaml\n\nerror: could not load bad/big.yaml: 1 error\n"
+        )
+    );
+}
+
+#[test]
+fn a_missing_file_is_reported_without_a_location() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.run(&["validate", "nowhere.yaml"]);
+    out.expect_code(INVALID_INPUT);
+    assert_eq!(
+        out.stderr,
+        "error: cannot read the file: no such file\n --> nowhere.yaml\n\n\
+         error: could not load nowhere.yaml: 1 error\n"
+    );
+}
+
+#[test]
+fn every_example_pipeline_validates() {
+    let pipelines = files_with_extension(&workspace_dir().join("pipelines"), "yaml");
+    assert!(!pipelines.is_empty(), "pipelines/ has no example");
+    let sandbox = Sandbox::new();
+    for pipeline in pipelines {
+        let path = pipeline.to_str().expect("utf-8 path");
+        let out = sandbox.run(&["validate", path]);
+        out.expect_code(0);
+        assert!(out.stdout.contains(": ok ("), "{}", out.stdout);
+    }
+}
