@@ -123,12 +123,14 @@ pub(crate) fn tree_size(path: &Path) -> io::Result<u64> {
     Ok(total)
 }
 
-/// Whether two trees hold the same entries, kinds, modes, bytes and symlink targets.
+/// Whether two trees hold the same entries, kinds, modes, mtimes, bytes and symlink targets.
 /// Contents are compared only when sizes match, in chunks.
 pub(crate) fn trees_equal(a: &Path, b: &Path) -> io::Result<bool> {
     let (meta_a, meta_b) = (fs::symlink_metadata(a)?, fs::symlink_metadata(b)?);
     let (kind_a, kind_b) = (meta_a.file_type(), meta_b.file_type());
-    if (meta_a.mode() & 0o7777) != (meta_b.mode() & 0o7777) && !kind_a.is_symlink() {
+    let same_mtime = (meta_a.mtime(), meta_a.mtime_nsec()) == (meta_b.mtime(), meta_b.mtime_nsec());
+    if !same_mtime || ((meta_a.mode() & 0o7777) != (meta_b.mode() & 0o7777) && !kind_a.is_symlink())
+    {
         return Ok(false);
     }
     if kind_a.is_symlink() && kind_b.is_symlink() {
