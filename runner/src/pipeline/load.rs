@@ -113,6 +113,8 @@ fn yaml_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.duplicate_keys = DuplicateKeyPolicy::Error;
     options.with_snippet = false;
+    // YAML 1.2 booleans only: a task named `y` or `on` stays a string.
+    options.strict_booleans = true;
     options.alias_limits.max_total_replayed_events = MAX_REPLAYED_ALIAS_EVENTS;
     options
 }

@@ -7,6 +7,7 @@
 //!   keeps its text as written: `version: 2.10` is "2.10", `run: [sleep, 5]` is `sleep 5`.
 //!   A null (`key:` with nothing, or `~`) is refused where a value is needed; an absent key
 //!   and a key with nothing after it mean the same thing elsewhere.
+//! - Booleans are YAML 1.2: only `true`/`false` (any case); `yes`, `on`, `y` are strings.
 //! - Variable values are literal text: `${...}` inside a variable's default is not expanded.
 //! - Variable names match `[A-Za-z_][A-Za-z0-9_-]*`; `env`, `release`, `phase`, `task` are
 //!   reserved. `command.env` keys match `[A-Za-z_][A-Za-z0-9_]*`.

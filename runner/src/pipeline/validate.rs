@@ -343,10 +343,9 @@ impl<'a> Checker<'a> {
         if name.value.is_string() {
             return true;
         }
-        let text = &name.value.0;
         self.error(
             name.referenced,
-            format!("{path}: a name must be a string: write `\"{text}\"` in quotes"),
+            format!("{path}: this name reads as a number or a boolean: write it in quotes"),
         );
         false
     }
@@ -442,5 +441,140 @@ impl<'a> Checker<'a> {
     /// Names of declared variables, for suggestions.
     fn declared(&self) -> BTreeSet<&str> {
         self.variables.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::pipeline::model::{Backend, Pipeline, Step, TaskKind};
+    use crate::pipeline::{LoadError, load_str};
+    use crate::policy::{ErrorClass, OnFailure, Then};
+
+    fn load(source: &str) -> Result<Pipeline, LoadError> {
+        load_str(Path::new("/tmp/relflow-test/p.yaml"), source)
+    }
+
+    fn messages(source: &str) -> Vec<String> {
+        load(source)
+            .err()
+            .map(|e| e.diagnostics().iter().map(|d| d.message.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn one_task(task: &str) -> String {
+        format!("name: p\nvariables: {{ v: '1' }}\nphases:\n  - name: a\n    tasks:\n{task}")
+    }
+
+    #[test]
+    fn pipeline_defaults_fill_what_is_not_written() {
+        let source = one_task(
+            "      - parallel:\n          tasks:\n            - { name: x, manual: }\n            \
+             - { name: y, script: run.sh }\n",
+        );
+        let p = load(&source).unwrap();
+        assert_eq!(p.retry_budget, 20);
+        let Step::Parallel { max, tasks } = &p.phases[0].steps[0] else {
+            panic!("a parallel group");
+        };
+        assert_eq!(*max, 2);
+        let TaskKind::Manual { prompt } = &tasks[0].kind else {
+            panic!("manual");
+        };
+        assert_eq!(prompt.source(), "Approve task ${task.name}?");
+        let TaskKind::Script(script) = &tasks[1].kind else {
+            panic!("script");
+        };
+        assert_eq!(script.path.source(), "run.sh");
+    }
+
+    #[test]
+    fn pipeline_policy_defaults_and_expansions() {
+        let source = one_task(
+            "      - name: x\n        wait: 1s\n        on_failure:\n          retry: { retries: 2, \
+             delay: 10m, when: [transient, timeout, auth] }\n          then: skip\n",
+        );
+        let p = load(&source).unwrap();
+        let Some(OnFailure::Declarative(policy)) =
+            &p.phases[0].steps.first().and_then(|s| match s {
+                Step::Task(t) => t.on_failure.clone(),
+                Step::Parallel { .. } => None,
+            })
+        else {
+            panic!("a declarative policy");
+        };
+        assert_eq!(policy.then, Then::Skip);
+        assert_eq!(policy.retry.retries, 2);
+        // max_delay defaults to 5m but never below the delay.
+        assert_eq!(policy.retry.max_delay, Duration::from_secs(600));
+        assert_eq!(policy.retry.when.len(), 6);
+        assert!(policy.retry.when.contains(&ErrorClass::Auth));
+        assert!(policy.retry.jitter);
+    }
+
+    #[test]
+    fn pipeline_script_policy_is_resolved_against_the_pipeline_folder() {
+        let source = one_task(
+            "      - name: x\n        wait: 1s\n        on_failure: { script: policies/p.rhai }\n",
+        );
+        let p = load(&source).unwrap();
+        let Step::Task(task) = &p.phases[0].steps[0] else {
+            panic!("a task");
+        };
+        let Some(OnFailure::Script(path)) = &task.on_failure else {
+            panic!("a script policy");
+        };
+        assert!(path.ends_with("policies/p.rhai"));
+        assert!(path.is_absolute());
+    }
+
+    #[test]
+    fn pipeline_shell_commands_take_one_string() {
+        let p = load(&one_task(
+            "      - name: x\n        command: { run: \"echo ${v} | wc -c\", shell: true }\n",
+        ))
+        .unwrap();
+        let Step::Task(task) = &p.phases[0].steps[0] else {
+            panic!("a task");
+        };
+        let TaskKind::Command(command) = &task.kind else {
+            panic!("a command");
+        };
+        assert!(command.shell);
+        assert_eq!(command.run.len(), 1);
+    }
+
+    #[test]
+    fn pipeline_backend_kinds_take_their_own_fields() {
+        let source = "name: p\nbackends:\n  xld: { kind: xl-deploy, url: u, username: a, \
+                      password: b }\n  box: { kind: exec, deploy: [true] }\nphases:\n  - name: a\n    \
+                      tasks:\n      - name: x\n        deploy: { backend: xld, package: P/1, \
+                      components: [web] }\n";
+        assert_eq!(
+            messages(source),
+            vec![
+                "phases[0].tasks[0].deploy: `environment` is required with an xl-deploy backend",
+                "phases[0].tasks[0].deploy.components: `components` is only for a local backend, \
+                 and `xl-deploy` is not one",
+            ]
+        );
+        let ok = source.replace("components: [web]", "environment: Environments/Prod");
+        let p = load(&ok).unwrap();
+        assert!(matches!(
+            p.backends["xld"],
+            Backend::XlDeploy { polling_interval, insecure_skip_tls_verify: false, .. }
+                if polling_interval == Duration::from_secs(10)
+        ));
+    }
+
+    #[test]
+    fn pipeline_reserved_and_invalid_variable_names_are_refused() {
+        let msgs = messages("name: p\nvariables: { env: x, 9lives: y }\nphases: []\n");
+        assert_eq!(msgs.len(), 3, "{msgs:#?}");
+        assert!(msgs[0].contains("`env` is reserved"));
+        assert!(msgs[1].contains("`9lives` is not a valid variable name"));
+        assert!(msgs[2].contains("at least one phase"));
     }
 }
