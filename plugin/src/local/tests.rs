@@ -543,3 +543,37 @@ fn tarball_entries_escaping_the_target_are_refused_with_nothing_written() {
         assert!(!fx.root.join("evil").exists() && !fx.root.join("outside").exists());
     }
 }
+
+#[test]
+fn cancel_stops_before_the_next_component_and_rollback_still_works() {
+    let fx = Fixture::new();
+    deploy(&fx.backend(), &fx.request("1.0", "a")).0.unwrap();
+    let before = tree(&fx.target());
+    let handle = std::cell::RefCell::new(None);
+    let backend = fx.backend();
+    let err = backend
+        .deploy(
+            &fx.request("2.3", "b"),
+            &mut |h| {
+                *handle.borrow_mut() = Some(h.clone());
+                Ok(())
+            },
+            &mut |line| {
+                if line.starts_with("Staging") {
+                    let h = handle.borrow().clone().unwrap();
+                    fx.backend().cancel(&h, &mut |_| {}).unwrap();
+                }
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::TaskFailed);
+    assert!(
+        err.message
+            .contains("cancelled; the target may be half-updated"),
+        "{err}"
+    );
+    assert!(no_staging(&fx.target()));
+    let handle = handle.into_inner().unwrap();
+    backend.roll_back(&handle, &mut |_| {}).unwrap();
+    assert_eq!(tree(&fx.target()), before);
+}
