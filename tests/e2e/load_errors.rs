@@ -150,3 +150,12 @@ fn every_example_pipeline_validates() {
         assert!(out.stdout.contains(": ok ("), "{}", out.stdout);
     }
 }
+
+/// The example in DESIGN.md → Pipeline file, verbatim: the contract's own example must load.
+#[test]
+fn the_design_document_example_validates() {
+    let example = fixtures_dir().join("../valid/design-example.yaml");
+    let out = Sandbox::new().run(&["validate", example.to_str().expect("utf-8 path")]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("ok (pipeline petportal, 1 phases, 5 tasks)"), "{}", out.stdout);
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::store::{AttemptStatus, PhaseStatus, ReleaseStatus, TaskStatus};
+use crate::store::{AttemptStatus, PhaseStatus, ReleaseStatus, RollbackJobStatus, TaskStatus};
 
 /// Names a phase run: its row id and its label (`deploy`, `deploy#2`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -93,6 +93,22 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// A backend started an operation; its handle is stored before anyone waits on it.
+    HandleStored {
+        #[serde(flatten)]
+        task: TaskRef,
+        handle: String,
+    },
+    /// A rollback job of a completed deployment changed status.
+    RollbackJob {
+        #[serde(flatten)]
+        task: TaskRef,
+        job: i64,
+        status: RollbackJobStatus,
+        components: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     VariablesSet {
         values: BTreeMap<String, String>,
     },
@@ -114,6 +130,8 @@ impl Event {
             Event::Output { line, .. } => fix(line),
             Event::Decision { detail, .. } => detail.iter_mut().for_each(fix),
             Event::VariablesSet { values } => values.values_mut().for_each(fix),
+            Event::RollbackJob { error, .. } => error.iter_mut().for_each(fix),
+            Event::HandleStored { handle, .. } => fix(handle),
             Event::PhaseStatus { .. }
             | Event::AttemptStarted { .. }
             | Event::RetryScheduled { .. } => {}

@@ -104,6 +104,10 @@ fn apply_to_store(store: &mut Store, release: &str, event: &Event) -> Result<(),
             store.record_decision(release, Some(task.id), decision, rule, detail.as_deref())
         }
         Event::VariablesSet { values } => store.set_variables(release, values),
+        Event::HandleStored { task, handle } => store.set_handle(task.id, handle),
+        Event::RollbackJob { job, status, error, .. } => {
+            store.set_rollback_job_status(*job, *status, error.as_deref())
+        }
         Event::Output { .. } => Ok(()),
     }
 }

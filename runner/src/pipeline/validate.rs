@@ -73,6 +73,9 @@ pub(super) struct Checker<'a> {
     has_flow_rollback: bool,
     /// Task name → the path of the task that took it first.
     task_names: HashMap<String, String>,
+    /// While checking a backend's commands, `${application}`, `${version}` and
+    /// `${components}` name the deployment being run.
+    in_backend_commands: bool,
 }
 
 impl<'a> Checker<'a> {
@@ -86,7 +89,16 @@ impl<'a> Checker<'a> {
             backend_kinds: BTreeMap::new(),
             has_flow_rollback: false,
             task_names: HashMap::new(),
+            in_backend_commands: false,
         }
+    }
+
+    /// Runs `check` with the deployment's own variables known (see `DEPLOY_VARIABLES`).
+    pub(super) fn with_deploy_variables<T>(&mut self, check: impl FnOnce(&mut Self) -> T) -> T {
+        self.in_backend_commands = true;
+        let result = check(self);
+        self.in_backend_commands = false;
+        result
     }
 
     /// Records a problem at `at`.

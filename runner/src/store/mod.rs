@@ -3,6 +3,7 @@
 mod lease;
 mod queries;
 mod records;
+mod rollback_jobs;
 mod schema;
 pub mod status;
 mod writes;
@@ -17,7 +18,7 @@ use rusqlite::Connection;
 pub use lease::{Lease, LeaseError};
 pub use records::*;
 pub use schema::SCHEMA_VERSION;
-pub use status::{AttemptStatus, PhaseStatus, ReleaseStatus, TaskStatus};
+pub use status::{AttemptStatus, PhaseStatus, ReleaseStatus, RollbackJobStatus, TaskStatus};
 
 /// The store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::status::{AttemptStatus, PhaseStatus, ReleaseStatus, TaskStatus};
+use super::status::{AttemptStatus, PhaseStatus, ReleaseStatus, RollbackJobStatus, TaskStatus};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReleaseRecord {
@@ -100,4 +100,17 @@ pub struct PlannedTask {
 pub struct PlannedPhase {
     pub phase: String,
     pub tasks: Vec<PlannedTask>,
+}
+
+/// A rollback of a completed deployment (`relflow rollback`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RollbackJobRecord {
+    pub id: i64,
+    pub task_run_id: i64,
+    pub status: RollbackJobStatus,
+    /// Components asked for; empty = all of the deployment's.
+    pub components: Vec<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
 }

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `MIGRATIONS[n]` takes a store from version n to n + 1.
 const MIGRATIONS: &[&str] = &[r#"
@@ -77,6 +77,19 @@ CREATE TABLE leases (
     host         TEXT NOT NULL,
     token        TEXT NOT NULL,
     heartbeat_at INTEGER NOT NULL
+);
+"#,
+    // 2: rollback jobs of completed deployments (`relflow rollback`).
+    r#"
+CREATE TABLE rollback_jobs (
+    id          INTEGER PRIMARY KEY,
+    release_id  TEXT NOT NULL REFERENCES releases(id),
+    task_run_id INTEGER NOT NULL REFERENCES task_runs(id),
+    status      TEXT NOT NULL,
+    components  TEXT NOT NULL,
+    error       TEXT,
+    created_at  INTEGER NOT NULL,
+    ended_at    INTEGER
 );
 "#];
 

@@ -95,6 +95,16 @@ status_enum! {
     }
 }
 
+status_enum! {
+    /// Where a rollback job of a completed deployment stands.
+    RollbackJobStatus {
+        Queued => "queued",
+        InProgress => "in_progress",
+        Completed => "completed",
+        Exception => "exception",
+    }
+}
+
 impl ReleaseStatus {
     /// A release in this status will not run again by itself.
     pub fn is_final(self) -> bool {

@@ -60,6 +60,10 @@ pub(super) fn closest<'c>(
         .map(|(_, c)| c)
 }
 
+/// Variables a backend's commands may use beside the pipeline's: the deployment's own
+/// application, version and components (comma-separated).
+pub(in crate::pipeline) const DEPLOY_VARIABLES: [&str; 3] = ["application", "version", "components"];
+
 /// `: did you mean `x`?` or nothing.
 pub(super) fn did_you_mean<'c>(
     word: &str,
@@ -96,7 +100,9 @@ impl Checker<'_> {
             let VarRef::Var(name) = reference else {
                 continue;
             };
-            if self.variables.contains_key(name) {
+            if self.variables.contains_key(name)
+                || (self.in_backend_commands && DEPLOY_VARIABLES.contains(&name.as_str()))
+            {
                 continue;
             }
             let offset = text.find(&format!("${{{name}")).unwrap_or(0);

@@ -413,7 +413,7 @@ impl Checker<'_> {
                 self.not_for_kind(verify.referenced.into(), path, "verify", kind);
                 None
             }
-            Some(verify) => self.argv(verify, &format!("{path}.verify")).map(Some),
+            Some(verify) => self.with_deploy_variables(|c| c.argv(verify, &format!("{path}.verify")).map(Some)),
             None => Some(None),
         };
         Some(DeploySpec {
@@ -490,9 +490,9 @@ impl Checker<'_> {
         }
         let stray = self.stray_backend_fields(backend, kind_name, path);
         let built = match kind_name {
-            "local" => self.local_backend(raw, path),
+            "local" => self.with_deploy_variables(|c| c.local_backend(raw, path)),
             "xl-deploy" => self.xl_deploy_backend(raw, path),
-            _ => self.exec_backend(raw, path),
+            _ => self.with_deploy_variables(|c| c.exec_backend(raw, path)),
         };
         if stray { None } else { built }
     }
