@@ -61,3 +61,4 @@ pub fn print_summary(state_dir: &Path, release: &str, json: bool) -> Result<(), 
     }
     Ok(())
 }
+

@@ -5,6 +5,7 @@ mod common;
 mod error;
 mod logs;
 mod resume;
+mod rollback;
 mod run;
 mod schema;
 mod status;
@@ -95,6 +96,16 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Roll back completed deployments from their pre-deployment snapshots, newest first.
+    Rollback {
+        release: String,
+        /// Only this deploy task (default: every completed deploy task of the release).
+        #[arg(long)]
+        task: Option<String>,
+        /// Only this component (repeatable; default: all of the deployment's components).
+        #[arg(long = "component", value_name = "C")]
+        components: Vec<String>,
+    },
     /// Print the JSON Schema of the pipeline file format, for editors.
     Schema,
 }
@@ -142,6 +153,9 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
         }
         Verb::Approve { release, task, json } => approve::run(state, &release, &task, Answer::Approve, json),
         Verb::Reject { release, task, json } => approve::run(state, &release, &task, Answer::Reject, json),
+        Verb::Rollback { release, task, components } => {
+            rollback::run(state, &release, task.as_deref(), &components)
+        }
         Verb::Schema => Ok(schema::run()),
     }
 }

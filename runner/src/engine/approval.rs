@@ -1,7 +1,7 @@
 //! Answers to manual tasks: `relflow approve` and `relflow reject`.
 
 use crate::engine::event::{Event, FailureInfo, PhaseRef, TaskRef};
-use crate::engine::{Engine, EngineError, Outcome};
+use crate::engine::{Engine, EngineError, Outcome, who};
 use crate::store::{PhaseStatus, ReleaseStatus, TaskStatus};
 use relflow_plugin::ErrorClass;
 
@@ -23,10 +23,6 @@ pub enum AnswerError {
     },
     #[error(transparent)]
     Engine(#[from] EngineError),
-}
-
-fn who() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "a person".to_string())
 }
 
 impl Engine {

@@ -36,7 +36,7 @@ impl Engine {
         Ok(Outcome::Completed)
     }
 
-    fn phase_def(&self, name: &str) -> Result<&Phase, EngineError> {
+    pub(super) fn phase_def(&self, name: &str) -> Result<&Phase, EngineError> {
         self.pipeline.phase(name).ok_or_else(|| EngineError::Mismatch {
             what: "phase",
             name: name.to_string(),
@@ -44,7 +44,7 @@ impl Engine {
     }
 
     /// The definition of a task and the parallel limit of its step.
-    fn task_def<'p>(&self, phase: &'p Phase, name: &str) -> Result<(&'p Task, usize), EngineError> {
+    pub(super) fn task_def<'p>(&self, phase: &'p Phase, name: &str) -> Result<(&'p Task, usize), EngineError> {
         for step in &phase.steps {
             match step {
                 Step::Task(task) if task.name == name => return Ok((task, 1)),
@@ -95,6 +95,8 @@ impl Engine {
             let ends = self.run_step(phase, &phase_ref, &pending).await?;
             let (status, outcome) = if ends.contains(&TaskEnd::Halted) {
                 (PhaseStatus::Failed, Outcome::Halted)
+            } else if ends.contains(&TaskEnd::RolledBack) {
+                (PhaseStatus::Failed, Outcome::RolledBack)
             } else if ends.contains(&TaskEnd::WaitingApproval) {
                 (PhaseStatus::Paused, Outcome::Paused)
             } else {
@@ -148,6 +150,9 @@ impl Engine {
         Ok(if outcome == Outcome::Halted {
             let failed = named(TaskStatus::Failed).join(", ");
             (ReleaseStatus::Failed, format!("task {failed} failed"))
+        } else if outcome == Outcome::RolledBack {
+            let rolled = named(TaskStatus::RolledBack).join(", ");
+            (ReleaseStatus::Failed, format!("task {rolled} failed and was rolled back"))
         } else {
             let waiting = named(TaskStatus::WaitingApproval).join(", ");
             (ReleaseStatus::Paused, format!("waiting for approval of {waiting}"))

@@ -84,6 +84,12 @@ pub enum Event {
         #[serde(skip)]
         at_ms: i64,
     },
+    /// A line for the task's `rollback.log`.
+    RollbackOutput {
+        #[serde(flatten)]
+        task: TaskRef,
+        line: String,
+    },
     Decision {
         #[serde(flatten)]
         task: TaskRef,
@@ -127,7 +133,7 @@ impl Event {
             Event::TaskStatus { error, .. } | Event::AttemptFinished { error, .. } => {
                 error.iter_mut().for_each(|e| fix(&mut e.message))
             }
-            Event::Output { line, .. } => fix(line),
+            Event::Output { line, .. } | Event::RollbackOutput { line, .. } => fix(line),
             Event::Decision { detail, .. } => detail.iter_mut().for_each(fix),
             Event::VariablesSet { values } => values.values_mut().for_each(fix),
             Event::RollbackJob { error, .. } => error.iter_mut().for_each(fix),

@@ -12,6 +12,7 @@ use crate::engine::process::{ProcessEnd, ProcessSpec, run_process};
 use crate::engine::{Engine, EngineError};
 use crate::output::paths;
 use crate::pipeline::template::{RenderContext, RenderError, Rendered, Template};
+use crate::pipeline::paths::resolve;
 use crate::pipeline::{Phase, Task, TaskKind};
 use crate::policy::Failure;
 
@@ -24,7 +25,7 @@ pub enum AttemptResult {
     },
 }
 
-fn failed(class: ErrorClass, message: impl Into<String>, attempt: u32) -> AttemptResult {
+pub(super) fn failed(class: ErrorClass, message: impl Into<String>, attempt: u32) -> AttemptResult {
     AttemptResult::Failed {
         failure: Failure {
             class,
@@ -113,11 +114,12 @@ impl Engine {
                 }
                 return Ok(AttemptResult::Succeeded);
             }
-            TaskKind::Deploy(spec) | TaskKind::Undeploy(spec) => {
+            TaskKind::Deploy(spec) => return self.run_deploy(phase, task_ref, task, spec, attempt).await,
+            TaskKind::Undeploy(spec) => {
                 let kind = self.pipeline.backends.get(&spec.backend).map(|b| b.kind()).unwrap_or("?");
                 return Ok(failed(
                     ErrorClass::Precondition,
-                    format!("{} tasks need the `{kind}` backend, which this build of relflow does not have yet", task.kind.keyword()),
+                    format!("undeploy is not supported by the `{kind}` backend in this build of relflow"),
                     attempt,
                 ));
             }
@@ -210,10 +212,10 @@ impl Engine {
             return Err("nothing to run".to_string());
         }
         if process.program_is_file && !Path::new(&argv[0]).is_absolute() {
-            argv[0] = base.join(&argv[0]).to_string_lossy().into_owned();
+            argv[0] = resolve(base, &argv[0]).to_string_lossy().into_owned();
         }
         let cwd = match process.cwd {
-            Some(t) => base.join(render(t)?),
+            Some(t) => resolve(base, render(t)?),
             None => base.clone(),
         };
         let state_dir = self.reporter.borrow().state_dir().to_path_buf();

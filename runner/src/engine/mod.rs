@@ -3,10 +3,13 @@
 
 pub mod approval;
 mod attach;
+mod backends;
+mod deploy;
 mod drive;
 pub mod event;
 mod kinds;
 mod repair;
+mod rollback;
 pub mod process;
 pub mod report;
 mod task;
@@ -15,6 +18,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 pub use approval::{Answer, AnswerError};
+pub use rollback::RollbackRequestError;
 pub use attach::{AttachError, attach, secrets_of, start_release};
 pub use event::Event;
 pub use report::{ReportError, Reporter};
@@ -105,4 +109,11 @@ impl Engine {
     pub fn finish_terminal(&self) {
         self.reporter.borrow_mut().terminal.finish();
     }
+}
+
+/// Who is at the terminal, for the rule of a decision a person made.
+pub fn who() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "an unnamed user".to_string())
 }

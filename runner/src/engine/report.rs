@@ -108,6 +108,6 @@ fn apply_to_store(store: &mut Store, release: &str, event: &Event) -> Result<(),
         Event::RollbackJob { job, status, error, .. } => {
             store.set_rollback_job_status(*job, *status, error.as_deref())
         }
-        Event::Output { .. } => Ok(()),
+        Event::Output { .. } | Event::RollbackOutput { .. } => Ok(()),
     }
 }

@@ -19,6 +19,8 @@ pub enum TaskEnd {
     Settled,
     /// Failed and the policy halts the release.
     Halted,
+    /// Failed, rolled back (`then: rollback`), and the release halts.
+    RolledBack,
     WaitingApproval,
 }
 
@@ -122,7 +124,7 @@ impl Engine {
             };
             match self.decide_after(phase, &task_ref, task, &failure)? {
                 Some(delay) => tokio::time::sleep(delay).await,
-                None => return self.end_failed(&task_ref, task, phase, &failure),
+                None => return self.end_failed(&task_ref, task, phase, &failure).await,
             }
         }
     }
@@ -174,7 +176,7 @@ impl Engine {
     }
 
     /// Applies the policy's `then` once no retry is left.
-    fn end_failed(
+    async fn end_failed(
         &self,
         task_ref: &TaskRef,
         task: &Task,
@@ -202,6 +204,20 @@ impl Engine {
                 self.set_status(task_ref, TaskStatus::Failed, error)?;
                 Ok(TaskEnd::Halted)
             }
+            Then::Rollback => match self.roll_back_failed_task(phase, task_ref, task).await? {
+                Ok(()) => {
+                    self.set_status(task_ref, TaskStatus::RolledBack, error)?;
+                    Ok(TaskEnd::RolledBack)
+                }
+                Err(rollback_failure) => {
+                    let error = FailureInfo {
+                        class: failure.class,
+                        message: format!("{}; then {rollback_failure}", failure.message),
+                    };
+                    self.set_status(task_ref, TaskStatus::Failed, Some(error))?;
+                    Ok(TaskEnd::Halted)
+                }
+            },
             other => {
                 self.output(
                     task_ref,

@@ -27,7 +27,7 @@ impl EventsFile {
 
     /// Writes one line; output lines are left to script_output.log.
     pub fn write(&mut self, release: &str, at_ms: i64, event: &Event) -> std::io::Result<()> {
-        if matches!(event, Event::Output { .. }) {
+        if matches!(event, Event::Output { .. } | Event::RollbackOutput { .. }) {
             return Ok(());
         }
         let mut value = serde_json::to_value(event).map_err(std::io::Error::other)?;

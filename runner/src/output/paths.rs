@@ -17,6 +17,11 @@ pub fn script_log(state_dir: &Path, release: &str, phase_label: &str, task: &str
     task_dir(state_dir, release, phase_label, task).join("script_output.log")
 }
 
+/// `releases/<release>/<phase>[#n]/<task>/rollback.log`
+pub fn rollback_log(state_dir: &Path, release: &str, phase_label: &str, task: &str) -> PathBuf {
+    task_dir(state_dir, release, phase_label, task).join("rollback.log")
+}
+
 /// `releases/<release>/events.jsonl`
 pub fn events_file(state_dir: &Path, release: &str) -> PathBuf {
     release_dir(state_dir, release).join("events.jsonl")

@@ -1,13 +1,21 @@
-//! `script_output.log` per task run: every attempt, each headed by `=== attempt N ===`.
+//! `script_output.log` per task run (every attempt, each headed by `=== attempt N ===`), and
+//! `rollback.log` beside it when a rollback ran.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::engine::event::{Event, TaskRef};
 use crate::output::paths;
+
+/// Which of a task's two logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Log {
+    Script,
+    Rollback,
+}
 
 /// Open log files of the running tasks of one release.
 pub struct ScriptLogs {
@@ -15,7 +23,14 @@ pub struct ScriptLogs {
     release: String,
     /// Unbuffered: each line is one write, so a killed runner loses nothing and `logs --follow`
     /// sees lines as they come.
-    open: HashMap<i64, File>,
+    open: HashMap<(i64, Log), File>,
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        crate::store::create_private_dir(dir).map_err(std::io::Error::other)?;
+    }
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
 }
 
 impl ScriptLogs {
@@ -27,33 +42,31 @@ impl ScriptLogs {
         }
     }
 
-    fn file(&mut self, task: &TaskRef) -> std::io::Result<&mut File> {
-        if !self.open.contains_key(&task.id) {
-            let path =
-                paths::script_log(&self.state_dir, &self.release, &task.phase.label, &task.task);
-            if let Some(dir) = path.parent() {
-                crate::store::create_private_dir(dir).map_err(std::io::Error::other)?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(&path)?;
-            self.open.insert(task.id, file);
+    fn write_line(&mut self, task: &TaskRef, log: Log, line: &str) -> std::io::Result<()> {
+        let key = (task.id, log);
+        if !self.open.contains_key(&key) {
+            let (dir, name) = (&self.state_dir, &task.task);
+            let path = match log {
+                Log::Script => paths::script_log(dir, &self.release, &task.phase.label, name),
+                Log::Rollback => paths::rollback_log(dir, &self.release, &task.phase.label, name),
+            };
+            self.open.insert(key, open_append(&path)?);
         }
-        Ok(self.open.get_mut(&task.id).expect("inserted above"))
+        match self.open.get_mut(&key) {
+            Some(file) => file.write_all(format!("{line}\n").as_bytes()),
+            None => Ok(()),
+        }
     }
 
     pub fn write(&mut self, event: &Event) -> std::io::Result<()> {
         match event {
-            Event::AttemptStarted { task, attempt } => self
-                .file(task)?
-                .write_all(format!("=== attempt {attempt} ===\n").as_bytes()),
-            Event::Output { task, line } => {
-                self.file(task)?.write_all(format!("{line}\n").as_bytes())
+            Event::AttemptStarted { task, attempt } => {
+                self.write_line(task, Log::Script, &format!("=== attempt {attempt} ==="))
             }
+            Event::Output { task, line } => self.write_line(task, Log::Script, line),
+            Event::RollbackOutput { task, line } => self.write_line(task, Log::Rollback, line),
             Event::TaskStatus { task, .. } => {
-                self.open.remove(&task.id);
+                self.open.retain(|(id, _), _| *id != task.id);
                 Ok(())
             }
             _ => Ok(()),

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::output::{paths, time};
 use crate::store::{
-    AttemptRecord, DecisionRecord, PhaseRunRecord, ReleaseRecord, ReleaseStatus, Store,
-    StoreError, TaskRunRecord, TaskStatus,
+    AttemptRecord, DecisionRecord, PhaseRunRecord, ReleaseRecord, ReleaseStatus,
+    RollbackJobRecord, Store, StoreError, TaskRunRecord, TaskStatus,
 };
 
 #[derive(Debug, Serialize)]
@@ -34,8 +34,10 @@ pub struct TaskView {
     #[serde(flatten)]
     pub run: TaskRunRecord,
     pub log: String,
+    pub rollback_log: String,
     pub attempt_history: Vec<AttemptRecord>,
     pub decisions: Vec<DecisionRecord>,
+    pub rollback_jobs: Vec<RollbackJobRecord>,
 }
 
 impl ReleaseView {
@@ -45,6 +47,7 @@ impl ReleaseView {
         let tasks = store.task_runs(release)?;
         let attempts = store.attempts(release)?;
         let decisions = store.decisions(release)?;
+        let jobs = store.rollback_jobs(release)?;
         let phases = store
             .phase_runs(release)?
             .into_iter()
@@ -57,7 +60,11 @@ impl ReleaseView {
                         log: paths::script_log(store.dir(), release, &label, &t.task)
                             .to_string_lossy()
                             .into_owned(),
+                        rollback_log: paths::rollback_log(store.dir(), release, &label, &t.task)
+                            .to_string_lossy()
+                            .into_owned(),
                         attempt_history: attempts.iter().filter(|a| a.task_run_id == t.id).cloned().collect(),
+                        rollback_jobs: jobs.iter().filter(|j| j.task_run_id == t.id).cloned().collect(),
                         decisions: decisions
                             .iter()
                             .filter(|d| d.task_run_id == Some(t.id))
@@ -182,6 +189,21 @@ fn render_task(out: &mut String, task: &TaskView) {
         let detail = d.detail.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
         let _ = writeln!(out, "      decision {} by {}{detail}", d.decision, d.rule);
     }
+    for job in &task.rollback_jobs {
+        out.push_str("    ");
+        out.push_str(&render_rollback_job(&t.task, job));
+    }
+}
+
+/// `rollback job 1 of task deploy-petportal (web): completed`
+pub fn render_rollback_job(task: &str, job: &RollbackJobRecord) -> String {
+    let which = if job.components.is_empty() {
+        "all components".to_string()
+    } else {
+        job.components.join(", ")
+    };
+    let error = job.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+    format!("rollback job {} of task {task} ({which}): {}{error}\n", job.id, job.status)
 }
 
 /// One line per release for `list`.

@@ -4,6 +4,7 @@ pub mod diagnostic;
 pub mod duration;
 mod load;
 pub mod model;
+pub mod paths;
 mod raw;
 pub mod schema;
 pub mod template;

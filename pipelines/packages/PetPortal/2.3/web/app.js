@@ -1,0 +1,1 @@
+console.log("PetPortal 2.3");

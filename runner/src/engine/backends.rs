@@ -1,0 +1,106 @@
+//! Building a plugin backend from the pipeline's `backends:` entry, rendered for one task.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use relflow_plugin::{AnyBackend, ExecBackend, LocalBackend};
+
+use crate::engine::Engine;
+use crate::pipeline::paths::resolve;
+use crate::pipeline::template::{RenderContext, Template};
+use crate::pipeline::{Backend, Phase, Task};
+
+/// The deployment a backend's commands are rendered for: `${application}`, `${version}`,
+/// `${components}`.
+pub(super) struct DeployVars<'a> {
+    pub application: &'a str,
+    pub version: &'a str,
+    pub components: &'a [String],
+}
+
+/// A relative program with a slash (`./scripts/health.sh`) is relative to the pipeline folder,
+/// whatever folder the command then runs in.
+pub(super) fn resolve_program(mut argv: Vec<String>, base_dir: &Path) -> Vec<String> {
+    if let Some(program) = argv.first_mut()
+        && program.contains('/')
+        && !program.starts_with('/')
+    {
+        *program = resolve(base_dir, &*program).to_string_lossy().into_owned();
+    }
+    argv
+}
+
+impl Engine {
+    /// Renders `template` with the release's values plus the deployment's own.
+    fn render_for_deploy(
+        &self,
+        phase: &Phase,
+        task: &Task,
+        deploy: &DeployVars<'_>,
+        template: &Template,
+    ) -> Result<String, String> {
+        let mut variables: BTreeMap<String, String> = self.variables.borrow().clone();
+        variables.insert("application".into(), deploy.application.to_string());
+        variables.insert("version".into(), deploy.version.to_string());
+        variables.insert("components".into(), deploy.components.join(","));
+        let ctx = RenderContext {
+            variables: &variables,
+            release_id: &self.release,
+            phase_name: &phase.name,
+            task_name: &task.name,
+            env: &*self.env,
+        };
+        let rendered = template.render(&ctx).map_err(|e| e.to_string())?;
+        let mut reporter = self.reporter.borrow_mut();
+        for secret in &rendered.secrets {
+            reporter.redactor.add(secret);
+        }
+        Ok(rendered.value)
+    }
+
+    pub(super) fn render_argv_for_deploy(
+        &self,
+        phase: &Phase,
+        task: &Task,
+        deploy: &DeployVars<'_>,
+        argv: &[Template],
+    ) -> Result<Vec<String>, String> {
+        let argv = argv
+            .iter()
+            .map(|t| self.render_for_deploy(phase, task, deploy, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(resolve_program(argv, &self.pipeline.base_dir))
+    }
+
+    /// The plugin backend named `name`, its paths and commands rendered for this deployment.
+    pub(super) fn backend(
+        &self,
+        phase: &Phase,
+        task: &Task,
+        name: &str,
+        deploy: &DeployVars<'_>,
+    ) -> Result<AnyBackend, String> {
+        let base = &self.pipeline.base_dir;
+        let render = |t: &Template| self.render_for_deploy(phase, task, deploy, t);
+        let argv = |a: &[Template]| self.render_argv_for_deploy(phase, task, deploy, a);
+        let optional = |a: &Option<Vec<Template>>| a.as_deref().map(argv).transpose();
+        match self.pipeline.backends.get(name) {
+            Some(Backend::Local { target, packages, verify }) => {
+                let mut local = LocalBackend::new(resolve(base, render(target)?), resolve(base, render(packages)?));
+                local.verify = optional(verify)?;
+                Ok(AnyBackend::Local(local))
+            }
+            Some(Backend::Exec { deploy, rollback, current, status }) => Ok(AnyBackend::Exec(ExecBackend {
+                deploy: argv(deploy)?,
+                rollback: optional(rollback)?,
+                current: optional(current)?,
+                status: optional(status)?,
+                cwd: Some(base.clone()),
+            })),
+            Some(Backend::XlDeploy { .. }) => {
+                Err(format!("backend `{name}` is xl-deploy, which this build of relflow does not drive yet"))
+            }
+            None => Err(format!("no backend `{name}`")),
+        }
+    }
+}
