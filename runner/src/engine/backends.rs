@@ -1,13 +1,12 @@
 //! Building a plugin backend from the pipeline's `backends:` entry, rendered for one task.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use relflow_plugin::{AnyBackend, ExecBackend, LocalBackend};
 
 use crate::engine::Engine;
 use crate::pipeline::paths::resolve;
-use crate::pipeline::template::{RenderContext, Template};
+use crate::pipeline::template::Template;
 use crate::pipeline::{Backend, Phase, Task};
 
 /// The deployment a backend's commands are rendered for: `${application}`, `${version}`,
@@ -39,23 +38,15 @@ impl Engine {
         deploy: &DeployVars<'_>,
         template: &Template,
     ) -> Result<String, String> {
-        let mut variables: BTreeMap<String, String> = self.variables.borrow().clone();
-        variables.insert("application".into(), deploy.application.to_string());
-        variables.insert("version".into(), deploy.version.to_string());
-        variables.insert("components".into(), deploy.components.join(","));
-        let ctx = RenderContext {
-            variables: &variables,
-            release_id: &self.release,
-            phase_name: &phase.name,
-            task_name: &task.name,
-            env: &*self.env,
-        };
-        let rendered = template.render(&ctx).map_err(|e| e.to_string())?;
-        let mut reporter = self.reporter.borrow_mut();
-        for secret in &rendered.secrets {
-            reporter.redactor.add(secret);
-        }
-        Ok(rendered.value)
+        let components = deploy.components.join(",");
+        let extra = [
+            ("application", deploy.application),
+            ("version", deploy.version),
+            ("components", components.as_str()),
+        ];
+        self.render_with(phase, task, template, &extra)
+            .map(|rendered| rendered.value)
+            .map_err(|e| e.to_string())
     }
 
     pub(super) fn render_argv_for_deploy(

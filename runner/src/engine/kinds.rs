@@ -66,7 +66,21 @@ impl Engine {
     /// Renders a template of `task` with the release's current values; secrets it used are
     /// added to the redactor before anything can print them.
     pub(super) fn render(&self, phase: &Phase, task: &Task, template: &Template) -> Result<Rendered, RenderError> {
-        let variables = self.variables.borrow();
+        self.render_with(phase, task, template, &[])
+    }
+
+    /// `render`, with `extra` values taking precedence over the release's variables.
+    pub(super) fn render_with(
+        &self,
+        phase: &Phase,
+        task: &Task,
+        template: &Template,
+        extra: &[(&str, &str)],
+    ) -> Result<Rendered, RenderError> {
+        let mut variables = self.variables.borrow().clone();
+        for (name, value) in extra {
+            variables.insert(name.to_string(), value.to_string());
+        }
         let ctx = RenderContext {
             variables: &variables,
             release_id: &self.release,

@@ -7,32 +7,25 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::records::*;
 use super::{Store, StoreError, now_ms};
 
-fn parse_status<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
-    text.parse().map_err(StoreError::Corrupt)
-}
-
-fn release_from_row(row: &Row<'_>) -> rusqlite::Result<(ReleaseRecord, String, String)> {
+fn release_from_row(row: &Row<'_>) -> rusqlite::Result<(ReleaseRecord, String)> {
     Ok((
         ReleaseRecord {
             id: row.get("id")?,
             pipeline: row.get("pipeline")?,
             pipeline_file: row.get("pipeline_file")?,
             pipeline_source: row.get("pipeline_source")?,
-            status: super::ReleaseStatus::Planned,
+            status: row.get("status")?,
             variables: BTreeMap::new(),
             reason: row.get("reason")?,
             created_at: row.get("created_at")?,
             updated_at: row.get("updated_at")?,
         },
-        row.get("status")?,
         row.get("variables")?,
     ))
 }
 
-fn finish_release(
-    (mut record, status, variables): (ReleaseRecord, String, String),
-) -> Result<ReleaseRecord, StoreError> {
-    record.status = parse_status(status)?;
+/// Variables are stored as a JSON object.
+fn finish_release((mut record, variables): (ReleaseRecord, String)) -> Result<ReleaseRecord, StoreError> {
     record.variables = serde_json::from_str(&variables)
         .map_err(|e| StoreError::Corrupt(format!("variables of {}: {e}", record.id)))?;
     Ok(record)
@@ -100,25 +93,17 @@ impl Store {
              FROM phase_runs WHERE release_id = ?1 ORDER BY position",
         )?;
         let rows = stmt.query_map([release], |row| {
-            Ok((
-                PhaseRunRecord {
-                    id: row.get(0)?,
-                    position: row.get(1)?,
-                    phase: row.get(2)?,
-                    run_no: row.get(3)?,
-                    status: super::PhaseStatus::Planned,
-                    started_at: row.get(5)?,
-                    ended_at: row.get(6)?,
-                },
-                row.get::<_, String>(4)?,
-            ))
+            Ok(PhaseRunRecord {
+                id: row.get(0)?,
+                position: row.get(1)?,
+                phase: row.get(2)?,
+                run_no: row.get(3)?,
+                status: row.get(4)?,
+                started_at: row.get(5)?,
+                ended_at: row.get(6)?,
+            })
         })?;
-        rows.map(|row| {
-            let (mut record, status) = row?;
-            record.status = parse_status(status)?;
-            Ok(record)
-        })
-        .collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Task runs of a release, by phase run then position.
@@ -130,32 +115,24 @@ impl Store {
              WHERE t.release_id = ?1 ORDER BY p.position, t.position",
         )?;
         let rows = stmt.query_map([release], |row| {
-            Ok((
-                TaskRunRecord {
-                    id: row.get(0)?,
-                    phase_run_id: row.get(1)?,
-                    position: row.get(2)?,
-                    step: row.get(3)?,
-                    task: row.get(4)?,
-                    kind: row.get(5)?,
-                    status: super::TaskStatus::Planned,
-                    attempts: row.get(7)?,
-                    handle: row.get(8)?,
-                    retry_at: row.get(9)?,
-                    error_class: row.get(10)?,
-                    error: row.get(11)?,
-                    started_at: row.get(12)?,
-                    ended_at: row.get(13)?,
-                },
-                row.get::<_, String>(6)?,
-            ))
+            Ok(TaskRunRecord {
+                id: row.get(0)?,
+                phase_run_id: row.get(1)?,
+                position: row.get(2)?,
+                step: row.get(3)?,
+                task: row.get(4)?,
+                kind: row.get(5)?,
+                status: row.get(6)?,
+                attempts: row.get(7)?,
+                handle: row.get(8)?,
+                retry_at: row.get(9)?,
+                error_class: row.get(10)?,
+                error: row.get(11)?,
+                started_at: row.get(12)?,
+                ended_at: row.get(13)?,
+            })
         })?;
-        rows.map(|row| {
-            let (mut record, status) = row?;
-            record.status = parse_status(status)?;
-            Ok(record)
-        })
-        .collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Attempts of every task run of a release, by task run then number.
@@ -167,26 +144,18 @@ impl Store {
              WHERE t.release_id = ?1 ORDER BY a.task_run_id, a.number",
         )?;
         let rows = stmt.query_map([release], |row| {
-            Ok((
-                AttemptRecord {
-                    task_run_id: row.get(0)?,
-                    number: row.get(1)?,
-                    status: super::AttemptStatus::Running,
-                    error_class: row.get(3)?,
-                    message: row.get(4)?,
-                    exit_code: row.get(5)?,
-                    started_at: row.get(6)?,
-                    ended_at: row.get(7)?,
-                },
-                row.get::<_, String>(2)?,
-            ))
+            Ok(AttemptRecord {
+                task_run_id: row.get(0)?,
+                number: row.get(1)?,
+                status: row.get(2)?,
+                error_class: row.get(3)?,
+                message: row.get(4)?,
+                exit_code: row.get(5)?,
+                started_at: row.get(6)?,
+                ended_at: row.get(7)?,
+            })
         })?;
-        rows.map(|row| {
-            let (mut record, status) = row?;
-            record.status = parse_status(status)?;
-            Ok(record)
-        })
-        .collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// How many decisions of one kind (e.g. `retry`) a release has recorded.

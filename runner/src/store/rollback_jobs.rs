@@ -47,27 +47,23 @@ impl Store {
         )?;
         let rows = stmt.query_map([release], |row| {
             Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, String>(2)?,
+                RollbackJobRecord {
+                    id: row.get(0)?,
+                    task_run_id: row.get(1)?,
+                    status: row.get(2)?,
+                    components: Vec::new(),
+                    error: row.get(4)?,
+                    created_at: row.get(5)?,
+                    ended_at: row.get(6)?,
+                },
                 row.get::<_, String>(3)?,
-                row.get::<_, Option<String>>(4)?,
-                row.get::<_, i64>(5)?,
-                row.get::<_, Option<i64>>(6)?,
             ))
         })?;
         rows.map(|row| {
-            let (id, task_run_id, status, components, error, created_at, ended_at) = row?;
-            Ok(RollbackJobRecord {
-                id,
-                task_run_id,
-                status: status.parse().map_err(StoreError::Corrupt)?,
-                components: serde_json::from_str(&components)
-                    .map_err(|e| StoreError::Corrupt(format!("rollback job {id}: {e}")))?,
-                error,
-                created_at,
-                ended_at,
-            })
+            let (mut job, components) = row?;
+            job.components = serde_json::from_str(&components)
+                .map_err(|e| StoreError::Corrupt(format!("rollback job {}: {e}", job.id)))?;
+            Ok(job)
         })
         .collect()
     }
