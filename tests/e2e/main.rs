@@ -5,5 +5,7 @@ mod crash_resume;
 mod follow_and_state;
 mod harness;
 mod load_errors;
+mod local_deploys;
 mod run_basics;
 mod secrets;
+mod tree;
