@@ -45,6 +45,7 @@ fn round(root: &Path, files: usize) {
         components: vec![],
         work_dir: root.join("work").join(run),
         verify: None,
+        environment: None,
     };
 
     let (first, _) = timed(|| backend.deploy(&request("1.0", "a"), &mut |_| Ok(()), &mut |_| {}));

@@ -67,7 +67,10 @@ fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         let took = run_once(dir.path(), &source);
         let us = took.as_secs_f64() * 1e6 / tasks as f64;
-        println!("run {run}: {tasks} tasks in {:.1} ms = {us:.0} µs per task", took.as_secs_f64() * 1e3);
+        println!(
+            "run {run}: {tasks} tasks in {:.1} ms = {us:.0} µs per task",
+            took.as_secs_f64() * 1e3
+        );
         per_task_us.push(us);
     }
     per_task_us.sort_by(f64::total_cmp);

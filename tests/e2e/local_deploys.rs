@@ -597,7 +597,6 @@ fn local_deploys_hostile_tarballs_are_refused_with_validation_and_write_nothing_
 /// deployment of another release, whose task still reads `completed`. The target must keep
 /// what is live, and the user be told which release holds it.
 #[test]
-#[ignore = "bug: `relflow rollback petportal-1` after petportal-2 deployed 2.3 over it exits 0 and deletes the live 2.3 components and .relflow-version"]
 fn local_deploys_rolling_back_a_superseded_deployment_does_not_destroy_the_newer_one() {
     let sb = Sandbox::new();
     setup(&sb, Policy::Fast);

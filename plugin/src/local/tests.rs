@@ -59,6 +59,7 @@ impl Fixture {
             work_dir: self.root.join("work").join(run),
             verify: (version == "2.2")
                 .then(|| vec!["sh".into(), "-c".into(), "echo unhealthy; exit 3".into()]),
+            environment: None,
         }
     }
 }

@@ -6,6 +6,14 @@ use crate::cli::common::drive_release;
 use crate::cli::error::CliError;
 use crate::engine::Answer;
 
-pub fn run(state_dir: &Path, release: &str, task: &str, answer: Answer, json: bool) -> Result<i32, CliError> {
-    drive_release(state_dir, release, json, async |engine| Ok(engine.answer(task, answer).await?))
+pub fn run(
+    state_dir: &Path,
+    release: &str,
+    task: &str,
+    answer: Answer,
+    json: bool,
+) -> Result<i32, CliError> {
+    drive_release(state_dir, release, json, async |engine| {
+        Ok(engine.answer(task, answer).await?)
+    })
 }

@@ -61,4 +61,3 @@ pub fn print_summary(state_dir: &Path, release: &str, json: bool) -> Result<(), 
     }
     Ok(())
 }
-

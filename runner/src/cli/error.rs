@@ -1,6 +1,6 @@
 //! Every failure of a CLI verb, mapped to its exit code in one place.
 
-use crate::engine::{AnswerError, AttachError, EngineError};
+use crate::engine::{AnswerError, AttachError, CommandError, EngineError, RestartError};
 use crate::exit_code;
 use crate::pipeline::LoadError;
 use crate::store::{LeaseError, StoreError};
@@ -81,6 +81,15 @@ impl From<AnswerError> for CliError {
             not_waiting @ AnswerError::NotWaiting { .. } => {
                 CliError::input(format!("error: {not_waiting}"))
             }
+        }
+    }
+}
+
+impl From<CommandError> for CliError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Engine(e) | CommandError::Restart(RestartError::Engine(e)) => e.into(),
+            refused => CliError::input(format!("error: {refused}")),
         }
     }
 }

@@ -80,7 +80,10 @@ pub fn run(
             Some(n) => match attempt_section(&text, n) {
                 Some(s) => s,
                 None if task.is_some() => {
-                    return Err(CliError::input(format!("error: {} has no attempt {n}", file.name)));
+                    return Err(CliError::input(format!(
+                        "error: {} has no attempt {n}",
+                        file.name
+                    )));
                 }
                 None => continue,
             },
@@ -92,7 +95,11 @@ pub fn run(
         let _ = out.write_all(shown.as_bytes());
     }
     if existing.is_empty() && !follow {
-        let _ = writeln!(std::io::stderr(), "no log yet for {}", task.unwrap_or(release));
+        let _ = writeln!(
+            std::io::stderr(),
+            "no log yet for {}",
+            task.unwrap_or(release)
+        );
     }
     drop(out);
     if follow {
@@ -111,7 +118,8 @@ fn follow_logs(
 ) -> Result<(), CliError> {
     loop {
         let record = store.release(release)?;
-        let live = record.status == ReleaseStatus::Running && store.lease_holder(release)?.is_some();
+        let live =
+            record.status == ReleaseStatus::Running && store.lease_holder(release)?.is_some();
         // New phase runs (restarts) add log files while we follow.
         for file in log_files(store, release, task)? {
             if !files.iter().any(|f| f.path == file.path) {
@@ -120,7 +128,9 @@ fn follow_logs(
             }
         }
         for (file, offset) in files.iter().zip(offsets.iter_mut()) {
-            let Ok(mut f) = std::fs::File::open(&file.path) else { continue };
+            let Ok(mut f) = std::fs::File::open(&file.path) else {
+                continue;
+            };
             if f.seek(SeekFrom::Start(*offset)).is_err() {
                 continue;
             }
@@ -130,7 +140,11 @@ fn follow_logs(
                 let text = String::from_utf8_lossy(&new);
                 let mut out = std::io::stdout().lock();
                 for line in text.lines() {
-                    let _ = if task.is_some() { writeln!(out, "{line}") } else { writeln!(out, "[{}] {line}", file.name) };
+                    let _ = if task.is_some() {
+                        writeln!(out, "{line}")
+                    } else {
+                        writeln!(out, "[{}] {line}", file.name)
+                    };
                 }
             }
         }
@@ -148,7 +162,10 @@ mod tests {
     #[test]
     fn picks_one_attempt_out_of_a_log() {
         let log = "=== attempt 1 ===\na\nAttempt 1 failed\n=== attempt 2 ===\nb\n";
-        assert_eq!(attempt_section(log, 1).unwrap(), "=== attempt 1 ===\na\nAttempt 1 failed\n");
+        assert_eq!(
+            attempt_section(log, 1).unwrap(),
+            "=== attempt 1 ===\na\nAttempt 1 failed\n"
+        );
         assert_eq!(attempt_section(log, 2).unwrap(), "=== attempt 2 ===\nb\n");
         assert!(attempt_section(log, 3).is_none());
     }

@@ -1,13 +1,17 @@
 //! Command line: parse arguments, dispatch to one file per verb, map errors to exit codes.
 
+mod abort;
 mod approve;
 mod common;
 mod error;
 mod logs;
+mod restart_phase;
 mod resume;
+mod retry;
 mod rollback;
 mod run;
 mod schema;
+mod skip;
 mod status;
 mod validate;
 
@@ -26,7 +30,12 @@ pub use error::CliError;
 #[command(name = "relflow", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// State directory: the SQLite store and every release's logs.
-    #[arg(long, global = true, env = "RELFLOW_STATE_DIR", default_value = ".relflow")]
+    #[arg(
+        long,
+        global = true,
+        env = "RELFLOW_STATE_DIR",
+        default_value = ".relflow"
+    )]
     pub state_dir: PathBuf,
     #[command(subcommand)]
     pub command: Verb,
@@ -80,6 +89,49 @@ pub enum Verb {
         #[arg(long, short)]
         follow: bool,
     },
+    /// One more attempt of a failed task (all failed tasks without --task), then continue.
+    Retry {
+        release: String,
+        #[arg(long)]
+        task: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Skip a failed task and continue the release.
+    Skip {
+        release: String,
+        #[arg(long)]
+        task: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Abort a release; with --rollback run the rollback order first.
+    Abort {
+        release: String,
+        /// Roll back first: the failed task's actions and deployment, then every completed
+        /// deployment and the flow-level rollback.
+        #[arg(long)]
+        rollback: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fix forward: stop the current phase, append new runs of PHASE up to it with new
+    /// variables, and continue.
+    RestartPhase {
+        release: String,
+        phase: String,
+        /// Start the new run of PHASE at this task (earlier ones are skipped).
+        #[arg(long)]
+        from_task: Option<String>,
+        /// New variable values, e.g. `--var version=2.3` (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// Prepare the new runs but leave the release paused (continue with `resume`).
+        #[arg(long)]
+        no_resume: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Approve a manual task and continue the release.
     Approve {
         release: String,
@@ -122,10 +174,20 @@ fn init_tracing() {
 
 /// Runs the CLI with the process arguments; returns the exit code.
 pub fn main() -> i32 {
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`relflow status | head`) instead of panicking on a broken pipe.
+    // SAFETY: resets one signal disposition before any thread starts; no memory involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
-            let code = if err.use_stderr() { exit_code::INVALID_INPUT } else { exit_code::OK };
+            let code = if err.use_stderr() {
+                exit_code::INVALID_INPUT
+            } else {
+                exit_code::OK
+            };
             let _ = err.print();
             return code;
         }
@@ -148,14 +210,60 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Verb::Resume { release, json } => resume::run(state, &release, json),
         Verb::Status { release, json } => status::status(state, release.as_deref(), json),
         Verb::List { json } => status::list(state, json),
-        Verb::Logs { release, task, attempt, follow } => {
-            logs::run(state, &release, task.as_deref(), attempt, follow)
+        Verb::Logs {
+            release,
+            task,
+            attempt,
+            follow,
+        } => logs::run(state, &release, task.as_deref(), attempt, follow),
+        Verb::Retry {
+            release,
+            task,
+            json,
+        } => retry::run(state, &release, task.as_deref(), json),
+        Verb::Skip {
+            release,
+            task,
+            json,
+        } => skip::run(state, &release, &task, json),
+        Verb::Abort {
+            release,
+            rollback,
+            json,
+        } => abort::run(state, &release, rollback, json),
+        Verb::RestartPhase {
+            release,
+            phase,
+            from_task,
+            vars,
+            no_resume,
+            json,
+        } => {
+            let args = restart_phase::RestartArgs {
+                release: &release,
+                phase: &phase,
+                from_task: from_task.as_deref(),
+                vars: &vars,
+                no_resume,
+                json,
+            };
+            restart_phase::run(state, args)
         }
-        Verb::Approve { release, task, json } => approve::run(state, &release, &task, Answer::Approve, json),
-        Verb::Reject { release, task, json } => approve::run(state, &release, &task, Answer::Reject, json),
-        Verb::Rollback { release, task, components } => {
-            rollback::run(state, &release, task.as_deref(), &components)
-        }
+        Verb::Approve {
+            release,
+            task,
+            json,
+        } => approve::run(state, &release, &task, Answer::Approve, json),
+        Verb::Reject {
+            release,
+            task,
+            json,
+        } => approve::run(state, &release, &task, Answer::Reject, json),
+        Verb::Rollback {
+            release,
+            task,
+            components,
+        } => rollback::run(state, &release, task.as_deref(), &components),
         Verb::Schema => Ok(schema::run()),
     }
 }

@@ -11,7 +11,12 @@ use crate::output::terminal::{Terminal, TerminalMode};
 use crate::output::view::{ReleaseView, render_rollback_job};
 use crate::store::{RollbackJobStatus, Store};
 
-pub fn run(state_dir: &Path, release: &str, task: Option<&str>, components: &[String]) -> Result<i32, CliError> {
+pub fn run(
+    state_dir: &Path,
+    release: &str,
+    task: Option<&str>,
+    components: &[String],
+) -> Result<i32, CliError> {
     let store = Store::open(state_dir)?;
     let (engine, _lease) = engine::attach(store, release, Terminal::new(TerminalMode::Quiet))?;
     let by = format!("relflow rollback by {}", engine::who());
@@ -31,9 +36,14 @@ pub fn run(state_dir: &Path, release: &str, task: Option<&str>, components: &[St
             }
         }
     }
-    Ok(if statuses.iter().all(|(_, s)| *s == RollbackJobStatus::Completed) {
-        exit_code::OK
-    } else {
-        exit_code::HALTED
-    })
+    Ok(
+        if statuses
+            .iter()
+            .all(|(_, s)| *s == RollbackJobStatus::Completed)
+        {
+            exit_code::OK
+        } else {
+            exit_code::HALTED
+        },
+    )
 }

@@ -18,7 +18,11 @@ pub fn run(state_dir: &Path, file: &Path, vars: &[String], json: bool) -> Result
             return Err(CliError::input(format!(
                 "error: --var {name}: `{name}` is not a variable of pipeline {} (declared: {})",
                 pipeline.name,
-                if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
             )));
         }
         variables.insert(name, value);
@@ -30,5 +34,7 @@ pub fn run(state_dir: &Path, file: &Path, vars: &[String], json: bool) -> Result
     let mut store = Store::open(state_dir)?;
     let release = engine::start_release(&mut store, &pipeline, &source, &variables)?;
     drop(store);
-    drive_release(state_dir, &release, json, async |engine| Ok(engine.drive().await?))
+    drive_release(state_dir, &release, json, async |engine| {
+        Ok(engine.drive().await?)
+    })
 }

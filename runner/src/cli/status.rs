@@ -32,7 +32,8 @@ pub fn list(state_dir: &Path, json: bool) -> Result<i32, CliError> {
     let store = open_existing(state_dir)?;
     let releases = store.releases()?;
     if json {
-        let doc = serde_json::to_string_pretty(&releases).map_err(|e| CliError::state(e.to_string()))?;
+        let doc =
+            serde_json::to_string_pretty(&releases).map_err(|e| CliError::state(e.to_string()))?;
         println!("{doc}");
     } else {
         print!("{}", render_list(&releases));

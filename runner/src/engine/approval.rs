@@ -30,7 +30,11 @@ impl Engine {
     pub async fn answer(&self, task: &str, answer: Answer) -> Result<Outcome, AnswerError> {
         let runs = self.with_store(|s| s.task_runs(&self.release))?;
         let phases = self.with_store(|s| s.phase_runs(&self.release))?;
-        let Some(record) = runs.iter().rev().find(|t| t.task == task && t.status == TaskStatus::WaitingApproval) else {
+        let Some(record) = runs
+            .iter()
+            .rev()
+            .find(|t| t.task == task && t.status == TaskStatus::WaitingApproval)
+        else {
             return Err(AnswerError::NotWaiting {
                 release: self.release.clone(),
                 task: task.to_string(),
@@ -47,24 +51,59 @@ impl Engine {
             phase: phase.clone(),
             task: task.to_string(),
         };
-        let by = format!("relflow {} by {}", if answer == Answer::Approve { "approve" } else { "reject" }, who());
+        let by = format!(
+            "relflow {} by {}",
+            if answer == Answer::Approve {
+                "approve"
+            } else {
+                "reject"
+            },
+            who()
+        );
         self.emit(Event::Decision {
             task: task_ref.clone(),
-            decision: if answer == Answer::Approve { "approve" } else { "reject" }.to_string(),
+            decision: if answer == Answer::Approve {
+                "approve"
+            } else {
+                "reject"
+            }
+            .to_string(),
             rule: by.clone(),
             detail: None,
         })?;
         self.emit(Event::Output {
             task: task_ref.clone(),
-            line: format!("{} ({by})", if answer == Answer::Approve { "Approved" } else { "Rejected" }),
+            line: format!(
+                "{} ({by})",
+                if answer == Answer::Approve {
+                    "Approved"
+                } else {
+                    "Rejected"
+                }
+            ),
         })?;
         if answer == Answer::Approve {
-            self.emit(Event::TaskStatus { task: task_ref, status: TaskStatus::Completed, error: None })?;
+            self.emit(Event::TaskStatus {
+                task: task_ref,
+                status: TaskStatus::Completed,
+                error: None,
+            })?;
             return Ok(self.drive().await?);
         }
-        let error = FailureInfo { class: ErrorClass::TaskFailed, message: format!("rejected ({by})") };
-        self.emit(Event::TaskStatus { task: task_ref, status: TaskStatus::Failed, error: Some(error) })?;
-        self.emit(Event::PhaseStatus { phase, status: PhaseStatus::Failed })?;
+        let error = FailureInfo {
+            class: ErrorClass::TaskFailed,
+            message: format!("rejected ({by})"),
+        };
+        self.emit(Event::TaskStatus {
+            task: task_ref,
+            status: TaskStatus::Failed,
+            error: Some(error),
+        })?;
+        self.emit(Event::PhaseStatus {
+            phase,
+            status: PhaseStatus::Failed,
+            variables: None,
+        })?;
         self.emit(Event::ReleaseStatus {
             status: ReleaseStatus::Failed,
             reason: Some(format!("task {task} was rejected")),

@@ -132,6 +132,8 @@ pub fn attach(
         release: release.to_string(),
         reporter: RefCell::new(reporter),
         variables: RefCell::new(record.variables),
+        person_ordered: RefCell::default(),
+        unfinished: RefCell::default(),
         env: Box::new(env),
     };
     Ok((engine, lease))

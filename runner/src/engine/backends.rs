@@ -76,21 +76,33 @@ impl Engine {
         let argv = |a: &[Template]| self.render_argv_for_deploy(phase, task, deploy, a);
         let optional = |a: &Option<Vec<Template>>| a.as_deref().map(argv).transpose();
         match self.pipeline.backends.get(name) {
-            Some(Backend::Local { target, packages, verify }) => {
-                let mut local = LocalBackend::new(resolve(base, render(target)?), resolve(base, render(packages)?));
+            Some(Backend::Local {
+                target,
+                packages,
+                verify,
+            }) => {
+                let mut local = LocalBackend::new(
+                    resolve(base, render(target)?),
+                    resolve(base, render(packages)?),
+                );
                 local.verify = optional(verify)?;
                 Ok(AnyBackend::Local(local))
             }
-            Some(Backend::Exec { deploy, rollback, current, status }) => Ok(AnyBackend::Exec(ExecBackend {
+            Some(Backend::Exec {
+                deploy,
+                rollback,
+                current,
+                status,
+            }) => Ok(AnyBackend::Exec(ExecBackend {
                 deploy: argv(deploy)?,
                 rollback: optional(rollback)?,
                 current: optional(current)?,
                 status: optional(status)?,
                 cwd: Some(base.clone()),
             })),
-            Some(Backend::XlDeploy { .. }) => {
-                Err(format!("backend `{name}` is xl-deploy, which this build of relflow does not drive yet"))
-            }
+            Some(Backend::XlDeploy { .. }) => Err(format!(
+                "backend `{name}` is xl-deploy, which this build of relflow does not drive yet"
+            )),
             None => Err(format!("no backend `{name}`")),
         }
     }

@@ -2,7 +2,9 @@
 //! run on the blocking pool; its log lines and its handle come back over a channel, and the
 //! handle is stored before the backend is allowed to go on.
 
-use relflow_plugin::{AnyBackend, Backend, BackendError, DeployOutcome, DeployRequest, ErrorClass, Handle};
+use relflow_plugin::{
+    AnyBackend, Backend, BackendError, DeployOutcome, DeployRequest, ErrorClass, Handle,
+};
 use tokio::sync::mpsc;
 
 use crate::engine::backends::DeployVars;
@@ -17,7 +19,10 @@ use crate::store::AttemptStatus;
 pub(super) enum FromBackend {
     Line(String),
     /// A handle to store; the backend waits for the answer before touching anything.
-    Handle(String, std::sync::mpsc::SyncSender<Result<(), BackendError>>),
+    Handle(
+        String,
+        std::sync::mpsc::SyncSender<Result<(), BackendError>>,
+    ),
 }
 
 /// `PetPortal/2.2` → (`PetPortal`, `2.2`); `Applications/Web/2.2` → (`Applications/Web`, `2.2`).
@@ -33,9 +38,13 @@ impl Engine {
         &self,
         task_ref: &TaskRef,
         backend: AnyBackend,
-        op: impl FnOnce(&AnyBackend, &mut dyn FnMut(&Handle) -> Result<(), BackendError>, &mut dyn FnMut(&str)) -> Result<T, BackendError>
-            + Send
-            + 'static,
+        op: impl FnOnce(
+            &AnyBackend,
+            &mut dyn FnMut(&Handle) -> Result<(), BackendError>,
+            &mut dyn FnMut(&str),
+        ) -> Result<T, BackendError>
+        + Send
+        + 'static,
     ) -> Result<Result<T, BackendError>, EngineError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let join = tokio::task::spawn_blocking(move || {
@@ -45,8 +54,14 @@ impl Engine {
             };
             let mut on_handle = move |handle: &Handle| {
                 let (ack, answer) = std::sync::mpsc::sync_channel(1);
-                let gone = || BackendError::new(ErrorClass::Interrupted, "store the deploy handle: the runner is stopping");
-                tx.send(FromBackend::Handle(handle.to_json(), ack)).map_err(|_| gone())?;
+                let gone = || {
+                    BackendError::new(
+                        ErrorClass::Interrupted,
+                        "store the deploy handle: the runner is stopping",
+                    )
+                };
+                tx.send(FromBackend::Handle(handle.to_json(), ack))
+                    .map_err(|_| gone())?;
                 answer.recv().map_err(|_| gone())?
             };
             op(&backend, &mut on_handle, &mut log)
@@ -61,16 +76,27 @@ impl Engine {
         while let Ok(message) = rx.try_recv() {
             self.relay(task_ref, message)?;
         }
-        Ok(result.unwrap_or_else(|e| Err(BackendError::new(ErrorClass::Interrupted, format!("finish the backend call: {e}")))))
+        Ok(result.unwrap_or_else(|e| {
+            Err(BackendError::new(
+                ErrorClass::Interrupted,
+                format!("finish the backend call: {e}"),
+            ))
+        }))
     }
 
     fn relay(&self, task_ref: &TaskRef, message: FromBackend) -> Result<(), EngineError> {
         match message {
             FromBackend::Line(line) => self.output(task_ref, line),
             FromBackend::Handle(handle, ack) => {
-                let stored = self.emit(Event::HandleStored { task: task_ref.clone(), handle });
+                let stored = self.emit(Event::HandleStored {
+                    task: task_ref.clone(),
+                    handle,
+                });
                 let answer = stored.as_ref().map(|_| ()).map_err(|e| {
-                    BackendError::new(ErrorClass::Precondition, format!("store the deploy handle: {e}"))
+                    BackendError::new(
+                        ErrorClass::Precondition,
+                        format!("store the deploy handle: {e}"),
+                    )
                 });
                 let _ = ack.send(answer);
                 stored
@@ -82,7 +108,10 @@ impl Engine {
     fn handle_of(&self, task_ref: &TaskRef) -> Result<(Option<String>, bool), EngineError> {
         let runs = self.with_store(|s| s.task_runs(&self.release))?;
         let attempts = self.with_store(|s| s.attempts(&self.release))?;
-        let handle = runs.into_iter().find(|t| t.id == task_ref.id).and_then(|t| t.handle);
+        let handle = runs
+            .into_iter()
+            .find(|t| t.id == task_ref.id)
+            .and_then(|t| t.handle);
         let interrupted = attempts
             .iter()
             .filter(|a| a.task_run_id == task_ref.id)
@@ -110,15 +139,30 @@ impl Engine {
                 attempt,
             ));
         };
-        let vars = DeployVars { application, version, components: &spec.components };
-        let prepared = self.backend(phase, task, &spec.backend, &vars).and_then(|backend| {
-            let verify = spec
-                .verify
-                .as_deref()
-                .map(|argv| self.render_argv_for_deploy(phase, task, &vars, argv))
-                .transpose()?;
-            Ok((backend, verify))
-        });
+        let vars = DeployVars {
+            application,
+            version,
+            components: &spec.components,
+        };
+        let prepared = self
+            .backend(phase, task, &spec.backend, &vars)
+            .and_then(|backend| {
+                let verify = spec
+                    .verify
+                    .as_deref()
+                    .map(|argv| self.render_argv_for_deploy(phase, task, &vars, argv))
+                    .transpose()?;
+                Ok((backend, verify))
+            });
+        let environment = match spec
+            .environment
+            .as_ref()
+            .map(|t| self.render(phase, task, t))
+            .transpose()
+        {
+            Ok(environment) => environment.map(|r| r.value),
+            Err(e) => return Ok(failed(ErrorClass::Precondition, e.to_string(), attempt)),
+        };
         let (backend, verify) = match prepared {
             Ok(prepared) => prepared,
             Err(message) => return Ok(failed(ErrorClass::Precondition, message, attempt)),
@@ -128,8 +172,10 @@ impl Engine {
             application: application.to_string(),
             version: version.to_string(),
             components: spec.components.clone(),
-            work_dir: paths::task_dir(&state_dir, &self.release, &task_ref.phase.label, &task.name).join("deploy"),
+            work_dir: paths::task_dir(&state_dir, &self.release, &task_ref.phase.label, &task.name)
+                .join("deploy"),
             verify,
+            environment,
         };
         if let Err(e) = crate::store::create_private_dir(&request.work_dir) {
             return Ok(failed(ErrorClass::Precondition, e.to_string(), attempt));
@@ -139,16 +185,33 @@ impl Engine {
         let result = match handle {
             Err(e) => Err(e),
             Ok(None) => {
-                self.output(task_ref, format!("Deploying {application} {version} with backend {}", spec.backend))?;
-                self.call_backend(task_ref, backend, move |b, on_handle, log| b.deploy(&request, on_handle, log)).await?
+                self.output(
+                    task_ref,
+                    format!(
+                        "Deploying {application} {version} with backend {}",
+                        spec.backend
+                    ),
+                )?;
+                self.call_backend(task_ref, backend, move |b, on_handle, log| {
+                    b.deploy(&request, on_handle, log)
+                })
+                .await?
             }
             Ok(Some(handle)) if interrupted => {
-                self.output(task_ref, format!("Re-attaching to the deployment of {application} {version}"))?;
-                self.call_backend(task_ref, backend, move |b, _, log| b.resume(&handle, log)).await?
+                self.output(
+                    task_ref,
+                    format!("Re-attaching to the deployment of {application} {version}"),
+                )?;
+                self.call_backend(task_ref, backend, move |b, _, log| b.resume(&handle, log))
+                    .await?
             }
             Ok(Some(handle)) => {
-                self.output(task_ref, format!("Retrying the deployment of {application} {version}"))?;
-                self.call_backend(task_ref, backend, move |b, _, log| b.retry(&handle, log)).await?
+                self.output(
+                    task_ref,
+                    format!("Retrying the deployment of {application} {version}"),
+                )?;
+                self.call_backend(task_ref, backend, move |b, _, log| b.retry(&handle, log))
+                    .await?
             }
         };
         Ok(match result {
@@ -163,12 +226,20 @@ impl Engine {
 
 fn deployed_line(outcome: &DeployOutcome) -> String {
     let names: Vec<&str> = outcome.components.iter().map(|c| c.name.as_str()).collect();
-    let verified = if outcome.is_verified { ", health check passed" } else { "" };
+    let verified = if outcome.is_verified {
+        ", health check passed"
+    } else {
+        ""
+    };
     format!(
         "Deployed {} {} ({}){verified}",
         outcome.handle.application(),
         outcome.handle.version(),
-        if names.is_empty() { "no components listed".to_string() } else { names.join(", ") }
+        if names.is_empty() {
+            "no components listed".to_string()
+        } else {
+            names.join(", ")
+        }
     )
 }
 
@@ -179,7 +250,10 @@ mod tests {
     #[test]
     fn packages_split_at_the_last_slash() {
         assert_eq!(split_package("PetPortal/2.2"), Some(("PetPortal", "2.2")));
-        assert_eq!(split_package("Applications/Web/2.2"), Some(("Applications/Web", "2.2")));
+        assert_eq!(
+            split_package("Applications/Web/2.2"),
+            Some(("Applications/Web", "2.2"))
+        );
         assert_eq!(split_package("PetPortal"), None);
         assert_eq!(split_package("PetPortal/"), None);
     }

@@ -9,6 +9,15 @@ use crate::engine::{Engine, EngineError, Outcome};
 use crate::pipeline::{Phase, Step, Task};
 use crate::store::{PhaseRunRecord, PhaseStatus, ReleaseStatus, TaskRunRecord, TaskStatus};
 
+/// How one phase run ended.
+enum PhaseEnd {
+    Completed,
+    /// A fix-forward appended new phase runs: pick the next one again.
+    Restarted,
+    /// The release stops here with this outcome (its status is already recorded).
+    Stop(Outcome),
+}
+
 impl Engine {
     /// Runs the release from where its state stands until it completes or halts.
     pub async fn drive(&self) -> Result<Outcome, EngineError> {
@@ -16,17 +25,21 @@ impl Engine {
             status: ReleaseStatus::Running,
             reason: None,
         })?;
-        let phase_runs = self.with_store(|s| s.phase_runs(&self.release))?;
-        for phase_run in &phase_runs {
-            if matches!(
-                phase_run.status,
-                PhaseStatus::Completed | PhaseStatus::Superseded | PhaseStatus::RolledBack
-            ) {
-                continue;
-            }
-            let outcome = self.run_phase(phase_run).await?;
-            if outcome != Outcome::Completed {
-                return Ok(outcome);
+        loop {
+            let runs = self.with_store(|s| s.phase_runs(&self.release))?;
+            // Closed runs (completed, failed before a restart, rolled back, superseded) stay in
+            // history; the first open one is where the release stands.
+            let Some(next) = runs.into_iter().find(|r| {
+                matches!(
+                    r.status,
+                    PhaseStatus::Planned | PhaseStatus::Running | PhaseStatus::Paused
+                )
+            }) else {
+                break;
+            };
+            match self.run_phase(&next).await? {
+                PhaseEnd::Completed | PhaseEnd::Restarted => {}
+                PhaseEnd::Stop(outcome) => return Ok(outcome),
             }
         }
         self.emit(Event::ReleaseStatus {
@@ -37,14 +50,20 @@ impl Engine {
     }
 
     pub(super) fn phase_def(&self, name: &str) -> Result<&Phase, EngineError> {
-        self.pipeline.phase(name).ok_or_else(|| EngineError::Mismatch {
-            what: "phase",
-            name: name.to_string(),
-        })
+        self.pipeline
+            .phase(name)
+            .ok_or_else(|| EngineError::Mismatch {
+                what: "phase",
+                name: name.to_string(),
+            })
     }
 
     /// The definition of a task and the parallel limit of its step.
-    pub(super) fn task_def<'p>(&self, phase: &'p Phase, name: &str) -> Result<(&'p Task, usize), EngineError> {
+    pub(super) fn task_def<'p>(
+        &self,
+        phase: &'p Phase,
+        name: &str,
+    ) -> Result<(&'p Task, usize), EngineError> {
         for step in &phase.steps {
             match step {
                 Step::Task(task) if task.name == name => return Ok((task, 1)),
@@ -62,16 +81,21 @@ impl Engine {
         })
     }
 
-    async fn run_phase(&self, phase_run: &PhaseRunRecord) -> Result<Outcome, EngineError> {
+    async fn run_phase(&self, phase_run: &PhaseRunRecord) -> Result<PhaseEnd, EngineError> {
         let phase = self.phase_def(&phase_run.phase)?;
         let phase_ref = PhaseRef {
             id: phase_run.id,
             label: phase_run.label(),
         };
         if phase_run.status != PhaseStatus::Running {
+            let variables = phase_run
+                .variables
+                .is_none()
+                .then(|| self.variables.borrow().clone());
             self.emit(Event::PhaseStatus {
                 phase: phase_ref.clone(),
                 status: PhaseStatus::Running,
+                variables,
             })?;
         }
         let tasks: Vec<TaskRunRecord> = self
@@ -87,34 +111,64 @@ impl Engine {
             }
         }
         for group in steps {
-            let pending: Vec<&TaskRunRecord> =
-                group.into_iter().filter(|t| !t.status.is_settled()).collect();
+            let pending: Vec<&TaskRunRecord> = group
+                .into_iter()
+                .filter(|t| !t.status.is_settled())
+                .collect();
             if pending.is_empty() {
                 continue;
             }
             let ends = self.run_step(phase, &phase_ref, &pending).await?;
-            let (status, outcome) = if ends.contains(&TaskEnd::Halted) {
-                (PhaseStatus::Failed, Outcome::Halted)
-            } else if ends.contains(&TaskEnd::RolledBack) {
-                (PhaseStatus::Failed, Outcome::RolledBack)
-            } else if ends.contains(&TaskEnd::WaitingApproval) {
-                (PhaseStatus::Paused, Outcome::Paused)
-            } else {
-                continue;
-            };
-            self.emit(Event::PhaseStatus { phase: phase_ref, status })?;
-            let (release_status, reason) = self.halt_reason(outcome, &pending)?;
-            self.emit(Event::ReleaseStatus {
-                status: release_status,
-                reason: Some(reason),
-            })?;
-            return Ok(outcome);
+            if let Some(end) = self.step_end(&phase_ref, &ends, &pending)? {
+                return Ok(end);
+            }
         }
         self.emit(Event::PhaseStatus {
             phase: phase_ref,
             status: PhaseStatus::Completed,
+            variables: None,
         })?;
-        Ok(Outcome::Completed)
+        Ok(PhaseEnd::Completed)
+    }
+
+    /// What the ends of a step's tasks mean for the phase; `None` = go on with the next step.
+    /// The most severe end wins: a release already ended by a rollback or a cancel outranks
+    /// a halt, which outranks a wait for approval.
+    fn step_end(
+        &self,
+        phase_ref: &PhaseRef,
+        ends: &[TaskEnd],
+        pending: &[&TaskRunRecord],
+    ) -> Result<Option<PhaseEnd>, EngineError> {
+        if ends.contains(&TaskEnd::ReleaseEnded(Outcome::RolledBack)) {
+            return Ok(Some(PhaseEnd::Stop(Outcome::RolledBack)));
+        }
+        if ends.contains(&TaskEnd::ReleaseEnded(Outcome::Aborted)) {
+            return Ok(Some(PhaseEnd::Stop(Outcome::Aborted)));
+        }
+        if ends.contains(&TaskEnd::Restarted) {
+            return Ok(Some(PhaseEnd::Restarted));
+        }
+        let (status, outcome) = if ends.contains(&TaskEnd::Halted) {
+            (PhaseStatus::Failed, Outcome::Halted)
+        } else if ends.contains(&TaskEnd::RolledBack) {
+            (PhaseStatus::RolledBack, Outcome::RolledBack)
+        } else if ends.contains(&TaskEnd::WaitingApproval) {
+            (PhaseStatus::Paused, Outcome::Paused)
+        } else {
+            return Ok(None);
+        };
+        self.emit(Event::PhaseStatus {
+            phase: phase_ref.clone(),
+            status,
+            variables: None,
+        })?;
+        let (release_status, reason) = self.halt_reason(outcome, pending)?;
+        self.emit(Event::ReleaseStatus {
+            status: release_status,
+            reason: Some(reason),
+        })?;
+        Ok(Some(PhaseEnd::Stop(outcome)))
     }
 
     /// Runs the pending tasks of one step: one task, or a parallel group bounded by `max`.
@@ -141,21 +195,32 @@ impl Engine {
         pending: &[&TaskRunRecord],
     ) -> Result<(ReleaseStatus, String), EngineError> {
         let now = self.with_store(|s| s.task_runs(&self.release))?;
-        let named = |status: TaskStatus| -> Vec<String> {
+        let named = |status: TaskStatus| -> String {
             now.iter()
                 .filter(|t| pending.iter().any(|p| p.id == t.id) && t.status == status)
-                .map(|t| t.task.clone())
-                .collect()
+                .map(|t| t.task.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        Ok(if outcome == Outcome::Halted {
-            let failed = named(TaskStatus::Failed).join(", ");
-            (ReleaseStatus::Failed, format!("task {failed} failed"))
-        } else if outcome == Outcome::RolledBack {
-            let rolled = named(TaskStatus::RolledBack).join(", ");
-            (ReleaseStatus::Failed, format!("task {rolled} failed and was rolled back"))
-        } else {
-            let waiting = named(TaskStatus::WaitingApproval).join(", ");
-            (ReleaseStatus::Paused, format!("waiting for approval of {waiting}"))
+        Ok(match outcome {
+            Outcome::Halted => (
+                ReleaseStatus::Failed,
+                format!("task {} failed", named(TaskStatus::Failed)),
+            ),
+            Outcome::RolledBack => (
+                ReleaseStatus::Failed,
+                format!(
+                    "task {} failed and was rolled back",
+                    named(TaskStatus::RolledBack)
+                ),
+            ),
+            _ => (
+                ReleaseStatus::Paused,
+                format!(
+                    "waiting for approval of {}",
+                    named(TaskStatus::WaitingApproval)
+                ),
+            ),
         })
     }
 }

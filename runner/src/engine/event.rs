@@ -46,6 +46,9 @@ pub enum Event {
         #[serde(flatten)]
         phase: PhaseRef,
         status: PhaseStatus,
+        /// The release variables, when the phase run starts.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        variables: Option<BTreeMap<String, String>>,
     },
     TaskStatus {
         #[serde(flatten)]
@@ -115,6 +118,13 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// New runs of phases were appended (restart-phase, fix-forward).
+    PhaseRestarted {
+        from: String,
+        runs: Vec<String>,
+        by: String,
+        values: String,
+    },
     VariablesSet {
         values: BTreeMap<String, String>,
     },
@@ -136,11 +146,14 @@ impl Event {
             Event::Output { line, .. } | Event::RollbackOutput { line, .. } => fix(line),
             Event::Decision { detail, .. } => detail.iter_mut().for_each(fix),
             Event::VariablesSet { values } => values.values_mut().for_each(fix),
+            Event::PhaseStatus { variables, .. } => variables
+                .iter_mut()
+                .flat_map(|v| v.values_mut())
+                .for_each(fix),
             Event::RollbackJob { error, .. } => error.iter_mut().for_each(fix),
+            Event::PhaseRestarted { values, .. } => fix(values),
             Event::HandleStored { handle, .. } => fix(handle),
-            Event::PhaseStatus { .. }
-            | Event::AttemptStarted { .. }
-            | Event::RetryScheduled { .. } => {}
+            Event::AttemptStarted { .. } | Event::RetryScheduled { .. } => {}
         }
     }
 }

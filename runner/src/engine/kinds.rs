@@ -11,8 +11,8 @@ use crate::engine::event::{Event, TaskRef};
 use crate::engine::process::{ProcessEnd, ProcessSpec, run_process};
 use crate::engine::{Engine, EngineError};
 use crate::output::paths;
-use crate::pipeline::template::{RenderContext, RenderError, Rendered, Template};
 use crate::pipeline::paths::resolve;
+use crate::pipeline::template::{RenderContext, RenderError, Rendered, Template};
 use crate::pipeline::{Phase, Task, TaskKind};
 use crate::policy::Failure;
 
@@ -52,7 +52,10 @@ struct ProcessTemplate<'a> {
 fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -65,7 +68,12 @@ fn shell_words(argv: &[String]) -> String {
 impl Engine {
     /// Renders a template of `task` with the release's current values; secrets it used are
     /// added to the redactor before anything can print them.
-    pub(super) fn render(&self, phase: &Phase, task: &Task, template: &Template) -> Result<Rendered, RenderError> {
+    pub(super) fn render(
+        &self,
+        phase: &Phase,
+        task: &Task,
+        template: &Template,
+    ) -> Result<Rendered, RenderError> {
         self.render_with(phase, task, template, &[])
     }
 
@@ -121,25 +129,41 @@ impl Engine {
                 program_is_file: true,
             },
             TaskKind::Wait(duration) => {
-                self.output(task_ref, format!("Waiting {}", crate::pipeline::duration::format_duration(*duration)))?;
+                self.output(
+                    task_ref,
+                    format!(
+                        "Waiting {}",
+                        crate::pipeline::duration::format_duration(*duration)
+                    ),
+                )?;
                 // tokio's timer ticks in milliseconds: even a zero sleep would cost one tick.
                 if !duration.is_zero() {
                     tokio::time::sleep(*duration).await;
                 }
                 return Ok(AttemptResult::Succeeded);
             }
-            TaskKind::Deploy(spec) => return self.run_deploy(phase, task_ref, task, spec, attempt).await,
+            TaskKind::Deploy(spec) => {
+                return self.run_deploy(phase, task_ref, task, spec, attempt).await;
+            }
             TaskKind::Undeploy(spec) => {
-                let kind = self.pipeline.backends.get(&spec.backend).map(|b| b.kind()).unwrap_or("?");
+                let kind = self
+                    .pipeline
+                    .backends
+                    .get(&spec.backend)
+                    .map(|b| b.kind())
+                    .unwrap_or("?");
                 return Ok(failed(
                     ErrorClass::Precondition,
-                    format!("undeploy is not supported by the `{kind}` backend in this build of relflow"),
+                    format!(
+                        "undeploy is not supported by the `{kind}` backend in this build of relflow"
+                    ),
                     attempt,
                 ));
             }
             TaskKind::Manual { .. } => return Ok(AttemptResult::Succeeded),
         };
-        self.run_process_task(phase, task_ref, task, attempt, &process).await
+        self.run_process_task(phase, task_ref, task, attempt, &process)
+            .await
     }
 
     async fn run_process_task(
@@ -154,7 +178,11 @@ impl Engine {
             Ok(spec) => spec,
             Err(message) => return Ok(failed(ErrorClass::Precondition, message, attempt)),
         };
-        let output_file = spec.env.iter().find(|(k, _)| k == "RELFLOW_OUTPUT").map(|(_, v)| PathBuf::from(v));
+        let output_file = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "RELFLOW_OUTPUT")
+            .map(|(_, v)| PathBuf::from(v));
         let mut shown = vec![spec.program.clone()];
         shown.extend(spec.args.iter().cloned());
         if process.shell {
@@ -198,15 +226,24 @@ impl Engine {
                 },
                 exit_code: Some(code),
             },
-            ProcessEnd::Signalled(signal) => {
-                failed(ErrorClass::TaskFailed, format!("{program} was killed by signal {signal}"), attempt)
-            }
-            ProcessEnd::TimedOut(after) => failed(
-                ErrorClass::Timeout,
-                format!("{program} timed out after {}", crate::pipeline::duration::format_duration(after)),
+            ProcessEnd::Signalled(signal) => failed(
+                ErrorClass::TaskFailed,
+                format!("{program} was killed by signal {signal}"),
                 attempt,
             ),
-            ProcessEnd::SpawnFailed(e) => failed(ErrorClass::Precondition, format!("cannot start {program}: {e}"), attempt),
+            ProcessEnd::TimedOut(after) => failed(
+                ErrorClass::Timeout,
+                format!(
+                    "{program} timed out after {}",
+                    crate::pipeline::duration::format_duration(after)
+                ),
+                attempt,
+            ),
+            ProcessEnd::SpawnFailed(e) => failed(
+                ErrorClass::Precondition,
+                format!("cannot start {program}: {e}"),
+                attempt,
+            ),
         })
     }
 
@@ -219,9 +256,17 @@ impl Engine {
         attempt: u32,
         process: &ProcessTemplate<'_>,
     ) -> Result<ProcessSpec, String> {
-        let render = |t: &Template| self.render(phase, task, t).map(|r| r.value).map_err(|e| e.to_string());
+        let render = |t: &Template| {
+            self.render(phase, task, t)
+                .map(|r| r.value)
+                .map_err(|e| e.to_string())
+        };
         let base = &self.pipeline.base_dir;
-        let mut argv = process.program_and_args.iter().map(|t| render(t)).collect::<Result<Vec<_>, _>>()?;
+        let mut argv = process
+            .program_and_args
+            .iter()
+            .map(|t| render(t))
+            .collect::<Result<Vec<_>, _>>()?;
         if argv.is_empty() {
             return Err("nothing to run".to_string());
         }
@@ -233,7 +278,8 @@ impl Engine {
             None => base.clone(),
         };
         let state_dir = self.reporter.borrow().state_dir().to_path_buf();
-        let task_dir = paths::task_dir(&state_dir, &self.release, &task_ref.phase.label, &task.name);
+        let task_dir =
+            paths::task_dir(&state_dir, &self.release, &task_ref.phase.label, &task.name);
         crate::store::create_private_dir(&task_dir).map_err(|e| e.to_string())?;
         let output_file = task_dir.join("relflow_output.env");
         std::fs::OpenOptions::new()
@@ -244,7 +290,10 @@ impl Engine {
             .open(&output_file)
             .map_err(|e| format!("cannot create {}: {e}", output_file.display()))?;
         let mut env = vec![
-            ("RELFLOW_OUTPUT".to_string(), output_file.to_string_lossy().into_owned()),
+            (
+                "RELFLOW_OUTPUT".to_string(),
+                output_file.to_string_lossy().into_owned(),
+            ),
             ("RELFLOW_RELEASE_ID".to_string(), self.release.clone()),
             ("RELFLOW_PHASE".to_string(), phase.name.clone()),
             ("RELFLOW_TASK".to_string(), task.name.clone()),
@@ -267,13 +316,23 @@ impl Engine {
         })
     }
 
-    fn set_variables(&self, task_ref: &TaskRef, values: BTreeMap<String, String>) -> Result<(), EngineError> {
-        let declared: Vec<&String> = values.keys().filter(|k| !self.pipeline.variables.contains_key(*k)).collect();
+    fn set_variables(
+        &self,
+        task_ref: &TaskRef,
+        values: BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        let declared: Vec<&String> = values
+            .keys()
+            .filter(|k| !self.pipeline.variables.contains_key(*k))
+            .collect();
         if !declared.is_empty() {
             let names: Vec<&str> = declared.iter().map(|s| s.as_str()).collect();
             self.output(
                 task_ref,
-                format!("note: {} not declared under `variables:`; set anyway", names.join(", ")),
+                format!(
+                    "note: {} not declared under `variables:`; set anyway",
+                    names.join(", ")
+                ),
             )?;
         }
         let all = {
@@ -287,7 +346,8 @@ impl Engine {
 
 /// Parses `key=value` lines written to `$RELFLOW_OUTPUT` (blank lines and `#` comments skipped).
 fn read_outputs(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read $RELFLOW_OUTPUT: {e}"))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read $RELFLOW_OUTPUT: {e}"))?;
     let mut values = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -295,14 +355,22 @@ fn read_outputs(path: &Path) -> Result<BTreeMap<String, String>, String> {
             continue;
         }
         let valid = |k: &str| {
-            k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            k.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         };
         match line.split_once('=') {
             Some((key, value)) if valid(key.trim()) => {
                 values.insert(key.trim().to_string(), value.to_string());
             }
-            _ => return Err(format!("$RELFLOW_OUTPUT line {}: expected `name=value`, found `{line}`", n + 1)),
+            _ => {
+                return Err(format!(
+                    "$RELFLOW_OUTPUT line {}: expected `name=value`, found `{line}`",
+                    n + 1
+                ));
+            }
         }
     }
     Ok(values)
@@ -326,7 +394,12 @@ mod tests {
 
     #[test]
     fn shell_words_quotes_what_a_shell_would_split() {
-        let argv = vec!["echo".to_string(), "a b".to_string(), "it's".to_string(), "x=1".to_string()];
+        let argv = vec![
+            "echo".to_string(),
+            "a b".to_string(),
+            "it's".to_string(),
+            "x=1".to_string(),
+        ];
         assert_eq!(shell_words(&argv), r"echo 'a b' 'it'\''s' x=1");
     }
 }

@@ -1,27 +1,35 @@
 //! The release state machine: runs phases and tasks, executes policy decisions, and reports
 //! every change as an event. It decides nothing itself (see `policy::decide`).
 
+mod actions;
 pub mod approval;
 mod attach;
 mod backends;
+mod commands;
 mod deploy;
 mod drive;
 pub mod event;
+mod fix_forward;
 mod kinds;
-mod repair;
-mod rollback;
+mod outcome;
 pub mod process;
+mod repair;
 pub mod report;
+mod restart;
+mod rollback;
+mod rollback_order;
 mod task;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 pub use approval::{Answer, AnswerError};
-pub use rollback::RollbackRequestError;
 pub use attach::{AttachError, attach, secrets_of, start_release};
+pub use commands::CommandError;
 pub use event::Event;
 pub use report::{ReportError, Reporter};
+pub use restart::RestartError;
+pub use rollback::RollbackRequestError;
 
 use crate::pipeline::Pipeline;
 use crate::store::{ReleaseStatus, StoreError};
@@ -81,6 +89,10 @@ pub struct Engine {
     release: String,
     reporter: RefCell<Reporter>,
     variables: RefCell<BTreeMap<String, String>>,
+    /// Task runs whose next attempt a person ordered (`relflow retry`): a failure pauses.
+    person_ordered: RefCell<std::collections::HashSet<i64>>,
+    /// Task runs whose final decision a killed runner left half-done (found on resume).
+    unfinished: RefCell<std::collections::HashMap<i64, crate::policy::Then>>,
     env: Box<EnvLookup>,
 }
 
@@ -101,7 +113,10 @@ impl Engine {
     }
 
     /// Runs `f` with the store (reads between events).
-    fn with_store<T>(&self, f: impl FnOnce(&crate::store::Store) -> Result<T, StoreError>) -> Result<T, EngineError> {
+    fn with_store<T>(
+        &self,
+        f: impl FnOnce(&crate::store::Store) -> Result<T, StoreError>,
+    ) -> Result<T, EngineError> {
         Ok(f(&self.reporter.borrow().store)?)
     }
 

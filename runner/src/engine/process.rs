@@ -71,7 +71,10 @@ fn read_lines(reader: std::io::PipeReader, lines: mpsc::UnboundedSender<String>)
                 while buf.last() == Some(&b'\n') || buf.last() == Some(&b'\r') {
                     buf.pop();
                 }
-                if lines.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                if lines
+                    .send(String::from_utf8_lossy(&buf).into_owned())
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -184,7 +187,11 @@ mod tests {
 
     #[tokio::test]
     async fn merges_stdout_and_stderr_in_order_and_reports_exit_code() {
-        let s = spec("sh", &["-c", "echo one; echo two >&2; echo \"$GREETING\"; exit 3"], None);
+        let s = spec(
+            "sh",
+            &["-c", "echo one; echo two >&2; echo \"$GREETING\"; exit 3"],
+            None,
+        );
         let (end, lines) = run(&s).await;
         assert!(matches!(end, ProcessEnd::Exited(3)), "{end:?}");
         assert_eq!(lines, vec!["one", "two", "hi there"]);
@@ -199,7 +206,11 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_kills_the_process_group() {
-        let s = spec("sh", &["-c", "echo start; sleep 30"], Some(Duration::from_millis(300)));
+        let s = spec(
+            "sh",
+            &["-c", "echo start; sleep 30"],
+            Some(Duration::from_millis(300)),
+        );
         let (end, lines) = run(&s).await;
         assert!(matches!(end, ProcessEnd::TimedOut(_)), "{end:?}");
         assert_eq!(lines, vec!["start"]);

@@ -4,8 +4,28 @@
 use relflow_plugin::ErrorClass;
 
 use crate::engine::event::{Event, FailureInfo, PhaseRef, TaskRef};
+use crate::engine::rollback_order::STEP_DECISION;
 use crate::engine::{Engine, EngineError};
-use crate::store::{AttemptStatus, TaskStatus};
+use crate::policy::Then;
+use crate::store::{AttemptStatus, DecisionRecord, TaskStatus};
+
+/// The final decision a task run was executing when the runner stopped, if any.
+fn unfinished_decision(decisions: &[DecisionRecord], task_run: i64) -> Option<Then> {
+    let last = decisions
+        .iter()
+        .rfind(|d| d.task_run_id == Some(task_run) && d.decision != STEP_DECISION)?;
+    [
+        Then::Rollback,
+        Then::RollbackRelease,
+        Then::Cancel,
+        Then::FixForward,
+        Then::Pause,
+        Then::Skip,
+        Then::Ignore,
+    ]
+    .into_iter()
+    .find(|then| then.keyword() == last.decision)
+}
 
 impl Engine {
     /// Marks attempts left `running` by a dead runner as `interrupted` (class `interrupted`)
@@ -15,8 +35,18 @@ impl Engine {
         let phases = self.with_store(|s| s.phase_runs(&self.release))?;
         let attempts = self.with_store(|s| s.attempts(&self.release))?;
         let tasks = self.with_store(|s| s.task_runs(&self.release))?;
+        let decisions = self.with_store(|s| s.decisions(&self.release))?;
         let mut repaired = 0;
         for task in tasks.iter().filter(|t| t.status == TaskStatus::Running) {
+            let is_attempt_running = attempts
+                .iter()
+                .any(|a| a.task_run_id == task.id && a.status == AttemptStatus::Running);
+            if !is_attempt_running && let Some(then) = unfinished_decision(&decisions, task.id) {
+                // Killed while executing a decision (e.g. half-way through a rollback): carry
+                // it on; the steps that already ran are recorded and will not run twice.
+                self.unfinished.borrow_mut().insert(task.id, then);
+                continue;
+            }
             let label = phases
                 .iter()
                 .find(|p| p.id == task.phase_run_id)
@@ -39,7 +69,10 @@ impl Engine {
                 .filter(|a| a.task_run_id == task.id && a.status == AttemptStatus::Running)
             {
                 let number = u32::try_from(attempt.number).unwrap_or(0);
-                self.output(&task_ref, format!("Attempt {number} was interrupted: {}", error.message))?;
+                self.output(
+                    &task_ref,
+                    format!("Attempt {number} was interrupted: {}", error.message),
+                )?;
                 self.emit(Event::AttemptFinished {
                     task: task_ref.clone(),
                     attempt: number,

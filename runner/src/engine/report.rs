@@ -39,8 +39,13 @@ impl Reporter {
         terminal: Terminal,
     ) -> Result<Reporter, ReportError> {
         let state_dir = store.dir().to_path_buf();
-        let events = EventsFile::open(&paths::events_file(&state_dir, release))
-            .map_err(|source| ReportError::Io { what: "events.jsonl", source })?;
+        let events =
+            EventsFile::open(&paths::events_file(&state_dir, release)).map_err(|source| {
+                ReportError::Io {
+                    what: "events.jsonl",
+                    source,
+                }
+            })?;
         Ok(Reporter {
             release: release.to_string(),
             logs: ScriptLogs::new(state_dir, release),
@@ -65,10 +70,14 @@ impl Reporter {
         apply_to_store(&mut self.store, &self.release, &event)?;
         self.events
             .write(&self.release, at, &event)
-            .map_err(|source| ReportError::Io { what: "events.jsonl", source })?;
-        self.logs
-            .write(&event)
-            .map_err(|source| ReportError::Io { what: "script_output.log", source })?;
+            .map_err(|source| ReportError::Io {
+                what: "events.jsonl",
+                source,
+            })?;
+        self.logs.write(&event).map_err(|source| ReportError::Io {
+            what: "script_output.log",
+            source,
+        })?;
         self.terminal.write(&self.release, &event);
         Ok(())
     }
@@ -77,19 +86,45 @@ impl Reporter {
 /// The store as a consumer: each event becomes the write that makes it durable.
 fn apply_to_store(store: &mut Store, release: &str, event: &Event) -> Result<(), StoreError> {
     let error_of = |e: &Option<crate::engine::event::FailureInfo>| {
-        e.as_ref().map(|e| (e.class.as_str().to_string(), e.message.clone()))
+        e.as_ref()
+            .map(|e| (e.class.as_str().to_string(), e.message.clone()))
     };
     match event {
         Event::ReleaseStatus { status, reason } => {
             store.set_release_status(release, *status, reason.as_deref())
         }
-        Event::PhaseStatus { phase, status } => store.set_phase_status(phase.id, *status),
-        Event::TaskStatus { task, status, error } => {
-            let error = error_of(error);
-            store.set_task_status(task.id, *status, error.as_ref().map(|(c, m)| (c.as_str(), m.as_str())))
+        Event::PhaseStatus {
+            phase,
+            status,
+            variables,
+        } => {
+            if let Some(variables) = variables {
+                store.set_phase_variables(phase.id, variables)?;
+            }
+            store.set_phase_status(phase.id, *status)
         }
-        Event::AttemptStarted { task, attempt } => store.start_attempt(task.id, i64::from(*attempt)),
-        Event::AttemptFinished { task, attempt, status, error, exit_code } => {
+        Event::TaskStatus {
+            task,
+            status,
+            error,
+        } => {
+            let error = error_of(error);
+            store.set_task_status(
+                task.id,
+                *status,
+                error.as_ref().map(|(c, m)| (c.as_str(), m.as_str())),
+            )
+        }
+        Event::AttemptStarted { task, attempt } => {
+            store.start_attempt(task.id, i64::from(*attempt))
+        }
+        Event::AttemptFinished {
+            task,
+            attempt,
+            status,
+            error,
+            exit_code,
+        } => {
             let error = error_of(error);
             store.finish_attempt(
                 task.id,
@@ -100,14 +135,26 @@ fn apply_to_store(store: &mut Store, release: &str, event: &Event) -> Result<(),
             )
         }
         Event::RetryScheduled { task, at_ms, .. } => store.schedule_retry(task.id, *at_ms),
-        Event::Decision { task, decision, rule, detail } => {
-            store.record_decision(release, Some(task.id), decision, rule, detail.as_deref())
-        }
+        Event::Decision {
+            task,
+            decision,
+            rule,
+            detail,
+        } => store.record_decision(release, Some(task.id), decision, rule, detail.as_deref()),
         Event::VariablesSet { values } => store.set_variables(release, values),
         Event::HandleStored { task, handle } => store.set_handle(task.id, handle),
-        Event::RollbackJob { job, status, error, .. } => {
-            store.set_rollback_job_status(*job, *status, error.as_deref())
+        Event::PhaseRestarted {
+            from,
+            runs,
+            by,
+            values,
+        } => {
+            let detail = format!("from {from}: new runs {} {values}", runs.join(", "));
+            store.record_decision(release, None, "restart_phase", by, Some(detail.trim_end()))
         }
+        Event::RollbackJob {
+            job, status, error, ..
+        } => store.set_rollback_job_status(*job, *status, error.as_deref()),
         Event::Output { .. } | Event::RollbackOutput { .. } => Ok(()),
     }
 }

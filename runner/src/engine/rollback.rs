@@ -20,6 +20,20 @@ pub enum RollbackRequestError {
     NotADeployment { task: String, kind: String },
     #[error("release {release} has no completed deployment to roll back")]
     NothingToRollBack { release: String },
+    #[error("task `{task}` deployed no component `{component}` (its components: {})", .components.join(", "))]
+    UnknownComponent {
+        task: String,
+        component: String,
+        components: Vec<String>,
+    },
+    #[error(
+        "task `{task}` deployed {deployed}, but the target now holds {holds}: roll back the newer deployment first"
+    )]
+    Superseded {
+        task: String,
+        deployed: String,
+        holds: String,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -30,10 +44,15 @@ fn report_lines(report: &RollbackReport) -> Vec<String> {
         .components
         .iter()
         .map(|c| {
-            let action = serde_json::to_value(c.action).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let action = serde_json::to_value(c.action)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
             match &c.outcome {
                 RevertOutcome::Ok => format!("{}: {action} (ok)", c.component),
-                RevertOutcome::Failed { class, message } => format!("{}: {action} (failed: {class}: {message})", c.component),
+                RevertOutcome::Failed { class, message } => {
+                    format!("{}: {action} (failed: {class}: {message})", c.component)
+                }
             }
         })
         .collect()
@@ -41,28 +60,44 @@ fn report_lines(report: &RollbackReport) -> Vec<String> {
 
 impl Engine {
     fn rollback_line(&self, task: &TaskRef, line: impl Into<String>) -> Result<(), EngineError> {
-        self.emit(Event::RollbackOutput { task: task.clone(), line: line.into() })
+        self.emit(Event::RollbackOutput {
+            task: task.clone(),
+            line: line.into(),
+        })
     }
 
     /// The backend of a deploy task, for rolling back its stored handle.
-    fn backend_for_handle(&self, phase: &Phase, task: &Task, handle: &Handle) -> Result<relflow_plugin::AnyBackend, String> {
+    pub(super) fn backend_for_handle(
+        &self,
+        phase: &Phase,
+        task: &Task,
+        handle: &Handle,
+    ) -> Result<relflow_plugin::AnyBackend, String> {
         let TaskKind::Deploy(spec) = &task.kind else {
             return Err(format!("task {} is not a deploy task", task.name));
         };
-        let components: Vec<String> = match handle {
-            Handle::Local(h) => h.components.clone(),
-            Handle::Exec(h) => h.components.clone(),
+        let components = handle.components().to_vec();
+        let vars = DeployVars {
+            application: handle.application(),
+            version: handle.version(),
+            components: &components,
         };
-        let vars = DeployVars { application: handle.application(), version: handle.version(), components: &components };
         self.backend(phase, task, &spec.backend, &vars)
     }
 
     /// Reverts the failing task's deployment (rollback order step 3). Returns whether the target
     /// is back where it was; a failure is logged, never hidden.
-    pub(super) async fn roll_back_failed_task(&self, phase: &Phase, task_ref: &TaskRef, task: &Task) -> Result<Result<(), String>, EngineError> {
-        self.output(task_ref, "Going to rollback")?;
+    pub(super) async fn roll_back_failed_task(
+        &self,
+        phase: &Phase,
+        task_ref: &TaskRef,
+        task: &Task,
+    ) -> Result<Result<(), String>, EngineError> {
         let runs = self.with_store(|s| s.task_runs(&self.release))?;
-        let stored = runs.iter().find(|t| t.id == task_ref.id).and_then(|t| t.handle.clone());
+        let stored = runs
+            .iter()
+            .find(|t| t.id == task_ref.id)
+            .and_then(|t| t.handle.clone());
         let Some(stored) = stored else {
             let why = match task.kind {
                 TaskKind::Deploy(_) => "the deployment never started: nothing was touched",
@@ -74,8 +109,18 @@ impl Engine {
         let result = match Handle::from_json(&stored) {
             Ok(handle) => match self.backend_for_handle(phase, task, &handle) {
                 Ok(backend) => {
-                    self.rollback_line(task_ref, format!("=== rollback of {} {} ===", handle.application(), handle.version()))?;
-                    self.call_backend(task_ref, backend, move |b, _, log| b.roll_back(&handle, log)).await?
+                    self.rollback_line(
+                        task_ref,
+                        format!(
+                            "=== rollback of {} {} ===",
+                            handle.application(),
+                            handle.version()
+                        ),
+                    )?;
+                    self.call_backend(task_ref, backend, move |b, _, log| {
+                        b.roll_back(&handle, log)
+                    })
+                    .await?
                 }
                 Err(message) => Err(BackendError::new(ErrorClass::Precondition, message)),
             },
@@ -85,7 +130,11 @@ impl Engine {
     }
 
     /// Logs a rollback's report in both logs; `Err` names what could not be reverted.
-    fn finish_rollback(&self, task_ref: &TaskRef, result: Result<RollbackReport, BackendError>) -> Result<Result<(), String>, EngineError> {
+    pub(super) fn finish_rollback(
+        &self,
+        task_ref: &TaskRef,
+        result: Result<RollbackReport, BackendError>,
+    ) -> Result<Result<(), String>, EngineError> {
         let failure = match result {
             Ok(report) => {
                 for line in report_lines(&report) {
@@ -105,52 +154,158 @@ impl Engine {
             Some(e) => {
                 let message = format!("rollback failed: {}: {}", e.class, e.message);
                 self.rollback_line(task_ref, &message)?;
-                self.output(task_ref, format!("{message}; the target may be in an unknown state"))?;
+                self.output(
+                    task_ref,
+                    format!("{message}; the target may be in an unknown state"),
+                )?;
                 Ok(Err(message))
             }
         }
     }
 
     /// Completed deploy tasks to roll back: `task`, or all of them newest first.
-    fn rollback_targets(&self, task: Option<&str>) -> Result<Vec<TaskRunRecord>, RollbackRequestError> {
+    fn rollback_targets(
+        &self,
+        task: Option<&str>,
+    ) -> Result<Vec<TaskRunRecord>, RollbackRequestError> {
         let runs = self.with_store(|s| s.task_runs(&self.release))?;
         let Some(name) = task else {
-            let mut done: Vec<TaskRunRecord> =
-                runs.into_iter().filter(|t| t.kind == "deploy" && t.status == TaskStatus::Completed && t.handle.is_some()).collect();
+            let mut done: Vec<TaskRunRecord> = runs
+                .into_iter()
+                .filter(|t| {
+                    t.kind == "deploy" && t.status == TaskStatus::Completed && t.handle.is_some()
+                })
+                .collect();
             done.sort_by_key(|t| std::cmp::Reverse((t.ended_at, t.id)));
             if done.is_empty() {
-                return Err(RollbackRequestError::NothingToRollBack { release: self.release.clone() });
+                return Err(RollbackRequestError::NothingToRollBack {
+                    release: self.release.clone(),
+                });
             }
             return Ok(done);
         };
         let Some(run) = runs.into_iter().rev().find(|t| t.task == name) else {
-            return Err(RollbackRequestError::UnknownTask { release: self.release.clone(), task: name.to_string() });
+            return Err(RollbackRequestError::UnknownTask {
+                release: self.release.clone(),
+                task: name.to_string(),
+            });
         };
         if run.kind != "deploy" {
-            return Err(RollbackRequestError::NotADeployment { task: run.task, kind: run.kind });
+            return Err(RollbackRequestError::NotADeployment {
+                task: run.task,
+                kind: run.kind,
+            });
         }
         if run.status != TaskStatus::Completed || run.handle.is_none() {
-            return Err(RollbackRequestError::NotCompleted { task: run.task, status: run.status });
+            return Err(RollbackRequestError::NotCompleted {
+                task: run.task,
+                status: run.status,
+            });
         }
         Ok(vec![run])
     }
 
     /// `relflow rollback`: one job per completed deployment, newest first. Returns the jobs'
     /// jobs: (id, final status).
-    pub async fn roll_back_completed(&self, task: Option<&str>, components: &[String], by: &str) -> Result<Vec<(i64, RollbackJobStatus)>, RollbackRequestError> {
+    pub async fn roll_back_completed(
+        &self,
+        task: Option<&str>,
+        components: &[String],
+        by: &str,
+    ) -> Result<Vec<(i64, RollbackJobStatus)>, RollbackRequestError> {
         let targets = self.rollback_targets(task)?;
+        for run in &targets {
+            let deployed = handle_components_of(run).unwrap_or_default();
+            if let Some(unknown) = components.iter().find(|c| !deployed.contains(c)) {
+                return Err(RollbackRequestError::UnknownComponent {
+                    task: run.task.clone(),
+                    component: unknown.clone(),
+                    components: deployed,
+                });
+            }
+        }
         let phases = self.with_store(|s| s.phase_runs(&self.release))?;
         let mut statuses = Vec::new();
         for run in targets {
-            let label = phases.iter().find(|p| p.id == run.phase_run_id).map(|p| p.label()).unwrap_or_default();
-            let phase_name = phases.iter().find(|p| p.id == run.phase_run_id).map(|p| p.phase.clone()).unwrap_or_default();
-            let task_ref = TaskRef { id: run.id, phase: PhaseRef { id: run.phase_run_id, label }, task: run.task.clone() };
-            statuses.push(self.rollback_job(&phase_name, &task_ref, &run, components, by).await?);
+            let label = phases
+                .iter()
+                .find(|p| p.id == run.phase_run_id)
+                .map(|p| p.label())
+                .unwrap_or_default();
+            let phase_name = phases
+                .iter()
+                .find(|p| p.id == run.phase_run_id)
+                .map(|p| p.phase.clone())
+                .unwrap_or_default();
+            let task_ref = TaskRef {
+                id: run.id,
+                phase: PhaseRef {
+                    id: run.phase_run_id,
+                    label,
+                },
+                task: run.task.clone(),
+            };
+            self.check_still_deployed(&phase_name, &run).await?;
+            statuses.push(
+                self.rollback_job(&phase_name, &task_ref, &run, components, by)
+                    .await?,
+            );
         }
         Ok(statuses)
     }
 
-    async fn rollback_job(&self, phase_name: &str, task_ref: &TaskRef, run: &TaskRunRecord, components: &[String], by: &str) -> Result<(i64, RollbackJobStatus), EngineError> {
+    /// Refuses to roll back a deployment the target no longer holds: its snapshot predates a
+    /// newer deployment, which the rollback would destroy.
+    async fn check_still_deployed(
+        &self,
+        phase_name: &str,
+        run: &TaskRunRecord,
+    ) -> Result<(), RollbackRequestError> {
+        let Some(Ok(handle)) = run.handle.as_deref().map(Handle::from_json) else {
+            return Ok(());
+        };
+        let phase = self.phase_def(phase_name)?;
+        let (task, _) = self.task_def(phase, &run.task)?;
+        let Ok(backend) = self.backend_for_handle(phase, task, &handle) else {
+            return Ok(());
+        };
+        let current = tokio::task::spawn_blocking(move || backend.current_version(&mut |_| {}))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        let Some(current) = current else {
+            return Ok(());
+        };
+        let same_application = current
+            .application
+            .as_deref()
+            .is_none_or(|a| a == handle.application());
+        if same_application && current.version == handle.version() {
+            return Ok(());
+        }
+        Err(RollbackRequestError::Superseded {
+            task: run.task.clone(),
+            deployed: format!("{} {}", handle.application(), handle.version()),
+            holds: format!(
+                "{} {}",
+                current
+                    .application
+                    .as_deref()
+                    .unwrap_or(handle.application()),
+                current.version
+            ),
+        })
+    }
+
+    async fn rollback_job(
+        &self,
+        phase_name: &str,
+        task_ref: &TaskRef,
+        run: &TaskRunRecord,
+        components: &[String],
+        by: &str,
+    ) -> Result<(i64, RollbackJobStatus), EngineError> {
         let job = self.with_store(|s| s.create_rollback_job(&self.release, run.id, components))?;
         let job_event = |status, error: Option<String>| Event::RollbackJob {
             task: task_ref.clone(),
@@ -160,24 +315,42 @@ impl Engine {
             error,
         };
         self.emit(job_event(RollbackJobStatus::Queued, None))?;
-        let which = if components.is_empty() { "all components".to_string() } else { format!("components {}", components.join(", ")) };
-        self.rollback_line(task_ref, format!("=== rollback job {job}: {which} ({by}) ==="))?;
+        let which = if components.is_empty() {
+            "all components".to_string()
+        } else {
+            format!("components {}", components.join(", "))
+        };
+        self.rollback_line(
+            task_ref,
+            format!("=== rollback job {job}: {which} ({by}) ==="),
+        )?;
         self.emit(job_event(RollbackJobStatus::InProgress, None))?;
         let phase = self.phase_def(phase_name)?;
         let (task, _) = self.task_def(phase, &run.task)?;
         let result = match run.handle.as_deref().map(Handle::from_json) {
             Some(Ok(handle)) => match self.backend_for_handle(phase, task, &handle) {
                 Ok(backend) => {
-                    let wanted = if components.is_empty() { handle_components(&handle) } else { components.to_vec() };
-                    self.call_backend(task_ref, backend, move |b, _, log| b.roll_back_components(&handle, &wanted, log)).await?
+                    let wanted = if components.is_empty() {
+                        handle_components(&handle)
+                    } else {
+                        components.to_vec()
+                    };
+                    self.call_backend(task_ref, backend, move |b, _, log| {
+                        b.roll_back_components(&handle, &wanted, log)
+                    })
+                    .await?
                 }
                 Err(message) => Err(BackendError::new(ErrorClass::Precondition, message)),
             },
             Some(Err(e)) => Err(e),
-            None => Err(BackendError::new(ErrorClass::Precondition, "the deployment has no stored handle")),
+            None => Err(BackendError::new(
+                ErrorClass::Precondition,
+                "the deployment has no stored handle",
+            )),
         };
         let reverted_all = components.is_empty()
-            || handle_components_of(run).is_some_and(|all| all.iter().all(|c| components.contains(c)));
+            || handle_components_of(run)
+                .is_some_and(|all| all.iter().all(|c| components.contains(c)));
         let (status, error) = match self.finish_rollback(task_ref, result)? {
             Ok(()) => (RollbackJobStatus::Completed, None),
             Err(message) => (RollbackJobStatus::Exception, Some(message)),
@@ -185,19 +358,23 @@ impl Engine {
         self.rollback_line(task_ref, format!("rollback job {job} {status}"))?;
         self.emit(job_event(status, error))?;
         if status == RollbackJobStatus::Completed && reverted_all {
-            self.emit(Event::TaskStatus { task: task_ref.clone(), status: TaskStatus::RolledBack, error: None })?;
+            self.emit(Event::TaskStatus {
+                task: task_ref.clone(),
+                status: TaskStatus::RolledBack,
+                error: None,
+            })?;
         }
         Ok((job, status))
     }
 }
 
 fn handle_components(handle: &Handle) -> Vec<String> {
-    match handle {
-        Handle::Local(h) => h.components.clone(),
-        Handle::Exec(h) => h.components.clone(),
-    }
+    handle.components().to_vec()
 }
 
 fn handle_components_of(run: &TaskRunRecord) -> Option<Vec<String>> {
-    run.handle.as_deref().and_then(|h| Handle::from_json(h).ok()).map(|h| handle_components(&h))
+    run.handle
+        .as_deref()
+        .and_then(|h| Handle::from_json(h).ok())
+        .map(|h| handle_components(&h))
 }

@@ -21,6 +21,10 @@ pub enum TaskEnd {
     Halted,
     /// Failed, rolled back (`then: rollback`), and the release halts.
     RolledBack,
+    /// A fix-forward appended new phase runs; the drive picks them up.
+    Restarted,
+    /// The release itself ended (rolled back, or aborted by a cancel); its status is recorded.
+    ReleaseEnded(crate::engine::Outcome),
     WaitingApproval,
 }
 
@@ -32,7 +36,11 @@ fn jitter_sample() -> f64 {
 
 impl Engine {
     /// The `on_failure` nearest to the task, and where it stands.
-    fn effective_policy<'a>(&'a self, phase: &'a Phase, task: &'a Task) -> (Option<&'a OnFailure>, String) {
+    pub(super) fn effective_policy<'a>(
+        &'a self,
+        phase: &'a Phase,
+        task: &'a Task,
+    ) -> (Option<&'a OnFailure>, String) {
         if let Some(p) = &task.on_failure {
             (Some(p), format!("task {}", task.name))
         } else if let Some(p) = &phase.on_failure {
@@ -44,14 +52,18 @@ impl Engine {
         }
     }
 
-    pub(super) fn output(&self, task: &TaskRef, line: impl Into<String>) -> Result<(), EngineError> {
+    pub(super) fn output(
+        &self,
+        task: &TaskRef,
+        line: impl Into<String>,
+    ) -> Result<(), EngineError> {
         self.emit(Event::Output {
             task: task.clone(),
             line: line.into(),
         })
     }
 
-    fn set_status(
+    pub(super) fn set_status(
         &self,
         task: &TaskRef,
         status: TaskStatus,
@@ -78,6 +90,17 @@ impl Engine {
         };
         if let TaskKind::Manual { .. } = task.kind {
             return self.ask_for_approval(phase, &task_ref, task);
+        }
+        let unfinished = self.unfinished.borrow_mut().remove(&record.id);
+        if let Some(then) = unfinished {
+            let failure = self.last_failure(record)?;
+            self.output(
+                &task_ref,
+                format!("Resuming the interrupted `{}` decision", then.keyword()),
+            )?;
+            return self
+                .apply_decided(phase, &task_ref, task, &failure, then)
+                .await;
         }
         if record.status == TaskStatus::WaitingRetry
             && let Some(at) = record.retry_at
@@ -111,7 +134,10 @@ impl Engine {
                         class: failure.class,
                         message: failure.message.clone(),
                     };
-                    self.output(&task_ref, format!("Attempt {attempt} failed: {}: {}", info.class, info.message))?;
+                    self.output(
+                        &task_ref,
+                        format!("Attempt {attempt} failed: {}: {}", info.class, info.message),
+                    )?;
                     self.emit(Event::AttemptFinished {
                         task: task_ref.clone(),
                         attempt,
@@ -122,9 +148,22 @@ impl Engine {
                     failure
                 }
             };
-            match self.decide_after(phase, &task_ref, task, &failure)? {
+            // An attempt a person ordered is not retried by the policy: it pauses if it fails.
+            let is_person_ordered = self.person_ordered.borrow().contains(&task_ref.id);
+            let delay = if is_person_ordered {
+                self.emit(Event::Decision {
+                    task: task_ref.clone(),
+                    decision: Then::Pause.keyword().to_string(),
+                    rule: "relflow retry: one attempt ordered by a person".to_string(),
+                    detail: Some(format!("{}: {}", failure.class, failure.message)),
+                })?;
+                None
+            } else {
+                self.decide_after(phase, &task_ref, task, &failure)?
+            };
+            match delay {
                 Some(delay) => tokio::time::sleep(delay).await,
-                None => return self.end_failed(&task_ref, task, phase, &failure).await,
+                None => return self.apply_then(phase, &task_ref, task, &failure).await,
             }
         }
     }
@@ -138,11 +177,21 @@ impl Engine {
         failure: &policy::Failure,
     ) -> Result<Option<Duration>, EngineError> {
         let (on_failure, source) = self.effective_policy(phase, task);
+        let decisions = self.with_store(|s| s.decisions(&self.release))?;
+        let retries = decisions.iter().filter(|d| d.decision == "retry");
         let history = policy::History {
-            retries_used: self.with_store(|s| s.count_decisions(&self.release, "retry"))?,
+            task_retries: count(
+                retries
+                    .clone()
+                    .filter(|d| d.task_run_id == Some(task_ref.id)),
+            ),
+            retries_used: count(retries),
             retry_budget: self.pipeline.retry_budget,
         };
-        let policy = EffectivePolicy { on_failure, source: &source };
+        let policy = EffectivePolicy {
+            on_failure,
+            source: &source,
+        };
         let decided = policy::decide(policy, failure, history, jitter_sample());
         self.emit(Event::Decision {
             task: task_ref.clone(),
@@ -150,7 +199,11 @@ impl Engine {
             rule: decided.rule.clone(),
             detail: Some(decided.reason.clone()),
         })?;
-        let Decision::Retry { delay, next_attempt } = decided.decision else {
+        let Decision::Retry {
+            delay,
+            next_attempt,
+        } = decided.decision
+        else {
             return Ok(None);
         };
         let total = match on_failure {
@@ -175,61 +228,29 @@ impl Engine {
         Ok(Some(delay))
     }
 
-    /// Applies the policy's `then` once no retry is left.
-    async fn end_failed(
-        &self,
-        task_ref: &TaskRef,
-        task: &Task,
-        phase: &Phase,
-        failure: &policy::Failure,
-    ) -> Result<TaskEnd, EngineError> {
-        let error = Some(FailureInfo {
-            class: failure.class,
-            message: failure.message.clone(),
-        });
-        let then = match self.effective_policy(phase, task).0 {
-            Some(OnFailure::Declarative(d)) => d.then,
-            _ => Then::Pause,
-        };
-        match then {
-            Then::Skip => {
-                self.set_status(task_ref, TaskStatus::Skipped, error)?;
-                Ok(TaskEnd::Settled)
-            }
-            Then::Ignore => {
-                self.set_status(task_ref, TaskStatus::Ignored, error)?;
-                Ok(TaskEnd::Settled)
-            }
-            Then::Pause => {
-                self.set_status(task_ref, TaskStatus::Failed, error)?;
-                Ok(TaskEnd::Halted)
-            }
-            Then::Rollback => match self.roll_back_failed_task(phase, task_ref, task).await? {
-                Ok(()) => {
-                    self.set_status(task_ref, TaskStatus::RolledBack, error)?;
-                    Ok(TaskEnd::RolledBack)
-                }
-                Err(rollback_failure) => {
-                    let error = FailureInfo {
-                        class: failure.class,
-                        message: format!("{}; then {rollback_failure}", failure.message),
-                    };
-                    self.set_status(task_ref, TaskStatus::Failed, Some(error))?;
-                    Ok(TaskEnd::Halted)
-                }
-            },
-            other => {
-                self.output(
-                    task_ref,
-                    format!("`then: {}` is not supported by this build yet: pausing instead", other.keyword()),
-                )?;
-                self.set_status(task_ref, TaskStatus::Failed, error)?;
-                Ok(TaskEnd::Halted)
-            }
-        }
+    /// The failure of a task run's last attempt, rebuilt from the store.
+    fn last_failure(&self, record: &TaskRunRecord) -> Result<policy::Failure, EngineError> {
+        let attempts = self.with_store(|s| s.attempts(&self.release))?;
+        let last = attempts.iter().rfind(|a| a.task_run_id == record.id);
+        Ok(policy::Failure {
+            class: last
+                .and_then(|a| a.error_class.as_deref())
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(relflow_plugin::ErrorClass::TaskFailed),
+            message: last.and_then(|a| a.message.clone()).unwrap_or_default(),
+            attempt: last
+                .map(|a| u32::try_from(a.number).unwrap_or(0))
+                .unwrap_or(0),
+            retry_after: None,
+        })
     }
 
-    fn ask_for_approval(&self, phase: &Phase, task_ref: &TaskRef, task: &Task) -> Result<TaskEnd, EngineError> {
+    fn ask_for_approval(
+        &self,
+        phase: &Phase,
+        task_ref: &TaskRef,
+        task: &Task,
+    ) -> Result<TaskEnd, EngineError> {
         let prompt = match &task.kind {
             TaskKind::Manual { prompt } => self.render(phase, task, prompt).map(|r| r.value),
             _ => Ok(String::new()),
@@ -250,4 +271,8 @@ impl Engine {
 
 fn is_process(task: &Task) -> bool {
     matches!(task.kind, TaskKind::Command(_) | TaskKind::Script(_))
+}
+
+fn count<T>(items: impl Iterator<Item = T>) -> u32 {
+    u32::try_from(items.count()).unwrap_or(u32::MAX)
 }

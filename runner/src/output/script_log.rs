@@ -30,7 +30,11 @@ fn open_append(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
         crate::store::create_private_dir(dir).map_err(std::io::Error::other)?;
     }
-    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 impl ScriptLogs {

@@ -70,14 +70,17 @@ impl Terminal {
         }
         match event {
             Event::ReleaseStatus { status, reason } => {
-                let why = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+                let why = reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
                 if *status != ReleaseStatus::Running || why.is_empty() {
                     self.line(format!("release {release} {status}{why}"));
                 } else {
                     self.line(format!("release {release} running{why}"));
                 }
             }
-            Event::PhaseStatus { phase, status } => {
+            Event::PhaseStatus { phase, status, .. } => {
                 self.line(format!("phase {} {status}", phase.label))
             }
             Event::TaskStatus {
@@ -114,15 +117,27 @@ impl Terminal {
                 rule,
                 detail,
             } => {
-                let detail = detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+                let detail = detail
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
                 self.line(format!(
                     "  [{}] {}: decision {decision}{detail} by {rule}",
                     task.phase.label, task.task
                 ));
             }
+            Event::PhaseRestarted {
+                runs, by, values, ..
+            } => self.line(format!(
+                "restarting phases: {} {values} ({by})",
+                runs.join(", ")
+            )),
             Event::AttemptStarted { task, attempt } if *attempt > 1 => {
                 if let Some(bar) = self.bars.get(&task.id) {
-                    bar.set_message(format!("[{}] {} (attempt {attempt})", task.phase.label, task.task));
+                    bar.set_message(format!(
+                        "[{}] {} (attempt {attempt})",
+                        task.phase.label, task.task
+                    ));
                 }
             }
             _ => {}

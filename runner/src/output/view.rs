@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::output::{paths, time};
 use crate::store::{
-    AttemptRecord, DecisionRecord, PhaseRunRecord, ReleaseRecord, ReleaseStatus,
-    RollbackJobRecord, Store, StoreError, TaskRunRecord, TaskStatus,
+    AttemptRecord, DecisionRecord, PhaseRunRecord, ReleaseRecord, ReleaseStatus, RollbackJobRecord,
+    Store, StoreError, TaskRunRecord, TaskStatus,
 };
 
 #[derive(Debug, Serialize)]
@@ -63,8 +63,16 @@ impl ReleaseView {
                         rollback_log: paths::rollback_log(store.dir(), release, &label, &t.task)
                             .to_string_lossy()
                             .into_owned(),
-                        attempt_history: attempts.iter().filter(|a| a.task_run_id == t.id).cloned().collect(),
-                        rollback_jobs: jobs.iter().filter(|j| j.task_run_id == t.id).cloned().collect(),
+                        attempt_history: attempts
+                            .iter()
+                            .filter(|a| a.task_run_id == t.id)
+                            .cloned()
+                            .collect(),
+                        rollback_jobs: jobs
+                            .iter()
+                            .filter(|j| j.task_run_id == t.id)
+                            .cloned()
+                            .collect(),
                         decisions: decisions
                             .iter()
                             .filter(|d| d.task_run_id == Some(t.id))
@@ -91,7 +99,10 @@ impl ReleaseView {
     pub fn status_text(&self) -> String {
         let status = self.release.status;
         if status == ReleaseStatus::Running && self.runner_pid.is_none() {
-            format!("{status} (no live runner: interrupted; continue with `relflow resume {}`)", self.release.id)
+            format!(
+                "{status} (no live runner: interrupted; continue with `relflow resume {}`)",
+                self.release.id
+            )
         } else {
             status.to_string()
         }
@@ -112,11 +123,36 @@ impl ReleaseView {
             let _ = writeln!(out, "  reason    {reason}");
         }
         if !r.variables.is_empty() {
-            let vars: Vec<String> = r.variables.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let vars: Vec<String> = r
+                .variables
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             let _ = writeln!(out, "  variables {}", vars.join(" "));
         }
         for phase in &self.phases {
-            let _ = writeln!(out, "phase {}  {}", phase.label, phase.run.status);
+            let vars = phase
+                .run
+                .variables
+                .as_ref()
+                .filter(|v| {
+                    !v.is_empty()
+                        && self
+                            .phases
+                            .iter()
+                            .any(|p| p.run.variables.as_ref() != Some(v))
+                })
+                .map(|v| {
+                    format!(
+                        "  ({})",
+                        v.iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
+                })
+                .unwrap_or_default();
+            let _ = writeln!(out, "phase {}  {}{vars}", phase.label, phase.run.status);
             for task in &phase.tasks {
                 render_task(&mut out, task);
             }
@@ -128,12 +164,20 @@ impl ReleaseView {
     pub fn render_summary(&self, _state_dir: &Path) -> String {
         let r = &self.release;
         let mut out = String::new();
-        let reason = r.reason.as_deref().map(|s| format!(": {s}")).unwrap_or_default();
+        let reason = r
+            .reason
+            .as_deref()
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
         let _ = writeln!(out, "\nrelease {} {}{reason}", r.id, r.status);
         for task in self.tasks() {
             match task.run.status {
                 TaskStatus::Failed => {
-                    let _ = writeln!(out, "  see the log: relflow logs {} --task {}", r.id, task.run.task);
+                    let _ = writeln!(
+                        out,
+                        "  see the log: relflow logs {} --task {}",
+                        r.id, task.run.task
+                    );
                 }
                 TaskStatus::WaitingApproval => {
                     let _ = writeln!(
@@ -149,11 +193,19 @@ impl ReleaseView {
         let width = self
             .phases
             .iter()
-            .flat_map(|p| p.tasks.iter().map(move |t| p.label.len() + 1 + t.run.task.len()))
+            .flat_map(|p| {
+                p.tasks
+                    .iter()
+                    .map(move |t| p.label.len() + 1 + t.run.task.len())
+            })
             .max()
             .unwrap_or(0);
         for phase in &self.phases {
-            for task in phase.tasks.iter().filter(|t| t.run.attempts > 0 || t.run.status != TaskStatus::Planned) {
+            for task in phase
+                .tasks
+                .iter()
+                .filter(|t| t.run.attempts > 0 || t.run.status != TaskStatus::Planned)
+            {
                 let name = format!("{}/{}", phase.label, task.run.task);
                 let _ = writeln!(out, "  {name:<width$}  {}", task.log);
             }
@@ -169,13 +221,23 @@ fn render_task(out: &mut String, task: &TaskView) {
         1 => "  1 attempt".to_string(),
         n => format!("  {n} attempts"),
     };
-    let _ = writeln!(out, "  {:<24} {:<16} {}{attempts}", t.task, t.status.as_str(), t.kind);
+    let _ = writeln!(
+        out,
+        "  {:<24} {:<16} {}{attempts}",
+        t.task,
+        t.status.as_str(),
+        t.kind
+    );
     if let (Some(class), Some(error)) = (&t.error_class, &t.error)
         && t.status != TaskStatus::Completed
     {
         let _ = writeln!(out, "      error: {class}: {error}");
     }
-    for a in task.attempt_history.iter().filter(|a| a.error_class.is_some()) {
+    for a in task
+        .attempt_history
+        .iter()
+        .filter(|a| a.error_class.is_some())
+    {
         let _ = writeln!(
             out,
             "      attempt {} {}: {}: {}",
@@ -186,7 +248,11 @@ fn render_task(out: &mut String, task: &TaskView) {
         );
     }
     for d in &task.decisions {
-        let detail = d.detail.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+        let detail = d
+            .detail
+            .as_deref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default();
         let _ = writeln!(out, "      decision {} by {}{detail}", d.decision, d.rule);
     }
     for job in &task.rollback_jobs {
@@ -202,8 +268,15 @@ pub fn render_rollback_job(task: &str, job: &RollbackJobRecord) -> String {
     } else {
         job.components.join(", ")
     };
-    let error = job.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
-    format!("rollback job {} of task {task} ({which}): {}{error}\n", job.id, job.status)
+    let error = job
+        .error
+        .as_deref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    format!(
+        "rollback job {} of task {task} ({which}): {}{error}\n",
+        job.id, job.status
+    )
 }
 
 /// One line per release for `list`.
@@ -213,10 +286,23 @@ pub fn render_list(releases: &[ReleaseRecord]) -> String {
         out.push_str("no releases yet: start one with `relflow run PIPELINE.yaml`\n");
         return out;
     }
-    let width = releases.iter().map(|r| r.id.len()).max().unwrap_or(0).max(7);
-    let _ = writeln!(out, "{:<width$}  {:<12}  {:<24}  variables", "release", "status", "started");
+    let width = releases
+        .iter()
+        .map(|r| r.id.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:<12}  {:<24}  variables",
+        "release", "status", "started"
+    );
     for r in releases {
-        let vars: Vec<String> = r.variables.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let vars: Vec<String> = r
+            .variables
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let _ = writeln!(
             out,
             "{:<width$}  {:<12}  {:<24}  {}",

@@ -28,9 +28,18 @@ mod tests {
     #[test]
     fn folds_dots_and_keeps_absolute_paths() {
         let base = Path::new("/srv/app/pipelines");
-        assert_eq!(resolve(base, "../.relflow-demo/x"), Path::new("/srv/app/.relflow-demo/x"));
-        assert_eq!(resolve(base, "./scripts/h.sh"), Path::new("/srv/app/pipelines/scripts/h.sh"));
+        assert_eq!(
+            resolve(base, "../.relflow-demo/x"),
+            Path::new("/srv/app/.relflow-demo/x")
+        );
+        assert_eq!(
+            resolve(base, "./scripts/h.sh"),
+            Path::new("/srv/app/pipelines/scripts/h.sh")
+        );
         assert_eq!(resolve(base, "/etc/x"), Path::new("/etc/x"));
-        assert_eq!(resolve(base, "a/./b/../c"), Path::new("/srv/app/pipelines/a/c"));
+        assert_eq!(
+            resolve(base, "a/./b/../c"),
+            Path::new("/srv/app/pipelines/a/c")
+        );
     }
 }

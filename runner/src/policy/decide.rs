@@ -22,6 +22,9 @@ pub struct Failure {
 /// What the release has used so far.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct History {
+    /// Retries the policy already made for this task run (attempts a person ordered or that
+    /// a crash interrupted do not count).
+    pub task_retries: u32,
     /// Retries already made in this release, all tasks together.
     pub retries_used: u32,
     /// The release-wide `retry_budget`.
@@ -93,7 +96,7 @@ pub fn decide(
         Some(OnFailure::Declarative(d)) => d,
     };
     let retry = &declarative.retry;
-    let retries_done = failure.attempt.saturating_sub(1);
+    let retries_done = history.task_retries;
     let then = |why: String| Decided {
         decision: Decision::Then(declarative.then),
         rule: rule(&format!("on_failure.then = {}", declarative.then.keyword())),
@@ -103,7 +106,10 @@ pub fn decide(
         return then(format!("{} is not retried by this policy", failure.class));
     }
     if retries_done >= retry.retries {
-        return then(format!("{} of {} retries used", retries_done, retry.retries));
+        return then(format!(
+            "{} of {} retries used",
+            retries_done, retry.retries
+        ));
     }
     if history.retries_used >= history.retry_budget {
         return then(format!(
@@ -156,13 +162,17 @@ mod tests {
     }
 
     const BUDGET: History = History {
+        task_retries: 0,
         retries_used: 0,
         retry_budget: 20,
     };
 
     #[test]
     fn no_policy_pauses() {
-        let p = EffectivePolicy { on_failure: None, source: "default" };
+        let p = EffectivePolicy {
+            on_failure: None,
+            source: "default",
+        };
         let d = decide(p, &failure(ErrorClass::TaskFailed, 1), BUDGET, 0.0);
         assert_eq!(d.decision, Decision::Then(Then::Pause));
     }
@@ -170,16 +180,34 @@ mod tests {
     #[test]
     fn retries_until_exhausted_then_applies_then() {
         let on_failure = policy(3, Then::Skip);
-        let p = EffectivePolicy { on_failure: Some(&on_failure), source: "task smoke" };
+        let p = EffectivePolicy {
+            on_failure: Some(&on_failure),
+            source: "task smoke",
+        };
         let delays: Vec<Decision> = (1..=4)
-            .map(|n| decide(p, &failure(ErrorClass::TaskFailed, n), BUDGET, 0.0).decision)
+            .map(|n| {
+                let history = History {
+                    task_retries: n - 1,
+                    ..BUDGET
+                };
+                decide(p, &failure(ErrorClass::TaskFailed, n), history, 0.0).decision
+            })
             .collect();
         assert_eq!(
             delays,
             vec![
-                Decision::Retry { delay: Duration::from_secs(1), next_attempt: 2 },
-                Decision::Retry { delay: Duration::from_secs(2), next_attempt: 3 },
-                Decision::Retry { delay: Duration::from_secs(4), next_attempt: 4 },
+                Decision::Retry {
+                    delay: Duration::from_secs(1),
+                    next_attempt: 2
+                },
+                Decision::Retry {
+                    delay: Duration::from_secs(2),
+                    next_attempt: 3
+                },
+                Decision::Retry {
+                    delay: Duration::from_secs(4),
+                    next_attempt: 4
+                },
                 Decision::Then(Then::Skip),
             ]
         );
@@ -188,7 +216,10 @@ mod tests {
     #[test]
     fn class_not_in_when_is_not_retried() {
         let on_failure = policy(3, Then::Rollback);
-        let p = EffectivePolicy { on_failure: Some(&on_failure), source: "phase deploy" };
+        let p = EffectivePolicy {
+            on_failure: Some(&on_failure),
+            source: "phase deploy",
+        };
         let d = decide(p, &failure(ErrorClass::Auth, 1), BUDGET, 0.0);
         assert_eq!(d.decision, Decision::Then(Then::Rollback));
         assert_eq!(d.rule, "phase deploy: on_failure.then = rollback");
@@ -197,8 +228,15 @@ mod tests {
     #[test]
     fn budget_exhaustion_stops_retries() {
         let on_failure = policy(3, Then::Pause);
-        let p = EffectivePolicy { on_failure: Some(&on_failure), source: "release" };
-        let spent = History { retries_used: 20, retry_budget: 20 };
+        let p = EffectivePolicy {
+            on_failure: Some(&on_failure),
+            source: "release",
+        };
+        let spent = History {
+            task_retries: 0,
+            retries_used: 20,
+            retry_budget: 20,
+        };
         let d = decide(p, &failure(ErrorClass::TaskFailed, 1), spent, 0.0);
         assert_eq!(d.decision, Decision::Then(Then::Pause));
         assert!(d.reason.contains("budget"));
@@ -207,10 +245,19 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_for_rate_limited() {
         let on_failure = policy(3, Then::Pause);
-        let p = EffectivePolicy { on_failure: Some(&on_failure), source: "release" };
+        let p = EffectivePolicy {
+            on_failure: Some(&on_failure),
+            source: "release",
+        };
         let mut f = failure(ErrorClass::RateLimited, 1);
         f.retry_after = Some(Duration::from_secs(30));
         let d = decide(p, &f, BUDGET, 0.0);
-        assert_eq!(d.decision, Decision::Retry { delay: Duration::from_secs(30), next_attempt: 2 });
+        assert_eq!(
+            d.decision,
+            Decision::Retry {
+                delay: Duration::from_secs(30),
+                next_attempt: 2
+            }
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Failure policy: error classes, retry schedule, and the pure decision function.
 
 pub mod decide;
+pub mod fix_forward;
 pub mod model;
 pub mod schedule;
 

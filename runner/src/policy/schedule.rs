@@ -64,7 +64,10 @@ mod tests {
         let p = policy(Backoff::Exponential, true);
         for sample in [0.0, 0.25, 0.5, 0.999] {
             let d = retry_delay(&p, 3, sample);
-            assert!(d >= Duration::from_secs(2) && d <= Duration::from_secs(4), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(2) && d <= Duration::from_secs(4),
+                "{d:?}"
+            );
         }
     }
 }

@@ -22,7 +22,9 @@ const HEARTBEAT_STALE_MS: i64 = 30_000;
 /// The release is held by another live runner.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
-    #[error("release {release} is held by another runner (pid {pid} on {host}); wait for it or stop it")]
+    #[error(
+        "release {release} is held by another runner (pid {pid} on {host}); wait for it or stop it"
+    )]
     Held {
         release: String,
         pid: i64,
@@ -121,7 +123,8 @@ impl Store {
             .optional()?;
         Ok(holder.and_then(|(pid, holder_host, heartbeat)| {
             let fresh = now_ms() - heartbeat < HEARTBEAT_STALE_MS;
-            (fresh && (holder_host != host_name() || is_process_alive(pid))).then_some((pid, holder_host))
+            (fresh && (holder_host != host_name() || is_process_alive(pid)))
+                .then_some((pid, holder_host))
         }))
     }
 }

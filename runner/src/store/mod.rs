@@ -28,7 +28,9 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("state store is at schema version {found}, newer than this relflow supports ({supported}); upgrade relflow")]
+    #[error(
+        "state store is at schema version {found}, newer than this relflow supports ({supported}); upgrade relflow"
+    )]
     NewerSchema { found: i64, supported: i64 },
     #[error("state store: {0}")]
     Sqlite(#[from] rusqlite::Error),

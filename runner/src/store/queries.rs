@@ -25,7 +25,9 @@ fn release_from_row(row: &Row<'_>) -> rusqlite::Result<(ReleaseRecord, String)> 
 }
 
 /// Variables are stored as a JSON object.
-fn finish_release((mut record, variables): (ReleaseRecord, String)) -> Result<ReleaseRecord, StoreError> {
+fn finish_release(
+    (mut record, variables): (ReleaseRecord, String),
+) -> Result<ReleaseRecord, StoreError> {
     record.variables = serde_json::from_str(&variables)
         .map_err(|e| StoreError::Corrupt(format!("variables of {}: {e}", record.id)))?;
     Ok(record)
@@ -51,7 +53,8 @@ impl Store {
             |row| row.get(0),
         )?;
         let id = format!("{pipeline}-{seq}");
-        let vars = serde_json::to_string(variables).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let vars =
+            serde_json::to_string(variables).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         tx.execute(
             "INSERT INTO releases (id, pipeline, seq, pipeline_file, pipeline_source, status, variables, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'planned', ?6, ?7, ?7)",
@@ -67,7 +70,11 @@ impl Store {
     pub fn release(&self, id: &str) -> Result<ReleaseRecord, StoreError> {
         let row = self
             .conn
-            .query_row("SELECT * FROM releases WHERE id = ?1", [id], release_from_row)
+            .query_row(
+                "SELECT * FROM releases WHERE id = ?1",
+                [id],
+                release_from_row,
+            )
             .optional()?
             .ok_or_else(|| StoreError::UnknownRelease(id.to_string()))?;
         finish_release(row)
@@ -89,21 +96,35 @@ impl Store {
 
     pub fn phase_runs(&self, release: &str) -> Result<Vec<PhaseRunRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, position, phase, run_no, status, started_at, ended_at
+            "SELECT id, position, phase, run_no, status, started_at, ended_at, variables
              FROM phase_runs WHERE release_id = ?1 ORDER BY position",
         )?;
         let rows = stmt.query_map([release], |row| {
-            Ok(PhaseRunRecord {
-                id: row.get(0)?,
-                position: row.get(1)?,
-                phase: row.get(2)?,
-                run_no: row.get(3)?,
-                status: row.get(4)?,
-                started_at: row.get(5)?,
-                ended_at: row.get(6)?,
-            })
+            Ok((
+                PhaseRunRecord {
+                    id: row.get(0)?,
+                    position: row.get(1)?,
+                    phase: row.get(2)?,
+                    run_no: row.get(3)?,
+                    status: row.get(4)?,
+                    variables: None,
+                    started_at: row.get(5)?,
+                    ended_at: row.get(6)?,
+                },
+                row.get::<_, Option<String>>(7)?,
+            ))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.map(|row| {
+            let (mut record, variables) = row?;
+            record.variables = variables
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|e| {
+                    StoreError::Corrupt(format!("variables of phase run {}: {e}", record.id))
+                })?;
+            Ok(record)
+        })
+        .collect()
     }
 
     /// Task runs of a release, by phase run then position.
@@ -158,15 +179,6 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// How many decisions of one kind (e.g. `retry`) a release has recorded.
-    pub fn count_decisions(&self, release: &str, decision: &str) -> Result<u32, StoreError> {
-        let n: i64 = self.conn.prepare_cached(
-            "SELECT COUNT(*) FROM decisions WHERE release_id = ?1 AND decision = ?2",
-        )?
-        .query_row(params![release, decision], |row| row.get(0))?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
-    }
-
     pub fn decisions(&self, release: &str) -> Result<Vec<DecisionRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT task_run_id, decision, rule, detail, at FROM decisions
@@ -182,6 +194,70 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Store {
+    /// Appends new runs of `phases` right after phase run `current` (later runs move down),
+    /// closes `current` (its planned tasks become `superseded`), and skips the tasks before
+    /// `from_task` in the first new run — all in one transaction. Returns the new runs' ids.
+    pub fn append_phase_runs(
+        &mut self,
+        release: &str,
+        current: i64,
+        phases: &[(PlannedPhase, i64)],
+        from_task: Option<&str>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let position: i64 = tx.query_row(
+            "SELECT position FROM phase_runs WHERE id = ?1",
+            [current],
+            |r| r.get(0),
+        )?;
+        let k = phases.len() as i64;
+        // Two steps through negative numbers keep (release_id, position) unique throughout.
+        tx.execute(
+            "UPDATE phase_runs SET position = -position - 1 - ?3 WHERE release_id = ?1 AND position > ?2",
+            params![release, position, k],
+        )?;
+        tx.execute(
+            "UPDATE phase_runs SET position = -position - 1 WHERE release_id = ?1 AND position < 0",
+            [release],
+        )?;
+        tx.execute(
+            "UPDATE task_runs SET status = 'superseded' WHERE phase_run_id = ?1 AND status = 'planned'",
+            [current],
+        )?;
+        tx.execute(
+            "UPDATE phase_runs SET status = CASE
+                 WHEN EXISTS (SELECT 1 FROM task_runs WHERE phase_run_id = ?1 AND status IN ('failed', 'rolled_back'))
+                 THEN 'failed' ELSE 'superseded' END,
+               ended_at = ?2
+             WHERE id = ?1 AND status IN ('planned', 'running', 'paused')",
+            params![current, now_ms()],
+        )?;
+        let mut ids = Vec::new();
+        for (offset, (planned, run_no)) in phases.iter().enumerate() {
+            ids.push(insert_phase_run(
+                &tx,
+                release,
+                position + 1 + offset as i64,
+                &planned.phase,
+                *run_no,
+                planned,
+            )?);
+        }
+        if let (Some(task), Some(first)) = (from_task, ids.first()) {
+            tx.execute(
+                "UPDATE task_runs SET status = 'skipped', error = 'before --from-task'
+                 WHERE phase_run_id = ?1 AND position < (SELECT position FROM task_runs WHERE phase_run_id = ?1 AND task = ?2)",
+                params![first, task],
+            )?;
+        }
+        tx.commit()?;
+        Ok(ids)
     }
 }
 

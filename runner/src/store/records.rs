@@ -26,6 +26,8 @@ pub struct PhaseRunRecord {
     pub phase: String,
     pub run_no: i64,
     pub status: PhaseStatus,
+    /// The release variables when this run started (`None` before it started).
+    pub variables: Option<BTreeMap<String, String>>,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
 }

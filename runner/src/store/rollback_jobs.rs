@@ -30,8 +30,11 @@ impl Store {
         status: RollbackJobStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        let ended = matches!(status, RollbackJobStatus::Completed | RollbackJobStatus::Exception)
-            .then(now_ms);
+        let ended = matches!(
+            status,
+            RollbackJobStatus::Completed | RollbackJobStatus::Exception
+        )
+        .then(now_ms);
         self.conn.execute(
             "UPDATE rollback_jobs SET status = ?2, error = ?3, ended_at = ?4 WHERE id = ?1",
             params![job, status.as_str(), error, ended],

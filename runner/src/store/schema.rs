@@ -5,10 +5,11 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `MIGRATIONS[n]` takes a store from version n to n + 1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE releases (
     id              TEXT PRIMARY KEY,
     pipeline        TEXT NOT NULL,
@@ -91,7 +92,12 @@ CREATE TABLE rollback_jobs (
     created_at  INTEGER NOT NULL,
     ended_at    INTEGER
 );
-"#];
+"#,
+    // 3: the variables a phase run started with (fix-forward refuses values that failed).
+    r#"
+ALTER TABLE phase_runs ADD COLUMN variables TEXT;
+"#,
+];
 
 /// Brings `conn` up to `SCHEMA_VERSION`; refuses a store written by a newer relflow.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -55,6 +55,21 @@ impl Store {
         Ok(())
     }
 
+    /// Records the variables a phase run starts with.
+    pub fn set_phase_variables(
+        &self,
+        phase_run: i64,
+        variables: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(variables).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "UPDATE phase_runs SET variables = ?2 WHERE id = ?1",
+            params![phase_run, json],
+        )?;
+        Ok(())
+    }
+
     /// Sets a task run's status; `error` = (class, message) of the failure it ended on.
     pub fn set_task_status(
         &self,
@@ -65,7 +80,10 @@ impl Store {
         let (class, message) = error.unzip();
         let ended = (!matches!(
             status,
-            TaskStatus::Planned | TaskStatus::Running | TaskStatus::WaitingRetry | TaskStatus::WaitingApproval
+            TaskStatus::Planned
+                | TaskStatus::Running
+                | TaskStatus::WaitingRetry
+                | TaskStatus::WaitingApproval
         ))
         .then(now_ms);
         self.conn
@@ -108,7 +126,15 @@ impl Store {
                 "UPDATE attempts SET status = ?3, error_class = ?4, message = ?5, exit_code = ?6,
                     ended_at = ?7 WHERE task_run_id = ?1 AND number = ?2",
             )?
-            .execute(params![task_run, number, status.as_str(), class, message, exit_code, now_ms()])?;
+            .execute(params![
+                task_run,
+                number,
+                status.as_str(),
+                class,
+                message,
+                exit_code,
+                now_ms()
+            ])?;
         Ok(())
     }
 

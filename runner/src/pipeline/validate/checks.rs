@@ -62,7 +62,8 @@ pub(super) fn closest<'c>(
 
 /// Variables a backend's commands may use beside the pipeline's: the deployment's own
 /// application, version and components (comma-separated).
-pub(in crate::pipeline) const DEPLOY_VARIABLES: [&str; 3] = ["application", "version", "components"];
+pub(in crate::pipeline) const DEPLOY_VARIABLES: [&str; 3] =
+    ["application", "version", "components"];
 
 /// `: did you mean `x`?` or nothing.
 pub(super) fn did_you_mean<'c>(

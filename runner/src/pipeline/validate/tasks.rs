@@ -413,7 +413,9 @@ impl Checker<'_> {
                 self.not_for_kind(verify.referenced.into(), path, "verify", kind);
                 None
             }
-            Some(verify) => self.with_deploy_variables(|c| c.argv(verify, &format!("{path}.verify")).map(Some)),
+            Some(verify) => {
+                self.with_deploy_variables(|c| c.argv(verify, &format!("{path}.verify")).map(Some))
+            }
             None => Some(None),
         };
         Some(DeploySpec {

@@ -1,0 +1,12 @@
+//! `relflow abort RELEASE [--rollback]`
+
+use std::path::Path;
+
+use crate::cli::common::drive_release;
+use crate::cli::error::CliError;
+
+pub fn run(state_dir: &Path, release: &str, rollback: bool, json: bool) -> Result<i32, CliError> {
+    drive_release(state_dir, release, json, async |engine| {
+        Ok(engine.abort(rollback).await?)
+    })
+}

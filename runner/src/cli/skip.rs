@@ -1,0 +1,12 @@
+//! `relflow skip RELEASE --task T`: skip a failed task and continue.
+
+use std::path::Path;
+
+use crate::cli::common::drive_release;
+use crate::cli::error::CliError;
+
+pub fn run(state_dir: &Path, release: &str, task: &str, json: bool) -> Result<i32, CliError> {
+    drive_release(state_dir, release, json, async |engine| {
+        Ok(engine.skip_failed(task).await?)
+    })
+}
