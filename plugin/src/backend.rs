@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::ErrorClass;
 use crate::exec::ExecBackend;
 use crate::local::LocalBackend;
+use crate::xldeploy::XlDeployBackend;
 
 /// The format of [`Handle`] JSON this build writes and reads.
 pub const HANDLE_FORMAT: u32 = 1;
@@ -47,6 +48,22 @@ pub struct DeployRequest {
     pub work_dir: PathBuf,
     /// Health check, rendered argv run without a shell after delivery. Overrides the backend's.
     pub verify: Option<Vec<String>>,
+    /// Where to deploy, for backends that deploy to named environments (xl-deploy:
+    /// `Environments/Prod`); overrides the backend's. Ignored by `local` and `exec`.
+    pub environment: Option<String>,
+}
+
+/// One application to remove from an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndeployRequest {
+    pub application: String,
+    /// Overrides the backend's environment.
+    pub environment: Option<String>,
+    /// The task run's private folder, as for [`DeployRequest::work_dir`].
+    pub work_dir: PathBuf,
+    /// When the application is not deployed: fail with `not_found` (true) or succeed doing
+    /// nothing (false).
+    pub fail_if_missing: bool,
 }
 
 /// What the runner persists right after a deploy starts and before it waits: enough to
@@ -56,6 +73,7 @@ pub struct DeployRequest {
 pub enum Handle {
     Local(LocalHandle),
     Exec(ExecHandle),
+    XlDeploy(XlDeployHandle),
 }
 
 /// A `local` deployment: the rest of its state lives in `work_dir` (see `local` module docs).
@@ -82,6 +100,27 @@ pub struct ExecHandle {
     pub components: Vec<String>,
 }
 
+/// An `xl-deploy` deployment: the XL Deploy task that runs it. A rollback task, once created,
+/// is recorded in `work_dir` so a second rollback re-attaches to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XlDeployHandle {
+    pub format: u32,
+    pub task_id: String,
+    /// The application CI, e.g. `Applications/PetPortal`.
+    pub application: String,
+    pub version: String,
+    /// e.g. `Environments/Prod`.
+    pub environment: String,
+    /// The package deployed before this deployment (`Applications/PetPortal/1.0`); `None` for
+    /// an initial deployment.
+    pub previous_version: Option<String>,
+    /// `true` for an undeployment.
+    #[serde(default)]
+    pub is_undeploy: bool,
+    pub work_dir: PathBuf,
+    pub components: Vec<String>,
+}
+
 impl Handle {
     /// The JSON the runner stores.
     pub fn to_json(&self) -> String {
@@ -97,6 +136,7 @@ impl Handle {
         let format = match &handle {
             Handle::Local(h) => h.format,
             Handle::Exec(h) => h.format,
+            Handle::XlDeploy(h) => h.format,
         };
         if format != HANDLE_FORMAT {
             return Err(BackendError::new(
@@ -113,6 +153,7 @@ impl Handle {
         match self {
             Handle::Local(h) => &h.application,
             Handle::Exec(h) => &h.application,
+            Handle::XlDeploy(h) => &h.application,
         }
     }
 
@@ -120,6 +161,16 @@ impl Handle {
         match self {
             Handle::Local(h) => &h.version,
             Handle::Exec(h) => &h.version,
+            Handle::XlDeploy(h) => &h.version,
+        }
+    }
+
+    /// The components the deployment delivers (empty when the backend does not know them).
+    pub fn components(&self) -> &[String] {
+        match self {
+            Handle::Local(h) => &h.components,
+            Handle::Exec(h) => &h.components,
+            Handle::XlDeploy(h) => &h.components,
         }
     }
 }
@@ -247,6 +298,24 @@ pub trait Backend {
 
     /// What is deployed now; `None` when nothing is.
     fn current_version(&self, log: LogSink<'_>) -> Result<Option<CurrentVersion>, BackendError>;
+
+    /// Removes an application from its environment. `on_handle` is called as for `deploy`.
+    /// Backends without the notion refuse with class `precondition`.
+    fn undeploy(
+        &self,
+        request: &UndeployRequest,
+        on_handle: &mut dyn FnMut(&Handle) -> Result<(), BackendError>,
+        log: LogSink<'_>,
+    ) -> Result<(), BackendError> {
+        let _ = (on_handle, log);
+        Err(BackendError::new(
+            ErrorClass::Precondition,
+            format!(
+                "undeploy {}: this backend cannot undeploy",
+                request.application
+            ),
+        ))
+    }
 }
 
 /// Every backend, for enum dispatch.
@@ -254,6 +323,7 @@ pub trait Backend {
 pub enum AnyBackend {
     Local(LocalBackend),
     Exec(ExecBackend),
+    XlDeploy(XlDeployBackend),
 }
 
 impl AnyBackend {
@@ -261,6 +331,7 @@ impl AnyBackend {
         match self {
             AnyBackend::Local(b) => b,
             AnyBackend::Exec(b) => b,
+            AnyBackend::XlDeploy(b) => b,
         }
     }
 }
@@ -302,6 +373,15 @@ impl Backend for AnyBackend {
 
     fn current_version(&self, log: LogSink<'_>) -> Result<Option<CurrentVersion>, BackendError> {
         self.inner().current_version(log)
+    }
+
+    fn undeploy(
+        &self,
+        request: &UndeployRequest,
+        on_handle: &mut dyn FnMut(&Handle) -> Result<(), BackendError>,
+        log: LogSink<'_>,
+    ) -> Result<(), BackendError> {
+        self.inner().undeploy(request, on_handle, log)
     }
 }
 

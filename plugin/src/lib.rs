@@ -5,12 +5,14 @@ pub mod error_class;
 pub mod exec;
 pub mod local;
 mod process;
+pub mod xldeploy;
 
 pub use backend::{
     AnyBackend, Backend, BackendError, ComponentChange, ComponentReverted, CurrentVersion,
     DeliveredComponent, DeployOutcome, DeployRequest, ExecHandle, Handle, LocalHandle, LogSink,
-    RevertAction, RevertOutcome, RollbackReport,
+    RevertAction, RevertOutcome, RollbackReport, UndeployRequest, XlDeployHandle,
 };
 pub use error_class::ErrorClass;
 pub use exec::{Docker, ExecBackend};
 pub use local::{FreeSpaceProbe, LocalBackend};
+pub use xldeploy::{HttpRetry, XlDeployBackend, XlDeployConfig};

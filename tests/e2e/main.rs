@@ -2,10 +2,13 @@
 
 mod approvals;
 mod crash_resume;
+mod fake_xld;
 mod follow_and_state;
 mod harness;
 mod load_errors;
+mod plan;
 mod local_deploys;
 mod run_basics;
 mod secrets;
 mod tree;
+mod xld_backend;

@@ -352,6 +352,7 @@ mod tests {
             components: vec![],
             work_dir: work_dir.to_path_buf(),
             verify: None,
+            environment: None,
         }
     }
 

@@ -1,0 +1,365 @@
+//! The HTTP side: one blocking reqwest client per backend (basic auth, verified TLS unless
+//! `insecure`, a timeout per request), every status checked and classed, and in-place retries
+//! of calls that are safe to repeat.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use backon::{BlockingRetryable, ExponentialBuilder};
+use reqwest::StatusCode;
+use reqwest::blocking::Response;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+
+use crate::ErrorClass;
+use crate::backend::{BackendError, LogSink};
+
+/// How calls that are safe to repeat are retried before the attempt fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpRetry {
+    /// Extra tries after the first; 0 turns in-place retries off.
+    pub times: usize,
+    /// The first delay; it doubles (with jitter) up to 30 s.
+    pub first_delay: Duration,
+    /// A `Retry-After` longer than this is not waited for here: the attempt fails with
+    /// `rate_limited` and the failure policy decides.
+    pub max_retry_after: Duration,
+}
+
+impl Default for HttpRetry {
+    fn default() -> Self {
+        HttpRetry {
+            times: 3,
+            first_delay: Duration::from_millis(500),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+/// One request: method, path under the server URL (starting with `/deployit/`), query, body.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(&'static str, String)>,
+    pub body: Option<String>,
+}
+
+impl Call {
+    pub fn get(path: impl Into<String>) -> Call {
+        Call {
+            method: Method::Get,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn post(path: impl Into<String>, body: Option<String>) -> Call {
+        Call {
+            method: Method::Post,
+            path: path.into(),
+            query: Vec::new(),
+            body,
+        }
+    }
+
+    pub fn delete(path: impl Into<String>) -> Call {
+        Call {
+            method: Method::Delete,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn query(mut self, key: &'static str, value: impl Into<String>) -> Call {
+        self.query.push((key, value.into()));
+        self
+    }
+
+    /// `GET /deployit/task/abc`, as messages show it.
+    pub fn describe(&self) -> String {
+        let method = match self.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        };
+        format!("{method} {}", self.path)
+    }
+}
+
+/// A failed request before it is turned into a [`BackendError`].
+#[derive(Debug, Clone)]
+pub(crate) struct HttpError {
+    pub class: ErrorClass,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl HttpError {
+    fn is_transient(&self, retry: &HttpRetry) -> bool {
+        match self.class {
+            ErrorClass::RateLimited => self
+                .retry_after
+                .is_none_or(|hint| hint <= retry.max_retry_after),
+            class => class.is_transient(),
+        }
+    }
+}
+
+/// The XL Deploy server: base URL, credentials and the lazily built HTTP client (built on
+/// first use, on the blocking thread the runner calls the backend from).
+pub(crate) struct Client {
+    base: String,
+    username: String,
+    password: String,
+    timeout: Duration,
+    insecure: bool,
+    pub retry: HttpRetry,
+    http: OnceLock<Result<reqwest::blocking::Client, String>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.redact(&self.base))
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+impl Client {
+    pub fn new(
+        base: &str,
+        username: &str,
+        password: &str,
+        timeout: Duration,
+        insecure: bool,
+        retry: HttpRetry,
+    ) -> Client {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            username: username.to_string(),
+            password: password.to_string(),
+            timeout,
+            insecure,
+            retry,
+            http: OnceLock::new(),
+        }
+    }
+
+    /// The server URL, safe to show.
+    pub fn base(&self) -> String {
+        self.redact(&self.base)
+    }
+
+    /// Removes the password from anything headed for a log or an error.
+    pub fn redact(&self, text: &str) -> String {
+        if self.password.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.password, "***")
+        }
+    }
+
+    fn http(&self) -> Result<&reqwest::blocking::Client, HttpError> {
+        let built = self.http.get_or_init(|| {
+            reqwest::blocking::Client::builder()
+                .timeout(self.timeout)
+                .connect_timeout(self.timeout.min(Duration::from_secs(10)))
+                .danger_accept_invalid_certs(self.insecure)
+                .user_agent(concat!("relflow/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| format!("set up the HTTP client: {e}"))
+        });
+        built.as_ref().map_err(|message| HttpError {
+            class: ErrorClass::Connection,
+            message: message.clone(),
+            retry_after: None,
+        })
+    }
+
+    /// One request, its status checked: the body of a 2xx answer, else a classed error.
+    pub fn send(&self, call: &Call) -> Result<String, HttpError> {
+        let http = self.http()?;
+        let url = format!("{}{}", self.base, call.path);
+        let mut request = match call.method {
+            Method::Get => http.get(&url),
+            Method::Post => http.post(&url),
+            Method::Delete => http.delete(&url),
+        };
+        request = request
+            .basic_auth(&self.username, Some(&self.password))
+            .header(ACCEPT, "application/xml");
+        if !call.query.is_empty() {
+            request = request.query(&call.query);
+        }
+        if let Some(body) = &call.body {
+            request = request
+                .header(CONTENT_TYPE, "application/xml")
+                .body(body.clone());
+        }
+        let response = request.send().map_err(|e| self.transport_error(&e))?;
+        self.read(response)
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> HttpError {
+        let class = if e.is_timeout() {
+            ErrorClass::Timeout
+        } else {
+            ErrorClass::Connection
+        };
+        // reqwest's message names the URL, which never holds the password (basic auth goes in
+        // a header), but a password pasted into the URL would: redact anyway.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        HttpError {
+            class,
+            message: self.redact(&message),
+            retry_after: None,
+        }
+    }
+
+    fn read(&self, response: Response) -> Result<String, HttpError> {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.text().map_err(|e| self.transport_error(&e))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let class = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorClass::Auth,
+            StatusCode::NOT_FOUND => ErrorClass::NotFound,
+            StatusCode::TOO_MANY_REQUESTS => ErrorClass::RateLimited,
+            StatusCode::REQUEST_TIMEOUT => ErrorClass::Timeout,
+            s if s.is_server_error() => ErrorClass::Http5xx,
+            _ => ErrorClass::BadRequest,
+        };
+        let excerpt: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+        let excerpt: String = excerpt.chars().take(200).collect();
+        let mut message = format!("HTTP {status}");
+        if !excerpt.is_empty() {
+            message.push_str(&format!(": {excerpt}"));
+        }
+        if let Some(hint) = retry_after {
+            message.push_str(&format!(" (Retry-After: {}s)", hint.as_secs()));
+        }
+        Err(HttpError {
+            class,
+            message: self.redact(&message),
+            retry_after,
+        })
+    }
+
+    /// A call that must not be repeated blindly (it creates something): exactly one request.
+    pub fn once(&self, call: &Call) -> Result<String, BackendError> {
+        self.send(call).map_err(|e| self.failed(call, e))
+    }
+
+    /// A call that is safe to repeat: retried in place on connection errors, timeouts, 5xx and
+    /// 429 (after its `Retry-After`), each retry announced in the log.
+    pub fn idempotent(&self, call: &Call, log: LogSink<'_>) -> Result<String, BackendError> {
+        self.with_retries(call, log, || self.send(call))
+            .map_err(|e| self.failed(call, e))
+    }
+
+    /// Runs `op` with the in-place retry schedule for `call`; `op` may do more than one request
+    /// (a conditional `start` checks the task state before trying again).
+    pub fn with_retries<T>(
+        &self,
+        call: &Call,
+        log: LogSink<'_>,
+        op: impl FnMut() -> Result<T, HttpError>,
+    ) -> Result<T, HttpError> {
+        let retry = self.retry;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(retry.first_delay)
+            .with_max_delay(Duration::from_secs(30).max(retry.first_delay))
+            .with_max_times(retry.times)
+            .with_jitter();
+        // backon's blocking retry has no hook to change a delay from the error, so the
+        // server's Retry-After travels from `notify` to the ('static) sleeper through this cell.
+        let hint: Rc<Cell<Option<Duration>>> = Rc::default();
+        let sleeper_hint = Rc::clone(&hint);
+        let mut tries = 0;
+        op.retry(backoff)
+            .when(|e: &HttpError| e.is_transient(&retry))
+            .notify(|e: &HttpError, delay| {
+                tries += 1;
+                hint.set(e.retry_after);
+                let wait = e.retry_after.unwrap_or(delay);
+                log(&format!(
+                    "{}: {}; retrying in {:.1}s ({tries} of {})",
+                    call.describe(),
+                    e.message,
+                    wait.as_secs_f64(),
+                    retry.times
+                ));
+            })
+            .sleep(move |delay| std::thread::sleep(sleeper_hint.take().unwrap_or(delay)))
+            .call()
+    }
+
+    pub fn failed(&self, call: &Call, e: HttpError) -> BackendError {
+        BackendError::new(
+            e.class,
+            self.redact(&format!("{}: {}", call.describe(), e.message)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_retry_after_is_left_to_the_policy() {
+        let retry = HttpRetry::default();
+        let error = |secs: Option<u64>| HttpError {
+            class: ErrorClass::RateLimited,
+            message: String::new(),
+            retry_after: secs.map(Duration::from_secs),
+        };
+        assert!(error(Some(5)).is_transient(&retry));
+        assert!(error(None).is_transient(&retry));
+        assert!(!error(Some(600)).is_transient(&retry));
+    }
+
+    #[test]
+    fn the_password_never_leaves_in_a_message() {
+        let client = Client::new(
+            "http://admin:s3cret@xld:4516/",
+            "admin",
+            "s3cret",
+            Duration::from_secs(1),
+            false,
+            HttpRetry::default(),
+        );
+        assert_eq!(client.base(), "http://admin:***@xld:4516");
+        assert_eq!(
+            client.redact("GET http://admin:s3cret@xld:4516/x"),
+            "GET http://admin:***@xld:4516/x"
+        );
+        assert!(!format!("{client:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,139 @@
+//! Waits for a task to settle: polls fast at first and backs off to `polling_interval`, so a
+//! short deployment is seen finishing promptly and a long one costs few requests. One log line
+//! per state change.
+
+use std::time::{Duration, Instant};
+
+use super::client::{Call, Client};
+use super::task::{Phase, TaskState};
+use super::xml;
+use crate::ErrorClass;
+use crate::backend::{BackendError, LogSink};
+
+/// The shortest wait between two polls (unless `polling_interval` is shorter).
+pub(crate) const FIRST_DELAY: Duration = Duration::from_millis(200);
+
+/// How long to wait and how often to ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PollSettings {
+    /// The longest wait between two polls.
+    pub interval: Duration,
+    /// Polls at most this many times; 0 = no limit (until `timeout`, if any).
+    pub budget: u32,
+    pub timeout: Option<Duration>,
+    /// STOPPED (a pause step, or a person pressed stop) settles the wait as a failure; when
+    /// false relflow keeps waiting for someone to continue the task in XL Deploy.
+    pub fail_on_pause: bool,
+}
+
+/// The wait before the next poll, `elapsed` after the task was started: a tenth of the time
+/// elapsed, so a task is seen settled at most ~10% after it did, between [`FIRST_DELAY`] and
+/// `interval`.
+pub(crate) fn next_delay(elapsed: Duration, interval: Duration) -> Duration {
+    let floor = FIRST_DELAY.min(interval);
+    (elapsed / 10).clamp(floor, interval.max(floor))
+}
+
+/// Reads the task's state once.
+pub(crate) fn task_state(
+    client: &Client,
+    task_id: &str,
+    log: LogSink<'_>,
+) -> Result<TaskState, BackendError> {
+    let call = Call::get(format!("/deployit/task/{task_id}"));
+    let body = client.idempotent(&call, log)?;
+    let state = xml::parse_task_state(&body).map_err(|e| {
+        BackendError::new(ErrorClass::Protocol, format!("{}: {e}", call.describe()))
+    })?;
+    Ok(TaskState::parse(&state))
+}
+
+/// Polls until the task is no longer in flight and returns that state: EXECUTED/DONE,
+/// FAILED/ABORTED/STOPPED or CANCELLED. `known` is the state the caller last saw, so the
+/// first line is written only when the state changed.
+pub(crate) fn wait_until_settled(
+    client: &Client,
+    task_id: &str,
+    settings: &PollSettings,
+    known: Option<TaskState>,
+    log: LogSink<'_>,
+) -> Result<TaskState, BackendError> {
+    let started = Instant::now();
+    let mut last = known;
+    let mut polls = 0u32;
+    loop {
+        std::thread::sleep(next_delay(started.elapsed(), settings.interval));
+        let state = task_state(client, task_id, log)?;
+        polls += 1;
+        if last.as_ref() != Some(&state) {
+            log(&format!("Task {task_id} now in state {state}"));
+        }
+        match state.phase() {
+            Phase::Succeeded | Phase::Cancelled => return Ok(state),
+            Phase::NeedsDecision if state != TaskState::Stopped || settings.fail_on_pause => {
+                return Ok(state);
+            }
+            Phase::Unknown => {
+                return Err(BackendError::new(
+                    ErrorClass::Protocol,
+                    format!(
+                        "follow task {task_id}: XL Deploy reports state `{state}`, which relflow does not know"
+                    ),
+                ));
+            }
+            Phase::InFlight | Phase::NeedsDecision => {}
+        }
+        let over_budget = settings.budget > 0 && polls >= settings.budget;
+        let over_time = settings.timeout.is_some_and(|t| started.elapsed() >= t);
+        if over_budget || over_time {
+            return Err(BackendError::new(
+                ErrorClass::Timeout,
+                format!(
+                    "wait for task {task_id}: still {state} after {polls} polls in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ),
+            ));
+        }
+        last = Some(state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_starts_fast_and_backs_off_to_the_interval() {
+        let interval = Duration::from_secs(10);
+        assert_eq!(next_delay(Duration::ZERO, interval), FIRST_DELAY);
+        assert_eq!(
+            next_delay(Duration::from_secs(2), interval),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            next_delay(Duration::from_secs(30), interval),
+            Duration::from_secs(3)
+        );
+        assert_eq!(next_delay(Duration::from_secs(3600), interval), interval);
+        // An interval below the floor wins: tests poll every few milliseconds.
+        let fast = Duration::from_millis(5);
+        assert_eq!(next_delay(Duration::from_secs(60), fast), fast);
+    }
+
+    #[test]
+    fn a_two_second_task_is_seen_within_ten_percent() {
+        // Simulate the poll times of a task started at 0 and finished at `done`.
+        for done_ms in [300u64, 1_000, 2_000, 2_050, 7_777, 60_000] {
+            let done = Duration::from_millis(done_ms);
+            let mut t = Duration::ZERO;
+            while t < done {
+                t += next_delay(t, Duration::from_secs(10));
+            }
+            let late = t - done;
+            assert!(
+                late <= FIRST_DELAY.max(done / 10),
+                "finished at {done:?}, seen at {t:?}"
+            );
+        }
+    }
+}
