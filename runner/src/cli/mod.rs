@@ -5,6 +5,7 @@ mod approve;
 mod common;
 mod error;
 mod logs;
+mod plan;
 mod restart_phase;
 mod resume;
 mod retry;
@@ -47,6 +48,18 @@ pub enum Verb {
     Validate {
         /// The pipeline file (YAML).
         file: PathBuf,
+    },
+    /// Show phases, tasks and effective failure policies; with --simulate, what the policies
+    /// would do for simulated failures. Runs nothing.
+    Plan {
+        /// The pipeline file (YAML).
+        file: PathBuf,
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// `TASK=CLASS[xN]`: the task's first N attempts fail with CLASS (repeatable),
+        /// e.g. `--simulate deploy-petportal=task_failedx4`.
+        #[arg(long, value_name = "TASK=CLASS[xN]")]
+        simulate: Vec<String>,
     },
     /// Start a release of a pipeline and run it until it completes or halts.
     Run {
@@ -206,6 +219,11 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
     let state = &cli.state_dir;
     match cli.command {
         Verb::Validate { file } => validate::run(&file),
+        Verb::Plan {
+            file,
+            vars,
+            simulate,
+        } => plan::run(&file, &vars, &simulate),
         Verb::Run { file, vars, json } => run::run(state, &file, &vars, json),
         Verb::Resume { release, json } => resume::run(state, &release, json),
         Verb::Status { release, json } => status::status(state, release.as_deref(), json),

@@ -4,6 +4,7 @@ pub mod decide;
 pub mod fix_forward;
 pub mod model;
 pub mod schedule;
+pub mod simulate;
 
 pub use decide::{Decided, Decision, EffectivePolicy, Failure, History, decide};
 pub use model::*;
