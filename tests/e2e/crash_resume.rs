@@ -25,7 +25,10 @@ variables: { hold: "0" }
 fn kill_during_slow(sb: &Sandbox, hold: &str) -> String {
     sb.write("p.yaml", KILLABLE);
     let mut child: Child = sb.spawn(&["run", "p.yaml", "--var", &format!("hold={hold}")]);
-    assert!(wait_until(20, || sb.exists("slow.once")), "the slow task never started");
+    assert!(
+        wait_until(20, || sb.exists("slow.once")),
+        "the slow task never started"
+    );
     child.kill().expect("SIGKILL the runner");
     child.wait().expect("reap the runner");
     "crashy-1".to_string()
@@ -42,19 +45,34 @@ fn resume_after_sigkill_records_the_interrupted_attempt_and_reruns_nothing_compl
 
     let status = sb.run(&["status", &release]);
     status.expect_code(0);
-    assert!(status.stdout.contains("no live runner"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("no live runner"),
+        "{}",
+        status.stdout
+    );
 
     let out = sb.run(&["resume", &release]);
     out.expect_code(0);
-    assert!(out.stdout.contains("release crashy-1 completed"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("release crashy-1 completed"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(lines(&sb, "first.runs"), 1, "a completed task ran again");
     assert_eq!(lines(&sb, "slow.runs"), 2);
     assert_eq!(lines(&sb, "last.runs"), 1);
 
     let log = sb.read(".relflow/releases/crashy-1/build/slow/script_output.log");
-    let interrupted = log.find("Attempt 1 was interrupted").expect("interruption logged");
-    let second = log.find("=== attempt 2 ===").expect("second attempt logged");
-    assert!(log.starts_with("=== attempt 1 ===") && interrupted < second, "{log}");
+    let interrupted = log
+        .find("Attempt 1 was interrupted")
+        .expect("interruption logged");
+    let second = log
+        .find("=== attempt 2 ===")
+        .expect("second attempt logged");
+    assert!(
+        log.starts_with("=== attempt 1 ===") && interrupted < second,
+        "{log}"
+    );
 
     let json = sb.run(&["status", &release, "--json"]);
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
@@ -76,7 +94,11 @@ fn a_second_runner_on_a_live_release_exits_6_naming_the_holder() {
     let second = sb.run(&["resume", "crashy-1"]);
     second.expect_code(6);
     let pid = runner.id().to_string();
-    assert!(second.stderr.contains(&format!("pid {pid}")), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&format!("pid {pid}")),
+        "{}",
+        second.stderr
+    );
     runner.kill().unwrap();
     runner.wait().unwrap();
 }
@@ -94,7 +116,11 @@ fn two_resumes_at_once_exactly_one_proceeds_the_other_exits_6() {
     let mut sorted = codes.clone();
     sorted.sort();
     assert_eq!(sorted, vec![0, 6], "exit codes {codes:?}");
-    assert_eq!(lines(&sb, "slow.runs"), 2, "the slow task ran in both resumes");
+    assert_eq!(
+        lines(&sb, "slow.runs"),
+        2,
+        "the slow task ran in both resumes"
+    );
     assert_eq!(lines(&sb, "last.runs"), 1);
 }
 
@@ -106,7 +132,8 @@ fn the_killed_runners_child_process_does_not_outlive_it() {
         "name: orphan\nphases:\n  - name: a\n    tasks:\n      - { name: t, command: { run: [sh, -c, \"echo $$ > child.pid; exec sleep 60\"] } }\n",
     );
     let mut runner = sb.spawn(&["run", "p.yaml"]);
-    assert!(wait_until(20, || sb.exists("child.pid") && !sb.read("child.pid").trim().is_empty()));
+    assert!(wait_until(20, || sb.exists("child.pid")
+        && !sb.read("child.pid").trim().is_empty()));
     runner.kill().unwrap();
     runner.wait().unwrap();
     let pid: i32 = sb.read("child.pid").trim().parse().unwrap();

@@ -22,7 +22,9 @@ phases:
     let follower = sb.spawn(&["logs", "chatty-1", "--follow"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     sb.write("go", "");
-    let out = follower.wait_with_output().expect("follower ends when the release does");
+    let out = follower
+        .wait_with_output()
+        .expect("follower ends when the release does");
     runner.wait().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let one = text.find("one").expect("early line");
@@ -36,14 +38,23 @@ phases:
 #[test]
 fn a_schema_1_state_store_still_loads() {
     let sb = Sandbox::new();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/state-v1/relflow.db");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/state-v1/relflow.db");
     std::fs::create_dir_all(sb.path().join(".relflow")).unwrap();
     std::fs::copy(&fixture, sb.path().join(".relflow/relflow.db")).expect("copy fixture");
     let list = sb.run(&["list"]);
     list.expect_code(0);
-    assert!(list.stdout.contains("hello-1") && list.stdout.contains("completed"), "{}", list.stdout);
+    assert!(
+        list.stdout.contains("hello-1") && list.stdout.contains("completed"),
+        "{}",
+        list.stdout
+    );
     let status = sb.run(&["status", "hello-2"]);
     status.expect_code(0);
-    assert!(status.stdout.contains("release hello-2  failed"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("release hello-2  failed"),
+        "{}",
+        status.stdout
+    );
     assert!(status.stdout.contains("task_failed"), "{}", status.stdout);
 }

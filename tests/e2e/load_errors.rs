@@ -157,5 +157,10 @@ fn the_design_document_example_validates() {
     let example = fixtures_dir().join("../valid/design-example.yaml");
     let out = Sandbox::new().run(&["validate", example.to_str().expect("utf-8 path")]);
     out.expect_code(0);
-    assert!(out.stdout.contains("ok (pipeline petportal, 1 phases, 5 tasks)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("ok (pipeline petportal, 1 phases, 5 tasks)"),
+        "{}",
+        out.stdout
+    );
 }

@@ -27,7 +27,10 @@ phases:
 "#;
 
 fn with_artifact_var(s: &str) -> String {
-    s.replace(r#"variables: { version: "1.0" }"#, r#"variables: { version: "1.0", artifact: "" }"#)
+    s.replace(
+        r#"variables: { version: "1.0" }"#,
+        r#"variables: { version: "1.0", artifact: "" }"#,
+    )
 }
 
 #[test]
@@ -36,14 +39,31 @@ fn a_multi_phase_release_completes_and_prints_where_each_log_is() {
     sb.write("p.yaml", &with_artifact_var(THREE_PHASES));
     let out = sb.run(&["run", "p.yaml"]);
     out.expect_code(0);
-    assert!(out.stdout.contains("release demo-1 completed"), "{}", out.stdout);
-    for task in ["build/compile", "build/unit", "build/lint", "package/show-artifact", "deploy/ship"] {
+    assert!(
+        out.stdout.contains("release demo-1 completed"),
+        "{}",
+        out.stdout
+    );
+    for task in [
+        "build/compile",
+        "build/unit",
+        "build/lint",
+        "package/show-artifact",
+        "deploy/ship",
+    ] {
         let path = format!(".relflow/releases/demo-1/{task}/script_output.log");
-        assert!(out.stdout.contains(&path), "summary misses {path}:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(&path),
+            "summary misses {path}:\n{}",
+            out.stdout
+        );
         assert!(sb.exists(&path), "{path} not written");
     }
     let log = sb.read(".relflow/releases/demo-1/build/unit/script_output.log");
-    assert_eq!(log, "=== attempt 1 ===\n$ echo 'unit of demo-1'\nunit of demo-1\n");
+    assert_eq!(
+        log,
+        "=== attempt 1 ===\n$ echo 'unit of demo-1'\nunit of demo-1\n"
+    );
     let lint = sb.read(".relflow/releases/demo-1/build/lint/script_output.log");
     assert!(lint.contains("lint in build/lint"), "{lint}");
     // A variable written to $RELFLOW_OUTPUT reaches a later task.
@@ -59,12 +79,17 @@ fn var_overrides_a_default_and_release_ids_count_up() {
     let sb = Sandbox::new();
     sb.write("p.yaml", &with_artifact_var(THREE_PHASES));
     sb.run(&["run", "p.yaml"]).expect_code(0);
-    sb.run(&["run", "p.yaml", "--var", "version=2.3"]).expect_code(0);
+    sb.run(&["run", "p.yaml", "--var", "version=2.3"])
+        .expect_code(0);
     let log = sb.read(".relflow/releases/demo-2/build/compile/script_output.log");
     assert!(log.contains("building 2.3"), "{log}");
     let list = sb.run(&["list"]);
     list.expect_code(0);
-    assert!(list.stdout.contains("demo-1") && list.stdout.contains("demo-2"), "{}", list.stdout);
+    assert!(
+        list.stdout.contains("demo-1") && list.stdout.contains("demo-2"),
+        "{}",
+        list.stdout
+    );
 }
 
 #[test]
@@ -73,9 +98,15 @@ fn an_undeclared_var_is_refused_before_anything_runs() {
     sb.write("p.yaml", &with_artifact_var(THREE_PHASES));
     let out = sb.run(&["run", "p.yaml", "--var", "verison=2.3"]);
     out.expect_code(2);
-    assert!(out.stderr.contains("`verison` is not a variable of pipeline demo"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`verison` is not a variable of pipeline demo"),
+        "{}",
+        out.stderr
+    );
     assert!(!sb.exists(".relflow/releases/demo-1"));
-    sb.run(&["run", "p.yaml", "--var", "novalue"]).expect_code(2);
+    sb.run(&["run", "p.yaml", "--var", "novalue"])
+        .expect_code(2);
 }
 
 #[test]
@@ -94,16 +125,40 @@ phases:
     );
     let out = sb.run(&["run", "p.yaml"]);
     out.expect_code(1);
-    assert!(out.stdout.contains("release halts-1 failed: task breaks failed"), "{}", out.stdout);
-    assert!(out.stdout.contains("relflow logs halts-1 --task breaks"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("release halts-1 failed: task breaks failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("relflow logs halts-1 --task breaks"),
+        "{}",
+        out.stdout
+    );
     assert!(!sb.exists("never-ran"));
     let log = sb.read(".relflow/releases/halts-1/build/breaks/script_output.log");
-    assert!(log.contains("about to fail\nAttempt 1 failed: task_failed: sh exited with code 3"), "{log}");
+    assert!(
+        log.contains("about to fail\nAttempt 1 failed: task_failed: sh exited with code 3"),
+        "{log}"
+    );
     let status = sb.run(&["status", "halts-1"]);
     status.expect_code(0);
-    assert!(status.stdout.contains("release halts-1  failed"), "{}", status.stdout);
-    assert!(status.stdout.contains("breaks") && status.stdout.contains("failed"), "{}", status.stdout);
-    assert!(status.stdout.contains("never                    planned"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("release halts-1  failed"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("breaks") && status.stdout.contains("failed"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("never                    planned"),
+        "{}",
+        status.stdout
+    );
 }
 
 #[test]
@@ -154,7 +209,10 @@ phases:
 #[test]
 fn scripts_run_from_the_pipeline_folder_and_json_reports_the_release() {
     let sb = Sandbox::new();
-    sb.write_script("ci/scripts/hello.sh", "#!/bin/sh\necho \"script says $1 from $(basename \"$PWD\")\"\n");
+    sb.write_script(
+        "ci/scripts/hello.sh",
+        "#!/bin/sh\necho \"script says $1 from $(basename \"$PWD\")\"\n",
+    );
     sb.write(
         "ci/p.yaml",
         r#"
@@ -168,7 +226,8 @@ phases:
     );
     let out = sb.run(&["run", "ci/p.yaml", "--json"]);
     out.expect_code(0);
-    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("--json prints one JSON document");
+    let doc: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("--json prints one JSON document");
     assert_eq!(doc["id"], "scripted-1");
     assert_eq!(doc["status"], "completed");
     let log = sb.read(".relflow/releases/scripted-1/build/greet/script_output.log");
@@ -182,14 +241,27 @@ fn logs_shows_one_task_or_one_attempt() {
     sb.run(&["run", "p.yaml"]).expect_code(0);
     let all = sb.run(&["logs", "demo-1"]);
     all.expect_code(0);
-    assert!(all.stdout.contains("==> build/unit <==") && all.stdout.contains("==> deploy/ship <=="), "{}", all.stdout);
+    assert!(
+        all.stdout.contains("==> build/unit <==") && all.stdout.contains("==> deploy/ship <=="),
+        "{}",
+        all.stdout
+    );
     let one = sb.run(&["logs", "demo-1", "--task", "ship", "--attempt", "1"]);
     one.expect_code(0);
-    assert!(one.stdout.starts_with("=== attempt 1 ===\n$ sh -c"), "{}", one.stdout);
-    sb.run(&["logs", "demo-1", "--task", "ship", "--attempt", "2"]).expect_code(2);
+    assert!(
+        one.stdout.starts_with("=== attempt 1 ===\n$ sh -c"),
+        "{}",
+        one.stdout
+    );
+    sb.run(&["logs", "demo-1", "--task", "ship", "--attempt", "2"])
+        .expect_code(2);
     let unknown = sb.run(&["logs", "demo-1", "--task", "nope"]);
     unknown.expect_code(2);
-    assert!(unknown.stderr.contains("has no task `nope`"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("has no task `nope`"),
+        "{}",
+        unknown.stderr
+    );
     sb.run(&["logs", "demo-9"]).expect_code(2);
 }
 
@@ -197,15 +269,29 @@ fn logs_shows_one_task_or_one_attempt() {
 fn the_state_directory_is_private_and_can_be_moved() {
     use std::os::unix::fs::PermissionsExt;
     let sb = Sandbox::new();
-    sb.write("p.yaml", "name: tiny\nphases:\n  - name: a\n    tasks:\n      - { name: t, wait: 0s }\n");
-    sb.run(&["run", "p.yaml", "--state-dir", "state"]).expect_code(0);
-    let mode = std::fs::metadata(sb.path().join("state")).unwrap().permissions().mode();
+    sb.write(
+        "p.yaml",
+        "name: tiny\nphases:\n  - name: a\n    tasks:\n      - { name: t, wait: 0s }\n",
+    );
+    sb.run(&["run", "p.yaml", "--state-dir", "state"])
+        .expect_code(0);
+    let mode = std::fs::metadata(sb.path().join("state"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700);
-    let db = std::fs::metadata(sb.path().join("state/relflow.db")).unwrap().permissions().mode();
+    let db = std::fs::metadata(sb.path().join("state/relflow.db"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(db & 0o077, 0, "relflow.db is readable by others: {db:o}");
     assert!(!sb.exists(".relflow"));
     let status = sb.run(&["status", "--state-dir", "state"]);
-    assert!(status.stdout.contains("release tiny-1  completed"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("release tiny-1  completed"),
+        "{}",
+        status.stdout
+    );
 }
 
 #[test]

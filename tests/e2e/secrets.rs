@@ -35,13 +35,18 @@ phases:
 
     assert!(logs.stdout.contains("token is ***"), "{}", logs.stdout);
     assert!(logs.stdout.contains("from env ***"), "{}", logs.stdout);
-    assert!(state.contains("events.jsonl") || sb.exists(".relflow/releases/secretive-1/events.jsonl"));
+    assert!(
+        state.contains("events.jsonl") || sb.exists(".relflow/releases/secretive-1/events.jsonl")
+    );
     for (what, text) in [
         ("run output", format!("{}{}", run.stdout, run.stderr)),
         ("status", status.stdout),
         ("status --json", json.stdout),
         ("logs", logs.stdout),
-        ("files under .relflow (script_output.log, events.jsonl, relflow.db)", state),
+        (
+            "files under .relflow (script_output.log, events.jsonl, relflow.db)",
+            state,
+        ),
     ] {
         assert!(!text.contains(SECRET), "the secret leaked into {what}");
     }
@@ -56,6 +61,10 @@ fn a_missing_secret_is_refused_before_the_release_starts() {
     );
     let out = sb.run(&["run", "p.yaml"]);
     out.expect_code(2);
-    assert!(out.stderr.contains("RELFLOW_TEST_UNSET_VAR"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("RELFLOW_TEST_UNSET_VAR"),
+        "{}",
+        out.stderr
+    );
     assert!(!sb.exists(".relflow/releases"));
 }

@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use relflow_plugin::{AnyBackend, ExecBackend, LocalBackend};
+use relflow_plugin::{AnyBackend, ExecBackend, LocalBackend, XlDeployBackend, XlDeployConfig};
 
 use crate::engine::Engine;
 use crate::pipeline::paths::resolve;
 use crate::pipeline::template::Template;
-use crate::pipeline::{Backend, Phase, Task};
+use crate::pipeline::{Backend, DeploySpec, Phase, Task};
 
 /// The deployment a backend's commands are rendered for: `${application}`, `${version}`,
 /// `${components}`.
@@ -63,14 +63,15 @@ impl Engine {
         Ok(resolve_program(argv, &self.pipeline.base_dir))
     }
 
-    /// The plugin backend named `name`, its paths and commands rendered for this deployment.
+    /// The plugin backend of a deploy task, its paths and commands rendered for this deployment.
     pub(super) fn backend(
         &self,
         phase: &Phase,
         task: &Task,
-        name: &str,
+        spec: &DeploySpec,
         deploy: &DeployVars<'_>,
     ) -> Result<AnyBackend, String> {
+        let name = spec.backend.as_str();
         let base = &self.pipeline.base_dir;
         let render = |t: &Template| self.render_for_deploy(phase, task, deploy, t);
         let argv = |a: &[Template]| self.render_argv_for_deploy(phase, task, deploy, a);
@@ -100,9 +101,34 @@ impl Engine {
                 status: optional(status)?,
                 cwd: Some(base.clone()),
             })),
-            Some(Backend::XlDeploy { .. }) => Err(format!(
-                "backend `{name}` is xl-deploy, which this build of relflow does not drive yet"
-            )),
+            Some(Backend::XlDeploy {
+                url,
+                username,
+                password,
+                polling_interval,
+                insecure_skip_tls_verify,
+            }) => {
+                let config = XlDeployConfig {
+                    url: render(url)?,
+                    username: render(username)?,
+                    password: render(password)?,
+                    polling_interval: *polling_interval,
+                    insecure: *insecure_skip_tls_verify,
+                    application: Some(deploy.application.to_string()),
+                    orchestrators: spec.xl.orchestrators.clone(),
+                    deployed_application_properties: spec
+                        .xl
+                        .deployed_application_properties
+                        .clone(),
+                    fail_on_pause: spec.xl.fail_on_pause,
+                    polling_budget: spec.xl.polling_budget,
+                    task_timeout: task.timeout,
+                    ..XlDeployConfig::default()
+                };
+                XlDeployBackend::new(config)
+                    .map(AnyBackend::XlDeploy)
+                    .map_err(|e| e.message)
+            }
             None => Err(format!("no backend `{name}`")),
         }
     }

@@ -4,6 +4,7 @@
 
 use relflow_plugin::{
     AnyBackend, Backend, BackendError, DeployOutcome, DeployRequest, ErrorClass, Handle,
+    UndeployRequest,
 };
 use tokio::sync::mpsc;
 
@@ -144,16 +145,14 @@ impl Engine {
             version,
             components: &spec.components,
         };
-        let prepared = self
-            .backend(phase, task, &spec.backend, &vars)
-            .and_then(|backend| {
-                let verify = spec
-                    .verify
-                    .as_deref()
-                    .map(|argv| self.render_argv_for_deploy(phase, task, &vars, argv))
-                    .transpose()?;
-                Ok((backend, verify))
-            });
+        let prepared = self.backend(phase, task, spec, &vars).and_then(|backend| {
+            let verify = spec
+                .verify
+                .as_deref()
+                .map(|argv| self.render_argv_for_deploy(phase, task, &vars, argv))
+                .transpose()?;
+            Ok((backend, verify))
+        });
         let environment = match spec
             .environment
             .as_ref()
@@ -217,6 +216,76 @@ impl Engine {
         Ok(match result {
             Ok(outcome) => {
                 self.output(task_ref, deployed_line(&outcome))?;
+                AttemptResult::Succeeded
+            }
+            Err(e) => failed(e.class, e.message, attempt),
+        })
+    }
+}
+
+impl Engine {
+    /// `undeploy` tasks: `package` names the deployed package; its application is removed from
+    /// the environment (the version part is not used).
+    pub(super) async fn run_undeploy(
+        &self,
+        phase: &Phase,
+        task_ref: &TaskRef,
+        task: &Task,
+        spec: &DeploySpec,
+        attempt: u32,
+    ) -> Result<AttemptResult, EngineError> {
+        let package = match self.render(phase, task, &spec.package) {
+            Ok(p) => p.value,
+            Err(e) => return Ok(failed(ErrorClass::Precondition, e.to_string(), attempt)),
+        };
+        let Some((application, version)) = split_package(&package) else {
+            return Ok(failed(
+                ErrorClass::Validation,
+                format!("package `{package}` is not `<Application>/<version>`"),
+                attempt,
+            ));
+        };
+        let vars = DeployVars {
+            application,
+            version,
+            components: &spec.components,
+        };
+        let backend = match self.backend(phase, task, spec, &vars) {
+            Ok(backend) => backend,
+            Err(message) => return Ok(failed(ErrorClass::Precondition, message, attempt)),
+        };
+        let environment = match spec
+            .environment
+            .as_ref()
+            .map(|t| self.render(phase, task, t))
+            .transpose()
+        {
+            Ok(environment) => environment.map(|r| r.value),
+            Err(e) => return Ok(failed(ErrorClass::Precondition, e.to_string(), attempt)),
+        };
+        let state_dir = self.reporter.borrow().state_dir().to_path_buf();
+        let request = UndeployRequest {
+            application: application.to_string(),
+            environment,
+            work_dir: paths::task_dir(&state_dir, &self.release, &task_ref.phase.label, &task.name)
+                .join("deploy"),
+            fail_if_missing: spec.xl.fail_if_missing,
+        };
+        if let Err(e) = crate::store::create_private_dir(&request.work_dir) {
+            return Ok(failed(ErrorClass::Precondition, e.to_string(), attempt));
+        }
+        self.output(
+            task_ref,
+            format!("Undeploying {application} with backend {}", spec.backend),
+        )?;
+        let result = self
+            .call_backend(task_ref, backend, move |b, on_handle, log| {
+                b.undeploy(&request, on_handle, log)
+            })
+            .await?;
+        Ok(match result {
+            Ok(()) => {
+                self.output(task_ref, format!("Undeployed {application}"))?;
                 AttemptResult::Succeeded
             }
             Err(e) => failed(e.class, e.message, attempt),

@@ -146,19 +146,9 @@ impl Engine {
                 return self.run_deploy(phase, task_ref, task, spec, attempt).await;
             }
             TaskKind::Undeploy(spec) => {
-                let kind = self
-                    .pipeline
-                    .backends
-                    .get(&spec.backend)
-                    .map(|b| b.kind())
-                    .unwrap_or("?");
-                return Ok(failed(
-                    ErrorClass::Precondition,
-                    format!(
-                        "undeploy is not supported by the `{kind}` backend in this build of relflow"
-                    ),
-                    attempt,
-                ));
+                return self
+                    .run_undeploy(phase, task_ref, task, spec, attempt)
+                    .await;
             }
             TaskKind::Manual { .. } => return Ok(AttemptResult::Succeeded),
         };

@@ -82,7 +82,7 @@ impl Engine {
             version: handle.version(),
             components: &components,
         };
-        self.backend(phase, task, &spec.backend, &vars)
+        self.backend(phase, task, spec, &vars)
     }
 
     /// Reverts the failing task's deployment (rollback order step 3). Returns whether the target

@@ -112,6 +112,33 @@ pub struct DeploySpec {
     pub components: Vec<String>,
     /// Health check run after delivery (local backend).
     pub verify: Option<Vec<Template>>,
+    /// Options of the XL Release XL Deploy task (xl-deploy backend).
+    pub xl: XlOptions,
+}
+
+/// Options of XL Release's XL Deploy task, on a deploy/undeploy task with an xl-deploy backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XlOptions {
+    pub orchestrators: Vec<String>,
+    pub deployed_application_properties: Vec<(String, String)>,
+    /// A STOPPED task fails the attempt (default); false keeps waiting.
+    pub fail_on_pause: bool,
+    /// Polls of one task at most; 0 = until the task timeout.
+    pub polling_budget: u32,
+    /// Undeploy of an application that is not deployed fails (default) or does nothing.
+    pub fail_if_missing: bool,
+}
+
+impl Default for XlOptions {
+    fn default() -> Self {
+        XlOptions {
+            orchestrators: Vec::new(),
+            deployed_application_properties: Vec::new(),
+            fail_on_pause: true,
+            polling_budget: 0,
+            fail_if_missing: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

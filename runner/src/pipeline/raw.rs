@@ -29,6 +29,8 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor};
@@ -114,6 +116,12 @@ pub struct RawDeploy {
     pub environment: Option<Spanned<Scalar>>,
     pub components: Option<Vec<Spanned<Scalar>>>,
     pub verify: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    // xl-deploy only
+    pub orchestrators: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    pub deployed_application_properties: Option<Spanned<BTreeMap<String, Spanned<Scalar>>>>,
+    pub fail_on_pause: Option<Spanned<bool>>,
+    pub polling_budget: Option<Spanned<u32>>,
+    pub fail_if_missing: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

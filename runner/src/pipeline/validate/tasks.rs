@@ -7,7 +7,9 @@ use serde_saphyr::Spanned;
 use super::backends::BACKEND_KINDS;
 use super::checks::{did_you_mean, one_of};
 use super::{Checker, Level, Pos};
-use crate::pipeline::model::{Backend, CommandSpec, DeploySpec, ScriptSpec, Step, Task, TaskKind};
+use crate::pipeline::model::{
+    Backend, CommandSpec, DeploySpec, ScriptSpec, Step, Task, TaskKind, XlOptions,
+};
 use crate::pipeline::raw::{
     Argv, RawBackend, RawCommand, RawDeploy, RawManual, RawParallel, RawScript, RawStep, Scalar,
 };
@@ -418,12 +420,83 @@ impl Checker<'_> {
             }
             None => Some(None),
         };
+        let xl = self.xl_options(deploy, kind, path);
         Some(DeploySpec {
             backend: name.clone(),
             package: package?,
             environment: environment?,
             components: components?,
             verify: verify?,
+            xl: xl?,
+        })
+    }
+
+    /// The XL Deploy task options; refused on other backends.
+    fn xl_options(&mut self, deploy: &RawDeploy, kind: &str, path: &str) -> Option<XlOptions> {
+        let set: [(&str, Option<Pos>); 5] = [
+            (
+                "orchestrators",
+                deploy.orchestrators.as_ref().map(|v| v.referenced.into()),
+            ),
+            (
+                "deployed_application_properties",
+                deploy
+                    .deployed_application_properties
+                    .as_ref()
+                    .map(|v| v.referenced.into()),
+            ),
+            (
+                "fail_on_pause",
+                deploy.fail_on_pause.as_ref().map(|v| v.referenced.into()),
+            ),
+            (
+                "polling_budget",
+                deploy.polling_budget.as_ref().map(|v| v.referenced.into()),
+            ),
+            (
+                "fail_if_missing",
+                deploy.fail_if_missing.as_ref().map(|v| v.referenced.into()),
+            ),
+        ];
+        if kind != "xl-deploy" {
+            let mut ok = true;
+            for (key, at) in set {
+                if let Some(at) = at {
+                    self.error(
+                        at,
+                        format!("{path}.{key}: `{key}` is only for an xl-deploy backend, and this one is `{kind}`"),
+                    );
+                    ok = false;
+                }
+            }
+            return ok.then(XlOptions::default);
+        }
+        let defaults = XlOptions::default();
+        Some(XlOptions {
+            orchestrators: deploy
+                .orchestrators
+                .as_ref()
+                .map(|list| list.value.iter().map(|s| s.value.0.clone()).collect())
+                .unwrap_or_default(),
+            deployed_application_properties: deploy
+                .deployed_application_properties
+                .as_ref()
+                .map(|map| {
+                    map.value
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.value.0.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            fail_on_pause: deploy
+                .fail_on_pause
+                .as_ref()
+                .map_or(defaults.fail_on_pause, |b| b.value),
+            polling_budget: deploy.polling_budget.as_ref().map_or(0, |n| n.value),
+            fail_if_missing: deploy
+                .fail_if_missing
+                .as_ref()
+                .map_or(defaults.fail_if_missing, |b| b.value),
         })
     }
 
