@@ -57,7 +57,7 @@ pub fn print_summary(state_dir: &Path, release: &str, json: bool) -> Result<(), 
     if json {
         println!("{}", view.to_json());
     } else {
-        print!("{}", view.render_summary(state_dir));
+        print!("{}", view.render_summary());
     }
     Ok(())
 }

@@ -1,7 +1,6 @@
 //! The read model of a release for `status`, `run`'s summary and `--json`.
 
 use std::fmt::Write;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -161,7 +160,7 @@ impl ReleaseView {
     }
 
     /// The end of `run`/`resume`: outcome, what to do next, where each log is.
-    pub fn render_summary(&self, _state_dir: &Path) -> String {
+    pub fn render_summary(&self) -> String {
         let r = &self.release;
         let mut out = String::new();
         let reason = r
