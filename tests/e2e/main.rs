@@ -8,6 +8,8 @@ mod harness;
 mod load_errors;
 mod plan;
 mod local_deploys;
+mod policies;
+mod policies_commands;
 mod run_basics;
 mod secrets;
 mod tree;
