@@ -61,8 +61,17 @@ pub(crate) fn wait_until_settled(
     let started = Instant::now();
     let mut last = known;
     let mut polls = 0u32;
+    // Polls are due at fixed instants (each delay counted from the previous poll's due time,
+    // not from its answer), so the answer's latency does not stretch the schedule.
+    let mut due = started;
     loop {
-        std::thread::sleep(next_delay(started.elapsed(), settings.interval));
+        due += next_delay(due - started, settings.interval);
+        let now = Instant::now();
+        match due.checked_duration_since(now) {
+            Some(wait) => std::thread::sleep(wait),
+            // A slow answer (or in-place retries) overran the slot: poll now, no burst after.
+            None => due = now,
+        }
         let state = task_state(client, task_id, log)?;
         polls += 1;
         if last.as_ref() != Some(&state) {
