@@ -218,7 +218,7 @@ impl Engine {
                 failed_steps = summary.failed_steps;
             }
         }
-        self.cancel_remaining()?;
+        self.close_remaining(PhaseStatus::Aborted)?;
         let mut reason = format!("aborted by {}", who());
         if rollback {
             reason.push_str(" after a rollback");
@@ -236,8 +236,9 @@ impl Engine {
         Ok(Outcome::Aborted)
     }
 
-    /// Tasks that never finished become `cancelled`; open phase runs `aborted`.
-    fn cancel_remaining(&self) -> Result<(), EngineError> {
+    /// When a release ends early: tasks that never finished become `cancelled`, open phase
+    /// runs take `phase_status` (`aborted`, or `rolled_back` after a release rollback).
+    pub(super) fn close_remaining(&self, phase_status: PhaseStatus) -> Result<(), EngineError> {
         let error = || FailureInfo {
             class: relflow_plugin::ErrorClass::Precondition,
             message: "the release was aborted".into(),
@@ -269,7 +270,7 @@ impl Engine {
                 };
                 self.emit(Event::PhaseStatus {
                     phase: phase_ref,
-                    status: PhaseStatus::Aborted,
+                    status: phase_status,
                     variables: None,
                 })?;
             }

@@ -140,10 +140,13 @@ impl Engine {
         ends: &[TaskEnd],
         pending: &[&TaskRunRecord],
     ) -> Result<Option<PhaseEnd>, EngineError> {
+        // The release already has its final status; close what it leaves open.
         if ends.contains(&TaskEnd::ReleaseEnded(Outcome::RolledBack)) {
+            self.close_remaining(PhaseStatus::RolledBack)?;
             return Ok(Some(PhaseEnd::Stop(Outcome::RolledBack)));
         }
         if ends.contains(&TaskEnd::ReleaseEnded(Outcome::Aborted)) {
+            self.close_remaining(PhaseStatus::Aborted)?;
             return Ok(Some(PhaseEnd::Stop(Outcome::Aborted)));
         }
         if ends.contains(&TaskEnd::Restarted) {

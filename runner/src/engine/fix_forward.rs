@@ -17,17 +17,19 @@ pub(super) enum FixForwardPlan {
     Fallback { then: Then, reason: String },
 }
 
+/// The rule recorded with the phase restart a task's fix-forward makes.
+pub(super) fn restart_rule(task: &Task) -> String {
+    format!("fix_forward of task {}", task.name)
+}
+
 impl Engine {
     fn fix_forward_history(&self, task: &Task) -> Result<FixForwardHistory, EngineError> {
-        let runs = self.with_store(|s| s.task_runs(&self.release))?;
+        // Restarts this task's fix-forward made (the `fix_forward` decision itself is not one).
+        let by = restart_rule(task);
         let restarts = self
             .with_store(|s| s.decisions(&self.release))?
             .iter()
-            .filter(|d| d.decision == "fix_forward")
-            .filter(|d| {
-                runs.iter()
-                    .any(|t| Some(t.id) == d.task_run_id && t.task == task.name)
-            })
+            .filter(|d| d.decision == "restart_phase" && d.rule == by)
             .count();
         let failed_runs = self
             .with_store(|s| s.phase_runs(&self.release))?
@@ -126,7 +128,10 @@ impl Engine {
         self.emit(Event::Decision {
             task: task_ref.clone(),
             decision: "fix_forward".to_string(),
-            rule: format!("task {}: on_failure.then = fix_forward", task.name),
+            rule: format!(
+                "{}: on_failure.then = fix_forward",
+                self.effective_policy(phase, task).1
+            ),
             detail: Some(format!(
                 "restart phase {} with {}",
                 phase.name,
