@@ -6,7 +6,6 @@
 //! `cargo bench -p relflow-tests --bench xld_parallel` (env: `XLD_BENCH_DEPLOYMENTS`,
 //! `XLD_BENCH_TASK_MS`, `XLD_BENCH_LATENCY_MS`).
 
-#[allow(dead_code, reason = "the benchmark uses a part of the fake")]
 #[path = "../e2e/fake_xld/mod.rs"]
 mod fake_xld;
 
