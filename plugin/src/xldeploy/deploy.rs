@@ -1,4 +1,4 @@
-//! Deploy and undeploy: exists? → prepare initial|update → prepare deployeds → validate →
+//! Deploy: exists? → prepare initial|update → prepare deployeds → validate →
 //! create the task → hand its id to the runner → start → poll → archive. Also re-attaching to
 //! a stored task (`resume`) and starting it again (`retry`).
 
@@ -9,8 +9,7 @@ use super::task::{Phase, TaskState};
 use super::xml::{self, Element, XmlError};
 use crate::ErrorClass;
 use crate::backend::{
-    BackendError, DeployOutcome, DeployRequest, HANDLE_FORMAT, Handle, LogSink, UndeployRequest,
-    XlDeployHandle,
+    BackendError, DeployOutcome, DeployRequest, HANDLE_FORMAT, Handle, LogSink, XlDeployHandle,
 };
 
 /// Where an application goes: its CI ids in XL Deploy's repository.
@@ -150,7 +149,12 @@ impl XlDeployBackend {
         Ok((spec, previous))
     }
 
-    fn exists(&self, target: &Target, what: &str, log: LogSink<'_>) -> Result<bool, BackendError> {
+    pub(super) fn exists(
+        &self,
+        target: &Target,
+        what: &str,
+        log: LogSink<'_>,
+    ) -> Result<bool, BackendError> {
         let call = Call::get("/deployit/deployment/exists")
             .query("application", &target.application)
             .query("environment", &target.environment);
@@ -400,60 +404,5 @@ impl XlDeployBackend {
                 deployed.as_deref().unwrap_or("nothing of it")
             ),
         ))
-    }
-
-    pub(super) fn run_undeploy(
-        &self,
-        request: &UndeployRequest,
-        on_handle: &mut dyn FnMut(&Handle) -> Result<(), BackendError>,
-        log: LogSink<'_>,
-    ) -> Result<(), BackendError> {
-        let intent = format!("undeploy {}", request.application);
-        let environment = self.environment(request.environment.as_deref(), &intent)?;
-        let target = Target::new(&request.application, environment);
-        let what = format!("undeploy {} from {environment}", target.application);
-        if !self.exists(&target, &what, log)? {
-            if request.fail_if_missing {
-                return Err(BackendError::new(
-                    ErrorClass::NotFound,
-                    format!("{what}: it is not deployed there"),
-                ));
-            }
-            log(&format!(
-                "{} is not deployed to {environment}: nothing to undeploy",
-                target.application
-            ));
-            return Ok(());
-        }
-        let previous = self.deployed_package(&target.application, environment, log)?;
-        log(&format!("Undeploying {}", target.deployed_application()));
-        let call = Call::get("/deployit/deployment/prepare/undeploy")
-            .query("deployedApplication", target.deployed_application());
-        let body = self.client.idempotent(&call, log).map_err(context(&what))?;
-        let mut spec = xml::parse_deployment(&body).map_err(|e| protocol(&what, &call, e))?;
-        xml::customize_deployment(
-            &mut spec,
-            &self.config.orchestrators,
-            &self.config.deployed_application_properties,
-        )
-        .map_err(|e| protocol(&what, &call, e))?;
-        let task_id = self.create_task(&spec, &what, log)?;
-        let version = previous
-            .as_deref()
-            .and_then(|p| p.rsplit_once('/'))
-            .map_or(String::new(), |(_, v)| v.to_string());
-        let handle = XlDeployHandle {
-            format: HANDLE_FORMAT,
-            task_id,
-            application: target.application.clone(),
-            version,
-            environment: target.environment.clone(),
-            previous_version: previous,
-            is_undeploy: true,
-            work_dir: request.work_dir.clone(),
-            components: Vec::new(),
-        };
-        self.hand_over(&handle, on_handle, log)?;
-        self.start_and_follow(&handle, log).map(|_| ())
     }
 }

@@ -48,6 +48,7 @@ mod deploy;
 mod poll;
 mod rollback;
 mod task;
+mod undeploy;
 mod xml;
 
 pub use backend::{XlDeployBackend, XlDeployConfig};
