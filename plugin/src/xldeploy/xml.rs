@@ -38,7 +38,10 @@ fn start_element(e: &BytesStart<'_>) -> Result<Element, XmlError> {
     for attr in e.attributes() {
         let attr = attr.map_err(bad)?;
         let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
-        let value = attr.unescape_value().map_err(bad)?.into_owned();
+        let value = attr
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(bad)?
+            .into_owned();
         attributes.push((key, value));
     }
     Ok(Element {

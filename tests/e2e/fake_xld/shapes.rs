@@ -47,10 +47,11 @@ pub fn read_spec(body: &str) -> Option<Spec> {
         };
         let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
         let attr = |key: &str| {
-            e.try_get_attribute(key)
-                .ok()
-                .flatten()
-                .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()))
+            e.try_get_attribute(key).ok().flatten().and_then(|a| {
+                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .ok()
+                    .map(|v| v.into_owned())
+            })
         };
         let in_application = path.len() == 2 && path[1] == "application";
         match name.as_str() {
