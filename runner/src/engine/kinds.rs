@@ -20,19 +20,15 @@ use crate::policy::Failure;
 pub enum AttemptResult {
     Succeeded,
     Failed {
-        failure: Failure,
+        /// Boxed: a failure carries its context (log tail, variables) for the policy.
+        failure: Box<Failure>,
         exit_code: Option<i32>,
     },
 }
 
 pub(super) fn failed(class: ErrorClass, message: impl Into<String>, attempt: u32) -> AttemptResult {
     AttemptResult::Failed {
-        failure: Failure {
-            class,
-            message: message.into(),
-            attempt,
-            retry_after: None,
-        },
+        failure: Box::new(Failure::new(class, message, attempt)),
         exit_code: None,
     }
 }
@@ -207,15 +203,18 @@ impl Engine {
                 }
                 Err(message) => failed(ErrorClass::Validation, message, attempt),
             },
-            ProcessEnd::Exited(code) => AttemptResult::Failed {
-                failure: Failure {
-                    class: ErrorClass::TaskFailed,
-                    message: format!("{program} exited with code {code}"),
+            ProcessEnd::Exited(code) => {
+                let mut failure = Failure::new(
+                    ErrorClass::TaskFailed,
+                    format!("{program} exited with code {code}"),
                     attempt,
-                    retry_after: None,
-                },
-                exit_code: Some(code),
-            },
+                );
+                failure.exit_code = Some(code);
+                AttemptResult::Failed {
+                    failure: Box::new(failure),
+                    exit_code: Some(code),
+                }
+            }
             ProcessEnd::Signalled(signal) => failed(
                 ErrorClass::TaskFailed,
                 format!("{program} was killed by signal {signal}"),

@@ -18,6 +18,7 @@ pub mod report;
 mod restart;
 mod rollback;
 mod rollback_order;
+mod script_policy;
 mod task;
 
 use std::cell::RefCell;

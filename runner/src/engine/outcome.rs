@@ -9,29 +9,23 @@ use crate::engine::rollback_order::Scope;
 use crate::engine::task::TaskEnd;
 use crate::engine::{Engine, EngineError, Outcome};
 use crate::pipeline::{Phase, Task};
-use crate::policy::{self, OnFailure, Then};
+use crate::policy::{self, Then};
 use crate::store::{ReleaseStatus, TaskStatus};
 
 impl Engine {
-    fn then_of(&self, phase: &Phase, task: &Task) -> Then {
-        match self.effective_policy(phase, task).0 {
-            Some(OnFailure::Declarative(d)) => d.then,
-            _ => Then::Pause,
-        }
-    }
-
-    /// Applies the `then` of the task's policy (or `pause` for an attempt a person ordered).
+    /// Applies the policy's decided `then` (or `pause` for an attempt a person ordered).
     pub(super) async fn apply_then(
         &self,
         phase: &Phase,
         task_ref: &TaskRef,
         task: &Task,
         failure: &policy::Failure,
+        then: Then,
     ) -> Result<TaskEnd, EngineError> {
         let then = if self.person_ordered.borrow_mut().remove(&task_ref.id) {
             Then::Pause
         } else {
-            self.then_of(phase, task)
+            then
         };
         self.apply_decided(phase, task_ref, task, failure, then)
             .await
@@ -55,7 +49,7 @@ impl Engine {
             match self.fix_forward(phase, task_ref, task).await? {
                 FixForwardPlan::Restart(values) => {
                     self.set_status(task_ref, TaskStatus::Failed, Some(error))?;
-                    let by = format!("fix_forward of task {}", task.name);
+                    let by = crate::engine::fix_forward::restart_rule(task);
                     self.restart_phases(&phase.name, None, values, &by)
                         .map_err(|e| match e {
                             crate::engine::RestartError::Engine(e) => e,
@@ -80,7 +74,7 @@ impl Engine {
                     self.emit(Event::Decision {
                         task: task_ref.clone(),
                         decision: fallback.keyword().to_string(),
-                        rule: format!("task {}: on_failure.fix_forward.fallback", task.name),
+                        rule: format!("{}: on_failure.fix_forward.fallback", self.effective_policy(phase, task).1),
                         detail: Some(reason),
                     })?;
                     then = fallback;

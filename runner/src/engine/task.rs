@@ -145,37 +145,47 @@ impl Engine {
                         error: Some(info),
                         exit_code,
                     })?;
-                    failure
+                    *failure
                 }
             };
             // An attempt a person ordered is not retried by the policy: it pauses if it fails.
             let is_person_ordered = self.person_ordered.borrow().contains(&task_ref.id);
-            let delay = if is_person_ordered {
+            let decided = if is_person_ordered {
                 self.emit(Event::Decision {
                     task: task_ref.clone(),
                     decision: Then::Pause.keyword().to_string(),
                     rule: "relflow retry: one attempt ordered by a person".to_string(),
                     detail: Some(format!("{}: {}", failure.class, failure.message)),
                 })?;
-                None
+                (Decision::Then(Then::Pause), String::new())
             } else {
                 self.decide_after(phase, &task_ref, task, &failure)?
             };
-            match delay {
-                Some(delay) => tokio::time::sleep(delay).await,
-                None => return self.apply_then(phase, &task_ref, task, &failure).await,
+            match decided {
+                (Decision::Retry { delay, .. }, _) => tokio::time::sleep(delay).await,
+                (Decision::Then(then), _) => {
+                    return self
+                        .apply_then(phase, &task_ref, task, &failure, then)
+                        .await;
+                }
+                (Decision::RestartPhase(values), rule) => {
+                    return self
+                        .restart_by_script(phase, &task_ref, task, &failure, values, rule)
+                        .await;
+                }
             }
         }
     }
 
-    /// Asks the policy; on `retry` schedules the next attempt and returns its delay.
+    /// Asks the policy; on `retry` schedules the next attempt. Returns the decision and its
+    /// rule.
     fn decide_after(
         &self,
         phase: &Phase,
         task_ref: &TaskRef,
         task: &Task,
         failure: &policy::Failure,
-    ) -> Result<Option<Duration>, EngineError> {
+    ) -> Result<(Decision, String), EngineError> {
         let (on_failure, source) = self.effective_policy(phase, task);
         let decisions = self.with_store(|s| s.decisions(&self.release))?;
         let retries = decisions.iter().filter(|d| d.decision == "retry");
@@ -192,28 +202,40 @@ impl Engine {
             on_failure,
             source: &source,
         };
+        let failure = match on_failure {
+            Some(OnFailure::Script(_)) => &self.with_context(phase, task_ref, task, failure)?,
+            _ => failure,
+        };
         let decided = policy::decide(policy, failure, history, jitter_sample());
+        if let Decision::RestartPhase(_) = decided.decision {
+            // Recorded once the restart is judged (see `restart_by_script`).
+            self.output(task_ref, format!("Policy: {}", decided.reason))?;
+            return Ok((decided.decision, decided.rule));
+        }
         self.emit(Event::Decision {
             task: task_ref.clone(),
             decision: decided.decision.keyword().to_string(),
             rule: decided.rule.clone(),
             detail: Some(decided.reason.clone()),
         })?;
+        if let Some(OnFailure::Script(_)) = on_failure {
+            self.output(task_ref, format!("Policy: {}", decided.reason))?;
+        }
         let Decision::Retry {
             delay,
             next_attempt,
         } = decided.decision
         else {
-            return Ok(None);
+            return Ok((decided.decision, decided.rule));
         };
         let total = match on_failure {
-            Some(OnFailure::Declarative(d)) => d.retry.retries + 1,
-            _ => next_attempt,
+            Some(OnFailure::Declarative(d)) => format!(" of {}", d.retry.retries + 1),
+            _ => String::new(),
         };
         self.output(
             task_ref,
             format!(
-                "Retrying in {} (attempt {next_attempt} of {total}): {}: {}",
+                "Retrying in {} (attempt {next_attempt}{total}): {}: {}",
                 format_duration(delay),
                 failure.class,
                 failure.message
@@ -225,24 +247,31 @@ impl Engine {
             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             at_ms: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
         })?;
-        Ok(Some(delay))
+        Ok((
+            Decision::Retry {
+                delay,
+                next_attempt,
+            },
+            decided.rule,
+        ))
     }
 
     /// The failure of a task run's last attempt, rebuilt from the store.
     fn last_failure(&self, record: &TaskRunRecord) -> Result<policy::Failure, EngineError> {
         let attempts = self.with_store(|s| s.attempts(&self.release))?;
         let last = attempts.iter().rfind(|a| a.task_run_id == record.id);
-        Ok(policy::Failure {
-            class: last
-                .and_then(|a| a.error_class.as_deref())
+        let mut failure = policy::Failure::new(
+            last.and_then(|a| a.error_class.as_deref())
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(relflow_plugin::ErrorClass::TaskFailed),
-            message: last.and_then(|a| a.message.clone()).unwrap_or_default(),
-            attempt: last
-                .map(|a| u32::try_from(a.number).unwrap_or(0))
+            last.and_then(|a| a.message.clone()).unwrap_or_default(),
+            last.map(|a| u32::try_from(a.number).unwrap_or(0))
                 .unwrap_or(0),
-            retry_after: None,
-        })
+        );
+        failure.exit_code = last
+            .and_then(|a| a.exit_code)
+            .and_then(|c| i32::try_from(c).ok());
+        Ok(failure)
     }
 
     fn ask_for_approval(

@@ -26,14 +26,25 @@ pub struct LoadError {
     file: PathBuf,
     /// The file's text, when it could be read as text (to show the lines).
     source_text: Option<String>,
+    /// The text of other files a diagnostic points into (policy scripts).
+    other_sources: Vec<(PathBuf, String)>,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl LoadError {
     fn new(file: &Path, source_text: Option<&str>, diagnostics: Vec<Diagnostic>) -> LoadError {
+        let mut other_sources: Vec<(PathBuf, String)> = Vec::new();
+        for diag in diagnostics.iter().filter(|d| d.file != file && d.line > 0) {
+            if other_sources.iter().all(|(f, _)| *f != diag.file)
+                && let Ok(text) = std::fs::read_to_string(&diag.file)
+            {
+                other_sources.push((diag.file.clone(), text));
+            }
+        }
         LoadError {
             file: file.to_path_buf(),
             source_text: source_text.map(str::to_string),
+            other_sources,
             diagnostics,
         }
     }
@@ -53,7 +64,15 @@ impl LoadError {
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for diag in &self.diagnostics {
-            writeln!(f, "{}", diag.render(self.source_text.as_deref()))?;
+            let source = if diag.file == self.file {
+                self.source_text.as_deref()
+            } else {
+                self.other_sources
+                    .iter()
+                    .find(|(file, _)| *file == diag.file)
+                    .map(|(_, text)| text.as_str())
+            };
+            writeln!(f, "{}", diag.render(source))?;
         }
         let count = self.diagnostics.len();
         let noun = if count == 1 { "error" } else { "errors" };

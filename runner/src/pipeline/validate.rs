@@ -527,19 +527,29 @@ mod tests {
     }
 
     #[test]
-    fn pipeline_script_policy_is_resolved_against_the_pipeline_folder() {
+    fn pipeline_script_policy_is_resolved_against_the_pipeline_folder_and_compiled() {
         let source = one_task(
             "      - name: x\n        wait: 1s\n        on_failure: { script: policies/p.rhai }\n",
         );
-        let p = load(&source).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.yaml");
+        let err = load_str(&file, &source).unwrap_err();
+        assert_eq!(
+            err.diagnostics()[0].message,
+            "phases[0].tasks[0].on_failure.script: cannot read `policies/p.rhai`: no such file"
+        );
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        std::fs::write(dir.path().join("policies/p.rhai"), "retry()\n").unwrap();
+        let p = load_str(&file, &source).unwrap();
         let Step::Task(task) = &p.phases[0].steps[0] else {
             panic!("a task");
         };
-        let Some(OnFailure::Script(path)) = &task.on_failure else {
+        let Some(OnFailure::Script(script)) = &task.on_failure else {
             panic!("a script policy");
         };
-        assert!(path.ends_with("policies/p.rhai"));
-        assert!(path.is_absolute());
+        assert!(script.path().ends_with("policies/p.rhai"));
+        assert!(script.path().is_absolute());
+        assert_eq!(script.name(), "policies/p.rhai");
     }
 
     #[test]

@@ -1,23 +1,15 @@
 //! The decision function: (policy, failure, history) → decision. Pure: the engine executes
 //! what it returns, and `plan --simulate` runs the same function without running anything.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use relflow_plugin::ErrorClass;
 
+pub use super::failure::Failure;
 use super::model::{OnFailure, Then};
 use super::schedule::retry_delay;
-
-/// A failed attempt, as the policy sees it.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub class: ErrorClass,
-    pub message: String,
-    /// The attempt that failed (1 = first execution).
-    pub attempt: u32,
-    /// Server's hint for `rate_limited` (`Retry-After`).
-    pub retry_after: Option<Duration>,
-}
+use super::script::decide_by_script;
 
 /// What the release has used so far.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +37,9 @@ pub enum Decision {
     Retry { delay: Duration, next_attempt: u32 },
     /// Retries are over or do not apply: the policy's `then`.
     Then(Then),
+    /// A script's `restart_phase(#{..})`: restart the current phase with these values (the
+    /// engine still judges them as it judges a fix-forward's).
+    RestartPhase(BTreeMap<String, String>),
 }
 
 impl Decision {
@@ -52,6 +47,7 @@ impl Decision {
         match self {
             Decision::Retry { .. } => "retry",
             Decision::Then(then) => then.keyword(),
+            Decision::RestartPhase(_) => "restart_phase",
         }
     }
 }
@@ -83,15 +79,8 @@ pub fn decide(
                 reason: "no on_failure policy: the release waits for a person".to_string(),
             };
         }
-        Some(OnFailure::Script(path)) => {
-            return Decided {
-                decision: Decision::Then(Then::Pause),
-                rule: rule("on_failure.script"),
-                reason: format!(
-                    "scripted policies ({}) are not supported by this build yet: pausing",
-                    path.display()
-                ),
-            };
+        Some(OnFailure::Script(script)) => {
+            return decide_by_script(script, policy.source, failure, history, jitter_sample);
         }
         Some(OnFailure::Declarative(d)) => d,
     };
@@ -153,12 +142,7 @@ mod tests {
     }
 
     fn failure(class: ErrorClass, attempt: u32) -> Failure {
-        Failure {
-            class,
-            message: "exit 1".into(),
-            attempt,
-            retry_after: None,
-        }
+        Failure::new(class, "exit 1", attempt)
     }
 
     const BUDGET: History = History {

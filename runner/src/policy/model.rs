@@ -1,18 +1,19 @@
 //! Validated failure policy (`on_failure:`), as the decision function reads it.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use relflow_plugin::ErrorClass;
 
+use super::script::ScriptPolicy;
 use crate::pipeline::template::Template;
 
 /// `on_failure:` on a task, a phase or the release; the nearest one wins as a whole.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OnFailure {
     Declarative(Declarative),
-    /// `script: path.rhai` — a scripted policy (resolved against the pipeline folder).
-    Script(PathBuf),
+    /// `script: path.rhai` — a scripted policy, compiled at load time (its path resolved
+    /// against the pipeline folder).
+    Script(ScriptPolicy),
 }
 
 #[derive(Debug, Clone, PartialEq)]

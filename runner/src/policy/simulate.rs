@@ -72,7 +72,7 @@ pub fn describe_policy(policy: Option<&OnFailure>) -> String {
         return "pause (no on_failure)".to_string();
     };
     let d = match policy {
-        OnFailure::Script(path) => return format!("script {}", path.display()),
+        OnFailure::Script(script) => return format!("script {}", script.name()),
         OnFailure::Declarative(d) => d,
     };
     let mut out = String::new();
@@ -143,12 +143,7 @@ fn simulate_task(
             let _ = writeln!(out, "    attempt {attempt} succeeds");
             return None;
         }
-        let failure = Failure {
-            class: sim.class,
-            message: "simulated".to_string(),
-            attempt,
-            retry_after: (sim.class == ErrorClass::RateLimited).then_some(Duration::from_secs(30)),
-        };
+        let failure = simulated_failure(pipeline, phase, task, sim.class, attempt);
         let history = History {
             task_retries,
             retries_used: *retries_used,
@@ -178,9 +173,61 @@ fn simulate_task(
                 );
                 return apply_then(out, pipeline, task, then);
             }
+            Decision::RestartPhase(values) => {
+                let shown: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let _ = writeln!(
+                    out,
+                    "    attempt {attempt} fails ({}) → restart phase {} with {} [{}: {}]",
+                    sim.class,
+                    phase.name,
+                    shown.join(" "),
+                    decided.rule,
+                    decided.reason
+                );
+                return Some((
+                    0,
+                    format!(
+                        "phase {} would restart with {} (not simulated further; a value that \
+                         already failed, or a second restart by the same task, pauses instead)",
+                        phase.name,
+                        shown.join(" ")
+                    ),
+                ));
+            }
         }
     }
     None
+}
+
+/// What a simulated failure looks like to a policy: an HTTP status and a `Retry-After` of 30s
+/// where the class implies them, the pipeline's default variables, an empty log.
+fn simulated_failure(
+    pipeline: &Pipeline,
+    phase: &Phase,
+    task: &Task,
+    class: ErrorClass,
+    attempt: u32,
+) -> Failure {
+    let mut failure = Failure::new(class, "simulated", attempt);
+    failure.http_status = match class {
+        ErrorClass::RateLimited => Some(429),
+        ErrorClass::Http5xx => Some(503),
+        ErrorClass::Auth => Some(401),
+        ErrorClass::NotFound => Some(404),
+        ErrorClass::BadRequest => Some(400),
+        _ => None,
+    };
+    failure.retry_after = (class == ErrorClass::RateLimited).then_some(Duration::from_secs(30));
+    failure.exit_code = (class == ErrorClass::TaskFailed && is_process(task)).then_some(1);
+    failure.task = task.name.clone();
+    failure.phase = phase.name.clone();
+    failure.kind = task.kind.keyword().to_string();
+    failure.vars = pipeline.variables.clone();
+    failure
+}
+
+fn is_process(task: &Task) -> bool {
+    matches!(task.kind, TaskKind::Command(_) | TaskKind::Script(_))
 }
 
 fn apply_then(

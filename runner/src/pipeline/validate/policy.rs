@@ -6,7 +6,9 @@ use serde_saphyr::Spanned;
 
 use super::Checker;
 use super::checks::{did_you_mean, one_of};
+use crate::pipeline::diagnostic::Diagnostic;
 use crate::pipeline::raw::{RawAction, RawFixForward, RawOnFailure, RawRetry, Text};
+use crate::policy::script::{MAX_SCRIPT_BYTES, ScriptPolicy};
 use crate::policy::{
     Action, ActionCommand, Backoff, Declarative, ErrorClass, FixForward, OnFailure, RetryPolicy,
     Then, Trigger,
@@ -86,7 +88,9 @@ impl Checker<'_> {
                 );
                 return None;
             }
-            return Some(Some(OnFailure::Script(self.resolve(&script.value.0))));
+            return self
+                .policy_script(&script.value.0, script.referenced, path)
+                .map(|s| Some(OnFailure::Script(s)));
         }
         let retry = match &policy.retry {
             Some(retry) => self.retry(retry, &format!("{path}.retry")),
@@ -111,6 +115,40 @@ impl Checker<'_> {
             fix_forward: fix_forward?,
             actions: actions?,
         })))
+    }
+
+    /// Reads and compiles a policy script once; a syntax error points into the script.
+    fn policy_script(
+        &mut self,
+        name: &str,
+        at: serde_saphyr::Location,
+        path: &str,
+    ) -> Option<ScriptPolicy> {
+        let absolute = self.resolve(name);
+        let source = match read_script(&absolute) {
+            Ok(source) => source,
+            Err(why) => {
+                self.error(at, format!("{path}.script: cannot read `{name}`: {why}"));
+                return None;
+            }
+        };
+        match ScriptPolicy::compile(&absolute, name, &source) {
+            Ok(script) => Some(script),
+            Err(err) => {
+                // Shown as the pipeline names it, so the location reads like the YAML's.
+                let shown = match self.file.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
+                    _ => name.into(),
+                };
+                self.diags.push(Diagnostic {
+                    file: shown,
+                    line: err.line,
+                    column: err.column,
+                    message: format!("policy script {name} ({path}.script): {err}"),
+                });
+                None
+            }
+        }
     }
 
     fn then(&mut self, raw: &Spanned<Text>, path: &str, is_fallback: bool) -> Option<Then> {
@@ -365,4 +403,27 @@ impl Checker<'_> {
             trigger: trigger?,
         })
     }
+}
+
+/// A policy script's text, bounded by [`MAX_SCRIPT_BYTES`].
+fn read_script(path: &std::path::Path) -> Result<String, String> {
+    use std::io::{ErrorKind, Read};
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => "no such file".to_string(),
+        ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SCRIPT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| match e.kind() {
+            ErrorKind::IsADirectory => "it is a directory".to_string(),
+            _ => e.to_string(),
+        })?;
+    if bytes.len() > MAX_SCRIPT_BYTES {
+        return Err(format!(
+            "the script is larger than the limit of {MAX_SCRIPT_BYTES} bytes"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "the script is not UTF-8 text".to_string())
 }
