@@ -69,16 +69,9 @@ impl Terminal {
             return;
         }
         match event {
-            Event::ReleaseStatus { status, reason } => {
-                let why = reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default();
-                if *status != ReleaseStatus::Running || why.is_empty() {
-                    self.line(format!("release {release} {status}{why}"));
-                } else {
-                    self.line(format!("release {release} running{why}"));
-                }
+            // Where a release ends is told by the summary printed after the drive.
+            Event::ReleaseStatus { status, .. } if *status == ReleaseStatus::Running => {
+                self.line(format!("release {release} running"));
             }
             Event::PhaseStatus { phase, status, .. } => {
                 self.line(format!("phase {} {status}", phase.label))
