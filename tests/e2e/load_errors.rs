@@ -42,6 +42,10 @@ fn check_fixture(fixture: &Path) -> Option<String> {
     let sandbox = Sandbox::new();
     let rel = format!("bad/{name}.yaml");
     sandbox.write(&rel, &content);
+    // A policy script the fixture names sits beside it: `NAME.rhai`.
+    if let Ok(script) = std::fs::read_to_string(fixture.with_extension("rhai")) {
+        sandbox.write(&format!("bad/{name}.rhai"), &script);
+    }
     let out = sandbox.run(&["validate", &rel]);
     let expected_path = fixture.with_extension("stderr");
     if blessing() {

@@ -11,6 +11,7 @@ mod local_deploys;
 mod policies;
 mod policies_commands;
 mod run_basics;
+mod scripted_policies;
 mod secrets;
 mod tree;
 mod xld_backend;

@@ -152,9 +152,14 @@ fn simulate_task(
         let decided = decide(policy, &failure, history, 0.5);
         match decided.decision {
             Decision::Retry { .. } => {
+                // A script explains its retries; a declarative rule speaks for itself.
+                let why = match on_failure {
+                    Some(OnFailure::Script(_)) => format!(": {}", script_reason(&decided.reason)),
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     out,
-                    "    attempt {attempt} fails ({}) → retry in {} [{}]",
+                    "    attempt {attempt} fails ({}) → retry in {} [{}{why}]",
                     sim.class,
                     delay_range(policy, &failure, history),
                     decided.rule
@@ -169,7 +174,7 @@ fn simulate_task(
                     sim.class,
                     then.keyword(),
                     decided.rule,
-                    decided.reason
+                    script_reason(&decided.reason)
                 );
                 return apply_then(out, pipeline, task, then);
             }
@@ -182,7 +187,7 @@ fn simulate_task(
                     phase.name,
                     shown.join(" "),
                     decided.rule,
-                    decided.reason
+                    script_reason(&decided.reason)
                 );
                 return Some((
                     0,
@@ -197,6 +202,14 @@ fn simulate_task(
         }
     }
     None
+}
+
+/// A script's reason without `script NAME ` in front: the rule beside it names the script.
+fn script_reason(reason: &str) -> &str {
+    match reason.strip_prefix("script ") {
+        Some(rest) => rest.split_once(' ').map_or(reason, |(_, tail)| tail),
+        None => reason,
+    }
 }
 
 /// What a simulated failure looks like to a policy: an HTTP status and a `Retry-After` of 30s
