@@ -74,7 +74,10 @@ impl Engine {
                     self.emit(Event::Decision {
                         task: task_ref.clone(),
                         decision: fallback.keyword().to_string(),
-                        rule: format!("{}: on_failure.fix_forward.fallback", self.effective_policy(phase, task).1),
+                        rule: format!(
+                            "{}: on_failure.fix_forward.fallback",
+                            self.effective_policy(phase, task).1
+                        ),
                         detail: Some(reason),
                     })?;
                     then = fallback;
