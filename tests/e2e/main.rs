@@ -2,12 +2,13 @@
 
 mod approvals;
 mod crash_resume;
+mod examples;
 mod fake_xld;
 mod follow_and_state;
 mod harness;
 mod load_errors;
-mod plan;
 mod local_deploys;
+mod plan;
 mod policies;
 mod policies_commands;
 mod run_basics;
@@ -15,3 +16,4 @@ mod scripted_policies;
 mod secrets;
 mod tree;
 mod xld_backend;
+mod xld_cli;
