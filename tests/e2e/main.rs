@@ -2,6 +2,7 @@
 
 mod approvals;
 mod crash_resume;
+mod docker_actions;
 mod examples;
 mod fake_xld;
 mod follow_and_state;

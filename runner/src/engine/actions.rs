@@ -50,6 +50,56 @@ impl Engine {
             ActionCommand::Script(path) => {
                 render(path).map(|p| vec![resolve(base, p).to_string_lossy().into_owned()])
             }
+            ActionCommand::RevertCompose { file, previous } => {
+                let (file, previous) = match (render(file), render(previous)) {
+                    (Ok(f), Ok(p)) => (resolve(base, f), resolve(base, p)),
+                    (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+                };
+                self.output(
+                    failing,
+                    format!(
+                        "Running action of task {}: revert {} to {}",
+                        owner.name,
+                        file.display(),
+                        previous.display()
+                    ),
+                )?;
+                let result = self
+                    .call_blocking(failing, move |_, log| {
+                        relflow_plugin::exec::revert_compose(&file, &previous, log)
+                    })
+                    .await?;
+                return Ok(result.map_err(|e| e.to_string()));
+            }
+            ActionCommand::RestartPreviousContainer {
+                container,
+                image,
+                run_args,
+            } => {
+                let rendered = (
+                    render(container),
+                    render(image),
+                    run_args.iter().map(render).collect::<Result<Vec<_>, _>>(),
+                );
+                let (container, image, run_args) = match rendered {
+                    (Ok(c), Ok(i), Ok(a)) => (c, i, a),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(Err(e)),
+                };
+                self.output(
+                    failing,
+                    format!(
+                        "Running action of task {}: restart container {container} from {image}",
+                        owner.name
+                    ),
+                )?;
+                let result = self
+                    .call_blocking(failing, move |_, log| {
+                        relflow_plugin::Docker::default()
+                            .restart_previous_container(&container, &image, &run_args, log)
+                    })
+                    .await?;
+                return Ok(result.map_err(|e| e.to_string()));
+            }
         };
         let mut argv = match argv {
             Ok(argv) if !argv.is_empty() => argv,

@@ -47,6 +47,22 @@ impl Engine {
         + Send
         + 'static,
     ) -> Result<Result<T, BackendError>, EngineError> {
+        self.call_blocking(task_ref, move |on_handle, log| op(&backend, on_handle, log))
+            .await
+    }
+
+    /// Runs blocking plugin code on the blocking pool, relaying its log lines to the task's
+    /// log and storing any handle it reports before it may go on.
+    pub(super) async fn call_blocking<T: Send + 'static>(
+        &self,
+        task_ref: &TaskRef,
+        op: impl FnOnce(
+            &mut dyn FnMut(&Handle) -> Result<(), BackendError>,
+            &mut dyn FnMut(&str),
+        ) -> Result<T, BackendError>
+        + Send
+        + 'static,
+    ) -> Result<Result<T, BackendError>, EngineError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let join = tokio::task::spawn_blocking(move || {
             let lines = tx.clone();
@@ -65,7 +81,7 @@ impl Engine {
                     .map_err(|_| gone())?;
                 answer.recv().map_err(|_| gone())?
             };
-            op(&backend, &mut on_handle, &mut log)
+            op(&mut on_handle, &mut log)
         });
         tokio::pin!(join);
         let result = loop {

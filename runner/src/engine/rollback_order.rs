@@ -66,6 +66,16 @@ fn describe(action: &Action) -> String {
             .collect::<Vec<_>>()
             .join(" "),
         ActionCommand::Script(path) => path.source().to_string(),
+        ActionCommand::RevertCompose { file, .. } => format!("revert_compose {}", file.source()),
+        ActionCommand::RestartPreviousContainer {
+            container, image, ..
+        } => {
+            format!(
+                "restart_previous_container {} {}",
+                container.source(),
+                image.source()
+            )
+        }
     }
 }
 

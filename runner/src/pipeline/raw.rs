@@ -195,7 +195,24 @@ pub struct RawFixForward {
 pub struct RawAction {
     pub run: Option<Spanned<Vec<Spanned<Scalar>>>>,
     pub script: Option<Spanned<Scalar>>,
+    pub revert_compose: Option<Spanned<RawRevertCompose>>,
+    pub restart_previous_container: Option<Spanned<RawRestartContainer>>,
     pub trigger: Option<Spanned<Text>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevertCompose {
+    pub file: Option<Spanned<Scalar>>,
+    pub previous: Option<Spanned<Scalar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestartContainer {
+    pub container: Option<Spanned<Scalar>>,
+    pub image: Option<Spanned<Scalar>>,
+    pub run_args: Option<Spanned<Vec<Spanned<Scalar>>>>,
 }
 
 /// Deserializes a key that is present, even with a null value, as `Some`.

@@ -104,6 +104,17 @@ pub struct Action {
 pub enum ActionCommand {
     Run(Vec<Template>),
     Script(Template),
+    /// Restore `previous` over `file`, then `docker compose -f FILE up -d`.
+    RevertCompose {
+        file: Template,
+        previous: Template,
+    },
+    /// Replace `container` with one started from the previous `image`.
+    RestartPreviousContainer {
+        container: Template,
+        image: Template,
+        run_args: Vec<Template>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::Checker;
 use super::checks::{did_you_mean, one_of};
+use super::{Checker, Pos};
 use crate::pipeline::diagnostic::Diagnostic;
-use crate::pipeline::raw::{RawAction, RawFixForward, RawOnFailure, RawRetry, Text};
+use crate::pipeline::raw::{RawAction, RawFixForward, RawOnFailure, RawRetry, Scalar, Text};
+use crate::pipeline::template::Template;
 use crate::policy::script::{MAX_SCRIPT_BYTES, ScriptPolicy};
 use crate::policy::{
     Action, ActionCommand, Backoff, Declarative, ErrorClass, FixForward, OnFailure, RetryPolicy,
@@ -347,28 +348,122 @@ impl Checker<'_> {
         ok.then_some(out)
     }
 
-    fn action(&mut self, raw: &Spanned<RawAction>, path: &str, level: Level) -> Option<Action> {
+    /// Exactly one of `run`, `script`, `revert_compose`, `restart_previous_container`.
+    fn action_command(&mut self, raw: &Spanned<RawAction>, path: &str) -> Option<ActionCommand> {
         let action = &raw.value;
-        let command = match (&action.run, &action.script) {
-            (Some(_), Some(script)) => {
-                self.error(
-                    script.referenced,
-                    format!("{path}: `run` and `script` exclude each other: keep one"),
-                );
-                None
-            }
-            (Some(run), None) => self
-                .argv(run, &format!("{path}.run"))
-                .map(ActionCommand::Run),
-            (None, Some(script)) => self.template(script).map(ActionCommand::Script),
-            (None, None) => {
+        let given: Vec<(&str, Pos)> = [
+            ("run", action.run.as_ref().map(|v| Pos::from(v.referenced))),
+            (
+                "script",
+                action.script.as_ref().map(|v| Pos::from(v.referenced)),
+            ),
+            (
+                "revert_compose",
+                action
+                    .revert_compose
+                    .as_ref()
+                    .map(|v| Pos::from(v.referenced)),
+            ),
+            (
+                "restart_previous_container",
+                action
+                    .restart_previous_container
+                    .as_ref()
+                    .map(|v| Pos::from(v.referenced)),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, at)| at.map(|at| (key, at)))
+        .collect();
+        match given.as_slice() {
+            [] => {
                 self.error(
                     raw.referenced,
-                    format!("{path}: an action needs `run` or `script`"),
+                    format!(
+                        "{path}: an action needs one of `run`, `script`, `revert_compose`, `restart_previous_container`"
+                    ),
                 );
+                return None;
+            }
+            [_] => {}
+            [(first, _), (second, at), ..] => {
+                self.error(
+                    *at,
+                    format!("{path}: `{first}` and `{second}` exclude each other: keep one"),
+                );
+                return None;
+            }
+        }
+        if let Some(run) = &action.run {
+            return self
+                .argv(run, &format!("{path}.run"))
+                .map(ActionCommand::Run);
+        }
+        if let Some(script) = &action.script {
+            return self.template(script).map(ActionCommand::Script);
+        }
+        if let Some(revert) = &action.revert_compose {
+            let file = self.required_template(
+                revert,
+                revert.value.file.as_ref(),
+                path,
+                "revert_compose.file",
+            );
+            let previous = self.required_template(
+                revert,
+                revert.value.previous.as_ref(),
+                path,
+                "revert_compose.previous",
+            );
+            return Some(ActionCommand::RevertCompose {
+                file: file?,
+                previous: previous?,
+            });
+        }
+        let restart = action.restart_previous_container.as_ref()?;
+        let container = self.required_template(
+            restart,
+            restart.value.container.as_ref(),
+            path,
+            "restart_previous_container.container",
+        );
+        let image = self.required_template(
+            restart,
+            restart.value.image.as_ref(),
+            path,
+            "restart_previous_container.image",
+        );
+        let run_args = match &restart.value.run_args {
+            Some(args) => self.templates(&args.value),
+            None => Some(Vec::new()),
+        };
+        Some(ActionCommand::RestartPreviousContainer {
+            container: container?,
+            image: image?,
+            run_args: run_args?,
+        })
+    }
+
+    /// A required template field of `parent`, or an error at the parent naming it.
+    fn required_template<T>(
+        &mut self,
+        parent: &Spanned<T>,
+        value: Option<&Spanned<Scalar>>,
+        path: &str,
+        key: &str,
+    ) -> Option<Template> {
+        match value {
+            Some(value) => self.template(value),
+            None => {
+                self.error(parent.referenced, format!("{path}.{key} is required"));
                 None
             }
-        };
+        }
+    }
+
+    fn action(&mut self, raw: &Spanned<RawAction>, path: &str, level: Level) -> Option<Action> {
+        let action = &raw.value;
+        let command = self.action_command(raw, path);
         let trigger = match &action.trigger {
             None => Some(Trigger::ThisTask),
             Some(t) => match t.value.0.as_str() {
