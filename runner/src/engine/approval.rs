@@ -1,6 +1,6 @@
 //! Answers to manual tasks: `relflow approve` and `relflow reject`.
 
-use crate::engine::event::{Event, FailureInfo, PhaseRef, TaskRef};
+use crate::engine::event::{Event, FailureInfo, TaskRef};
 use crate::engine::{Engine, EngineError, Outcome, who};
 use crate::store::{PhaseStatus, ReleaseStatus, TaskStatus};
 use relflow_plugin::ErrorClass;
@@ -41,16 +41,8 @@ impl Engine {
                 status: runs.iter().rev().find(|t| t.task == task).map(|t| t.status),
             });
         };
-        let phase_run = phases.iter().find(|p| p.id == record.phase_run_id);
-        let phase = PhaseRef {
-            id: record.phase_run_id,
-            label: phase_run.map(|p| p.label()).unwrap_or_default(),
-        };
-        let task_ref = TaskRef {
-            id: record.id,
-            phase: phase.clone(),
-            task: task.to_string(),
-        };
+        let task_ref = TaskRef::of(record, &phases);
+        let phase = task_ref.phase.clone();
         let by = format!(
             "relflow {} by {}",
             if answer == Answer::Approve {

@@ -39,19 +39,7 @@ impl Engine {
 
     fn task_ref_of(&self, run: &TaskRunRecord) -> Result<TaskRef, EngineError> {
         let phases = self.with_store(|s| s.phase_runs(&self.release))?;
-        let label = phases
-            .iter()
-            .find(|p| p.id == run.phase_run_id)
-            .map(|p| p.label())
-            .unwrap_or_default();
-        Ok(TaskRef {
-            id: run.id,
-            phase: PhaseRef {
-                id: run.phase_run_id,
-                label,
-            },
-            task: run.task.clone(),
-        })
+        Ok(TaskRef::of(run, &phases))
     }
 
     /// Task runs in `statuses`, named `task` (its newest run) or all of them.

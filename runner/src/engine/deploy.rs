@@ -137,6 +137,60 @@ impl Engine {
         Ok((handle, interrupted))
     }
 
+    /// Renders what a deploy or undeploy task acts on; `Err` is the attempt's failure.
+    fn prepare(
+        &self,
+        phase: &Phase,
+        task_ref: &TaskRef,
+        task: &Task,
+        spec: &DeploySpec,
+    ) -> Result<Prepared, (ErrorClass, String)> {
+        let precondition = |e: String| (ErrorClass::Precondition, e);
+        let package = self
+            .render(phase, task, &spec.package)
+            .map_err(|e| precondition(e.to_string()))?
+            .value;
+        let Some((application, version)) = split_package(&package) else {
+            return Err((
+                ErrorClass::Validation,
+                format!("package `{package}` is not `<Application>/<version>`"),
+            ));
+        };
+        let vars = DeployVars {
+            application,
+            version,
+            components: &spec.components,
+        };
+        let backend = self
+            .backend(phase, task, spec, &vars)
+            .map_err(precondition)?;
+        let verify = spec
+            .verify
+            .as_deref()
+            .map(|argv| self.render_argv_for_deploy(phase, task, &vars, argv))
+            .transpose()
+            .map_err(precondition)?;
+        let environment = spec
+            .environment
+            .as_ref()
+            .map(|t| self.render(phase, task, t).map(|r| r.value))
+            .transpose()
+            .map_err(|e| precondition(e.to_string()))?;
+        let state_dir = self.reporter.borrow().state_dir().to_path_buf();
+        let work_dir =
+            paths::task_dir(&state_dir, &self.release, &task_ref.phase.label, &task.name)
+                .join("deploy");
+        crate::store::create_private_dir(&work_dir).map_err(|e| precondition(e.to_string()))?;
+        Ok(Prepared {
+            application: application.to_string(),
+            version: version.to_string(),
+            backend,
+            verify,
+            environment,
+            work_dir,
+        })
+    }
+
     pub(super) async fn run_deploy(
         &self,
         phase: &Phase,
@@ -145,56 +199,20 @@ impl Engine {
         spec: &DeploySpec,
         attempt: u32,
     ) -> Result<AttemptResult, EngineError> {
-        let package = match self.render(phase, task, &spec.package) {
-            Ok(p) => p.value,
-            Err(e) => return Ok(failed(ErrorClass::Precondition, e.to_string(), attempt)),
-        };
-        let Some((application, version)) = split_package(&package) else {
-            return Ok(failed(
-                ErrorClass::Validation,
-                format!("package `{package}` is not `<Application>/<version>`"),
-                attempt,
-            ));
-        };
-        let vars = DeployVars {
-            application,
-            version,
-            components: &spec.components,
-        };
-        let prepared = self.backend(phase, task, spec, &vars).and_then(|backend| {
-            let verify = spec
-                .verify
-                .as_deref()
-                .map(|argv| self.render_argv_for_deploy(phase, task, &vars, argv))
-                .transpose()?;
-            Ok((backend, verify))
-        });
-        let environment = match spec
-            .environment
-            .as_ref()
-            .map(|t| self.render(phase, task, t))
-            .transpose()
-        {
-            Ok(environment) => environment.map(|r| r.value),
-            Err(e) => return Ok(failed(ErrorClass::Precondition, e.to_string(), attempt)),
-        };
-        let (backend, verify) = match prepared {
+        let p = match self.prepare(phase, task_ref, task, spec) {
             Ok(prepared) => prepared,
-            Err(message) => return Ok(failed(ErrorClass::Precondition, message, attempt)),
+            Err((class, message)) => return Ok(failed(class, message, attempt)),
         };
-        let state_dir = self.reporter.borrow().state_dir().to_path_buf();
+        let (application, version) = (p.application.clone(), p.version.clone());
         let request = DeployRequest {
-            application: application.to_string(),
-            version: version.to_string(),
+            application: p.application,
+            version: p.version,
             components: spec.components.clone(),
-            work_dir: paths::task_dir(&state_dir, &self.release, &task_ref.phase.label, &task.name)
-                .join("deploy"),
-            verify,
-            environment,
+            work_dir: p.work_dir,
+            verify: p.verify,
+            environment: p.environment,
         };
-        if let Err(e) = crate::store::create_private_dir(&request.work_dir) {
-            return Ok(failed(ErrorClass::Precondition, e.to_string(), attempt));
-        }
+        let backend = p.backend;
         let (handle, interrupted) = self.handle_of(task_ref)?;
         let handle = handle.map(|h| Handle::from_json(&h)).transpose();
         let result = match handle {
@@ -237,9 +255,7 @@ impl Engine {
             Err(e) => failed(e.class, e.message, attempt),
         })
     }
-}
 
-impl Engine {
     /// `undeploy` tasks: `package` names the deployed package; its application is removed from
     /// the environment (the version part is not used).
     pub(super) async fn run_undeploy(
@@ -250,52 +266,23 @@ impl Engine {
         spec: &DeploySpec,
         attempt: u32,
     ) -> Result<AttemptResult, EngineError> {
-        let package = match self.render(phase, task, &spec.package) {
-            Ok(p) => p.value,
-            Err(e) => return Ok(failed(ErrorClass::Precondition, e.to_string(), attempt)),
+        let p = match self.prepare(phase, task_ref, task, spec) {
+            Ok(prepared) => prepared,
+            Err((class, message)) => return Ok(failed(class, message, attempt)),
         };
-        let Some((application, version)) = split_package(&package) else {
-            return Ok(failed(
-                ErrorClass::Validation,
-                format!("package `{package}` is not `<Application>/<version>`"),
-                attempt,
-            ));
-        };
-        let vars = DeployVars {
-            application,
-            version,
-            components: &spec.components,
-        };
-        let backend = match self.backend(phase, task, spec, &vars) {
-            Ok(backend) => backend,
-            Err(message) => return Ok(failed(ErrorClass::Precondition, message, attempt)),
-        };
-        let environment = match spec
-            .environment
-            .as_ref()
-            .map(|t| self.render(phase, task, t))
-            .transpose()
-        {
-            Ok(environment) => environment.map(|r| r.value),
-            Err(e) => return Ok(failed(ErrorClass::Precondition, e.to_string(), attempt)),
-        };
-        let state_dir = self.reporter.borrow().state_dir().to_path_buf();
+        let application = p.application.clone();
         let request = UndeployRequest {
-            application: application.to_string(),
-            environment,
-            work_dir: paths::task_dir(&state_dir, &self.release, &task_ref.phase.label, &task.name)
-                .join("deploy"),
+            application: p.application,
+            environment: p.environment,
+            work_dir: p.work_dir,
             fail_if_missing: spec.xl.fail_if_missing,
         };
-        if let Err(e) = crate::store::create_private_dir(&request.work_dir) {
-            return Ok(failed(ErrorClass::Precondition, e.to_string(), attempt));
-        }
         self.output(
             task_ref,
             format!("Undeploying {application} with backend {}", spec.backend),
         )?;
         let result = self
-            .call_backend(task_ref, backend, move |b, on_handle, log| {
+            .call_backend(task_ref, p.backend, move |b, on_handle, log| {
                 b.undeploy(&request, on_handle, log)
             })
             .await?;
@@ -307,6 +294,17 @@ impl Engine {
             Err(e) => failed(e.class, e.message, attempt),
         })
     }
+}
+
+/// A deploy or undeploy task, rendered and ready for its backend.
+struct Prepared {
+    application: String,
+    version: String,
+    backend: AnyBackend,
+    verify: Option<Vec<String>>,
+    environment: Option<String>,
+    /// The task run's private folder for the backend (snapshot, journal, handle details).
+    work_dir: std::path::PathBuf,
 }
 
 fn deployed_line(outcome: &DeployOutcome) -> String {

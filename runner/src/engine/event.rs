@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::store::{AttemptStatus, PhaseStatus, ReleaseStatus, RollbackJobStatus, TaskStatus};
+use crate::store::{
+    AttemptStatus, PhaseRunRecord, PhaseStatus, ReleaseStatus, RollbackJobStatus, TaskRunRecord,
+    TaskStatus,
+};
 
 /// Names a phase run: its row id and its label (`deploy`, `deploy#2`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -24,6 +27,25 @@ pub struct TaskRef {
     #[serde(flatten)]
     pub phase: PhaseRef,
     pub task: String,
+}
+
+impl TaskRef {
+    /// The reference of a stored task run, labelled by its phase run among `phase_runs`.
+    pub fn of(run: &TaskRunRecord, phase_runs: &[PhaseRunRecord]) -> TaskRef {
+        let label = phase_runs
+            .iter()
+            .find(|p| p.id == run.phase_run_id)
+            .map(|p| p.label())
+            .unwrap_or_default();
+        TaskRef {
+            id: run.id,
+            phase: PhaseRef {
+                id: run.phase_run_id,
+                label,
+            },
+            task: run.task.clone(),
+        }
+    }
 }
 
 /// Why an attempt failed.

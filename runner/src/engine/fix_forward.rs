@@ -31,7 +31,18 @@ impl Engine {
             .iter()
             .filter(|d| d.decision == "restart_phase" && d.rule == by)
             .count();
-        let failed_runs = self
+        Ok(FixForwardHistory {
+            restarts: u32::try_from(restarts).unwrap_or(u32::MAX),
+            failed_runs: self.failed_run_variables()?,
+        })
+    }
+
+    /// The variables of every phase run that failed in this release, the one failing now
+    /// included: values a restart may not use again.
+    pub(super) fn failed_run_variables(
+        &self,
+    ) -> Result<Vec<BTreeMap<String, String>>, EngineError> {
+        Ok(self
             .with_store(|s| s.phase_runs(&self.release))?
             .into_iter()
             .filter(|p| {
@@ -41,11 +52,7 @@ impl Engine {
                 )
             })
             .filter_map(|p| p.variables)
-            .collect();
-        Ok(FixForwardHistory {
-            restarts: u32::try_from(restarts).unwrap_or(u32::MAX),
-            failed_runs,
-        })
+            .collect())
     }
 
     pub(super) async fn fix_forward(

@@ -3,7 +3,7 @@
 
 use relflow_plugin::ErrorClass;
 
-use crate::engine::event::{Event, FailureInfo, PhaseRef, TaskRef};
+use crate::engine::event::{Event, FailureInfo, TaskRef};
 use crate::engine::rollback_order::STEP_DECISION;
 use crate::engine::{Engine, EngineError};
 use crate::policy::Then;
@@ -47,19 +47,7 @@ impl Engine {
                 self.unfinished.borrow_mut().insert(task.id, then);
                 continue;
             }
-            let label = phases
-                .iter()
-                .find(|p| p.id == task.phase_run_id)
-                .map(|p| p.label())
-                .unwrap_or_default();
-            let task_ref = TaskRef {
-                id: task.id,
-                phase: PhaseRef {
-                    id: task.phase_run_id,
-                    label,
-                },
-                task: task.task.clone(),
-            };
+            let task_ref = TaskRef::of(task, &phases);
             let error = FailureInfo {
                 class: ErrorClass::Interrupted,
                 message: "the runner stopped while this attempt ran".to_string(),

@@ -4,7 +4,7 @@
 use relflow_plugin::{Backend, BackendError, ErrorClass, Handle, RevertOutcome, RollbackReport};
 
 use crate::engine::backends::DeployVars;
-use crate::engine::event::{Event, PhaseRef, TaskRef};
+use crate::engine::event::{Event, TaskRef};
 use crate::engine::{Engine, EngineError};
 use crate::pipeline::{Phase, Task, TaskKind};
 use crate::store::{RollbackJobStatus, TaskRunRecord, TaskStatus};
@@ -227,24 +227,12 @@ impl Engine {
         let phases = self.with_store(|s| s.phase_runs(&self.release))?;
         let mut statuses = Vec::new();
         for run in targets {
-            let label = phases
-                .iter()
-                .find(|p| p.id == run.phase_run_id)
-                .map(|p| p.label())
-                .unwrap_or_default();
             let phase_name = phases
                 .iter()
                 .find(|p| p.id == run.phase_run_id)
                 .map(|p| p.phase.clone())
                 .unwrap_or_default();
-            let task_ref = TaskRef {
-                id: run.id,
-                phase: PhaseRef {
-                    id: run.phase_run_id,
-                    label,
-                },
-                task: run.task.clone(),
-            };
+            let task_ref = TaskRef::of(&run, &phases);
             self.check_still_deployed(&phase_name, &run).await?;
             statuses.push(
                 self.rollback_job(&phase_name, &task_ref, &run, components, by)

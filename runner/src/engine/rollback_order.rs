@@ -7,7 +7,7 @@
 use relflow_plugin::{Backend, Handle};
 
 use crate::engine::actions::{actions_of, any_task_actions_of};
-use crate::engine::event::{Event, PhaseRef, TaskRef};
+use crate::engine::event::{Event, TaskRef};
 use crate::engine::{Engine, EngineError};
 use crate::pipeline::{FlowRollback, Phase, Task};
 use crate::policy::{Action, ActionCommand};
@@ -254,19 +254,7 @@ impl Engine {
         let phase = self.phase_of_run(run)?;
         let (task, _) = self.task_def(phase, &run.task)?;
         let runs = self.with_store(|s| s.phase_runs(&self.release))?;
-        let label = runs
-            .iter()
-            .find(|p| p.id == run.phase_run_id)
-            .map(|p| p.label())
-            .unwrap_or_default();
-        let task_ref = TaskRef {
-            id: run.id,
-            phase: PhaseRef {
-                id: run.phase_run_id,
-                label,
-            },
-            task: run.task.clone(),
-        };
+        let task_ref = TaskRef::of(run, &runs);
         let Some(Ok(handle)) = run.handle.as_deref().map(Handle::from_json) else {
             return Ok(Err(format!(
                 "task {} has no readable deploy handle",

@@ -13,7 +13,7 @@ use crate::output::paths;
 use crate::pipeline::{Phase, Task};
 use crate::policy::fix_forward::{FixForwardHistory, judge};
 use crate::policy::{self, Then};
-use crate::store::{PhaseStatus, TaskStatus, now_ms};
+use crate::store::{TaskStatus, now_ms};
 
 /// Lines of `script_output.log` a script sees.
 pub const LOG_TAIL_LINES: usize = 20;
@@ -94,20 +94,9 @@ impl Engine {
                     .any(|t| Some(t.id) == d.task_run_id && t.task == task.name)
             })
             .count();
-        let failed_runs = self
-            .with_store(|s| s.phase_runs(&self.release))?
-            .into_iter()
-            .filter(|p| {
-                matches!(
-                    p.status,
-                    PhaseStatus::Failed | PhaseStatus::RolledBack | PhaseStatus::Running
-                )
-            })
-            .filter_map(|p| p.variables)
-            .collect();
         Ok(FixForwardHistory {
             restarts: u32::try_from(restarts).unwrap_or(u32::MAX),
-            failed_runs,
+            failed_runs: self.failed_run_variables()?,
         })
     }
 

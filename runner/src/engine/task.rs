@@ -41,15 +41,7 @@ impl Engine {
         phase: &'a Phase,
         task: &'a Task,
     ) -> (Option<&'a OnFailure>, String) {
-        if let Some(p) = &task.on_failure {
-            (Some(p), format!("task {}", task.name))
-        } else if let Some(p) = &phase.on_failure {
-            (Some(p), format!("phase {}", phase.name))
-        } else if let Some(p) = &self.pipeline.on_failure {
-            (Some(p), "release".to_string())
-        } else {
-            (None, "default".to_string())
-        }
+        policy::decide::nearest_policy(&self.pipeline, phase, task)
     }
 
     pub(super) fn output(

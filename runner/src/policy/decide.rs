@@ -122,6 +122,24 @@ pub fn decide(
     }
 }
 
+/// The `on_failure` nearest to a task — its own, its phase's, the release's — which wins as a
+/// whole, and where it stands (`task smoke`, `phase deploy`, `release`, `default`).
+pub fn nearest_policy<'a>(
+    pipeline: &'a crate::pipeline::Pipeline,
+    phase: &'a crate::pipeline::Phase,
+    task: &'a crate::pipeline::Task,
+) -> (Option<&'a OnFailure>, String) {
+    if let Some(p) = &task.on_failure {
+        (Some(p), format!("task {}", task.name))
+    } else if let Some(p) = &phase.on_failure {
+        (Some(p), format!("phase {}", phase.name))
+    } else if let Some(p) = &pipeline.on_failure {
+        (Some(p), "release".to_string())
+    } else {
+        (None, "default".to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ pub mod schedule;
 pub mod script;
 pub mod simulate;
 
-pub use decide::{Decided, Decision, EffectivePolicy, Failure, History, decide};
+pub use decide::{Decided, Decision, EffectivePolicy, Failure, History, decide, nearest_policy};
 pub use model::*;
 pub use relflow_plugin::ErrorClass;
 pub use script::ScriptPolicy;

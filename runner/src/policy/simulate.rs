@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use relflow_plugin::ErrorClass;
 
-use super::decide::{Decision, EffectivePolicy, Failure, History, decide};
+use super::decide::{Decision, EffectivePolicy, Failure, History, decide, nearest_policy};
 use super::model::{OnFailure, Then};
 use crate::pipeline::duration::format_duration;
 use crate::pipeline::{Phase, Pipeline, Step, Task, TaskKind};
@@ -46,23 +46,6 @@ impl std::str::FromStr for SimulatedFailure {
             class,
             times,
         })
-    }
-}
-
-/// The policy nearest to a task and where it stands, as the engine picks it.
-pub fn effective<'a>(
-    pipeline: &'a Pipeline,
-    phase: &'a Phase,
-    task: &'a Task,
-) -> (Option<&'a OnFailure>, String) {
-    if let Some(p) = &task.on_failure {
-        (Some(p), format!("task {}", task.name))
-    } else if let Some(p) = &phase.on_failure {
-        (Some(p), format!("phase {}", phase.name))
-    } else if let Some(p) = &pipeline.on_failure {
-        (Some(p), "release".to_string())
-    } else {
-        (None, "default".to_string())
     }
 }
 
@@ -132,7 +115,7 @@ fn simulate_task(
     sim: &SimulatedFailure,
     retries_used: &mut u32,
 ) -> Option<(i32, String)> {
-    let (on_failure, source) = effective(pipeline, phase, task);
+    let (on_failure, source) = nearest_policy(pipeline, phase, task);
     let policy = EffectivePolicy {
         on_failure,
         source: &source,
@@ -310,7 +293,7 @@ pub fn plan(pipeline: &Pipeline, sims: &[SimulatedFailure]) -> (String, i32) {
                 }
             };
             for task in group {
-                let (policy, source) = effective(pipeline, phase, task);
+                let (policy, source) = nearest_policy(pipeline, phase, task);
                 let _ = writeln!(
                     out,
                     "{indent}{} ({}) — on failure [{source}]: {}",
