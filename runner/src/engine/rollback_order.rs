@@ -198,34 +198,34 @@ impl Engine {
             ..RollbackSummary::default()
         };
         for (n, step) in steps.iter().enumerate() {
-            if let Some((_, detail)) = done.iter().find(|(id, _)| *id == step.id) {
+            let ok = format!("{}: ok", step.title);
+            let is_failed = if let Some((_, detail)) = done.iter().find(|(id, _)| *id == step.id) {
                 // Resumed: this step already ran; keep its outcome.
-                if detail != "ok" {
-                    summary.failed_steps.push(step.title.clone());
-                }
-                continue;
-            }
-            let outcome = self.run_step_work(&step.work, log_to).await?;
-            let detail = match &outcome {
-                Ok(()) => "ok".to_string(),
-                Err(e) => format!("failed: {e}"),
+                *detail != ok
+            } else {
+                let outcome = self.run_step_work(&step.work, log_to).await?;
+                let detail = match &outcome {
+                    Ok(()) => ok,
+                    Err(e) => format!("{}: failed: {e}", step.title),
+                };
+                self.emit(Event::RollbackOutput {
+                    task: log_to.clone(),
+                    line: format!("step {}: {detail}", n + 1),
+                })?;
+                self.emit(Event::Decision {
+                    task: log_to.clone(),
+                    decision: STEP_DECISION.to_string(),
+                    rule: step.id.clone(),
+                    detail: Some(detail),
+                })?;
+                outcome.is_err()
             };
-            self.emit(Event::RollbackOutput {
-                task: log_to.clone(),
-                line: format!("step {}: {}: {detail}", n + 1, step.title),
-            })?;
-            if outcome.is_err() {
+            if is_failed {
                 summary.failed_steps.push(step.title.clone());
                 if matches!(step.work, StepWork::TaskBackend { .. }) {
                     summary.is_task_reverted = false;
                 }
             }
-            self.emit(Event::Decision {
-                task: log_to.clone(),
-                decision: STEP_DECISION.to_string(),
-                rule: step.id.clone(),
-                detail: Some(detail),
-            })?;
         }
         Ok(summary)
     }

@@ -247,6 +247,11 @@ fn render_task(out: &mut String, task: &TaskView) {
         );
     }
     for d in &task.decisions {
+        if d.decision == "rollback_step" {
+            let step = d.detail.as_deref().unwrap_or_default();
+            let _ = writeln!(out, "      rollback step {step}");
+            continue;
+        }
         let detail = d
             .detail
             .as_deref()

@@ -2,6 +2,8 @@
 
 use super::*;
 
+/// The retry delay leaves a loaded machine (many tests at once) ample time to see the wait
+/// and kill the runner before the next attempt would start.
 #[test]
 fn policies_sigkill_during_a_retry_wait_then_resume_continues_the_same_schedule() {
     let sb = Sandbox::new();
@@ -15,7 +17,7 @@ phases:
       - name: flaky
         command: { run: [sh, -c, "echo run >> flaky.runs; test -f fixed"] }
         on_failure:
-          retry: { retries: 3, when: [task_failed], delay: 3s, backoff: fixed, jitter: false }
+          retry: { retries: 3, when: [task_failed], delay: 8s, backoff: fixed, jitter: false }
       - { name: after, command: { run: [sh, -c, "echo after >> ran.log"] } }
 "#,
     );

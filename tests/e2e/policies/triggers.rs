@@ -164,8 +164,11 @@ phases:
     );
     let failed: Vec<_> = decisions(task(&doc, "b"))
         .into_iter()
-        .filter(|d| d.0 == "rollback_step" && d.2.starts_with("failed"))
+        .filter(|d| d.0 == "rollback_step" && d.2.contains(": failed: "))
         .collect();
     assert_eq!(failed.len(), 1, "{failed:#?}");
-    assert_eq!(failed[0].2, "failed: sh exited with code 7");
+    assert_eq!(
+        failed[0].2,
+        "action `sh -c echo b-bad >> order.log; exit 7` of task b: failed: sh exited with code 7"
+    );
 }
