@@ -141,3 +141,35 @@ fn the_killed_runners_child_process_does_not_outlive_it() {
     let gone = wait_until(10, || unsafe { libc::kill(pid, 0) } != 0);
     assert!(gone, "task process {pid} outlived the killed runner");
 }
+
+/// A runner killed after a task ended `failed` but before its phase and release were marked
+/// leaves the phase run `running`. `resume` must halt on that task again, not run it once more.
+#[test]
+fn resume_does_not_rerun_a_task_that_already_failed_when_the_runner_died_after_it() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "name: halted\nphases:\n  - name: a\n    tasks:\n      - { name: breaks, command: { run: [sh, -c, \"echo run >> breaks.runs; exit 1\"] } }\n",
+    );
+    sb.run(&["run", "p.yaml"]).expect_code(1);
+    // Recreate what the crash window leaves: the phase run and the release still `running`.
+    {
+        let store = relflow::store::Store::open(&sb.path().join(".relflow")).expect("open store");
+        let phase = &store.phase_runs("halted-1").expect("phase runs")[0];
+        store
+            .set_phase_status(phase.id, relflow::store::PhaseStatus::Running)
+            .expect("phase running");
+        store
+            .set_release_status("halted-1", relflow::store::ReleaseStatus::Running, None)
+            .expect("release running");
+    }
+    let out = sb.run(&["resume", "halted-1"]);
+    out.expect_code(1);
+    assert_eq!(lines(&sb, "breaks.runs"), 1, "the failed task ran again");
+    assert!(
+        out.stdout
+            .contains("release halted-1 failed: task breaks failed"),
+        "{}",
+        out.stdout
+    );
+}

@@ -118,6 +118,22 @@ impl Engine {
             if pending.is_empty() {
                 continue;
             }
+            // A task that already ended failed or rolled back, and that no person reopened
+            // (retry, skip), halts the phase again: a runner killed between a task's end and
+            // what its policy does next must not silently run it once more.
+            let ended: Vec<TaskEnd> = pending
+                .iter()
+                .filter_map(|t| match t.status {
+                    TaskStatus::Failed => Some(TaskEnd::Halted),
+                    TaskStatus::RolledBack => Some(TaskEnd::RolledBack),
+                    _ => None,
+                })
+                .collect();
+            if !ended.is_empty()
+                && let Some(end) = self.step_end(&phase_ref, &ended, &pending)?
+            {
+                return Ok(end);
+            }
             let ends = self.run_step(phase, &phase_ref, &pending).await?;
             if let Some(end) = self.step_end(&phase_ref, &ends, &pending)? {
                 return Ok(end);
