@@ -30,7 +30,7 @@ pub fn run(state_dir: &Path, file: &Path, vars: &[String], json: bool) -> Result
     let source = std::fs::read_to_string(file)
         .map_err(|e| CliError::input(format!("error: cannot read {}: {e}", file.display())))?;
     // Refuse before anything is recorded when a secret the pipeline needs is missing.
-    engine::secrets_of(&pipeline, &source, &|name| std::env::var(name).ok())?;
+    engine::secrets_of(&pipeline, &|name| std::env::var(name).ok())?;
     let mut store = Store::open(state_dir)?;
     let release = engine::start_release(&mut store, &pipeline, &source, &variables)?;
     drop(store);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::engine::event::TaskRef;
-use crate::engine::process::{ProcessEnd, ProcessSpec, run_process};
+use crate::engine::process::ProcessSpec;
 use crate::engine::{Engine, EngineError};
 use crate::pipeline::paths::resolve;
 use crate::pipeline::{Phase, Task};
@@ -126,26 +126,7 @@ impl Engine {
             ],
             timeout: Some(ACTION_TIMEOUT),
         };
-        let mut write_error = None;
-        let end = run_process(&spec, &mut |line| {
-            if write_error.is_none()
-                && let Err(e) = self.output(failing, line)
-            {
-                write_error = Some(e);
-            }
-        })
-        .await;
-        if let Some(e) = write_error {
-            return Err(e);
-        }
-        Ok(match end {
-            ProcessEnd::Exited(0) => Ok(()),
-            ProcessEnd::Exited(code) => Err(format!("{program} exited with code {code}")),
-            ProcessEnd::Signalled(signal) => {
-                Err(format!("{program} was killed by signal {signal}"))
-            }
-            ProcessEnd::TimedOut(_) => Err(format!("{program} timed out")),
-            ProcessEnd::SpawnFailed(e) => Err(format!("cannot start {program}: {e}")),
-        })
+        let end = self.run_logged(&spec, failing, None).await?;
+        Ok(end.failure(&program).map_or(Ok(()), Err))
     }
 }

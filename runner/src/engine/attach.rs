@@ -66,36 +66,17 @@ pub fn plan_phase(phase: &pipeline::Phase) -> PlannedPhase {
     }
 }
 
-/// Names of the environment variables `source` references as `${env.NAME}`.
-pub fn env_references(source: &str) -> Vec<String> {
-    let mut names: Vec<String> = source
-        .match_indices("${env.")
-        // `$${env.X}` is a literal, not a reference.
-        .filter(|(at, _)| *at == 0 || source.as_bytes()[at - 1] != b'$')
-        .filter_map(|(at, _)| {
-            let rest = &source[at + 6..];
-            let end = rest.find('}')?;
-            let name = rest[..end].trim();
-            (!name.is_empty()).then(|| name.to_string())
-        })
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
 /// The secret values of a pipeline: every `${env.*}` it uses and every backend password.
 pub fn secrets_of(
     pipeline: &Pipeline,
-    source: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Redactor, AttachError> {
     let mut redactor = Redactor::new();
     let mut missing = Vec::new();
-    for name in env_references(source) {
-        match env(&name) {
+    for name in &pipeline.env_references {
+        match env(name) {
             Some(value) => redactor.add(&value),
-            None => missing.push(name),
+            None => missing.push(name.clone()),
         }
     }
     if !missing.is_empty() {
@@ -125,7 +106,7 @@ pub fn attach(
             error,
         })?;
     let env = |name: &str| std::env::var(name).ok();
-    let redactor = secrets_of(&pipeline, &record.pipeline_source, &env)?;
+    let redactor = secrets_of(&pipeline, &env)?;
     let reporter = Reporter::new(store, release, redactor, terminal)?;
     let engine = Engine {
         pipeline,
@@ -137,15 +118,4 @@ pub fn attach(
         env: Box::new(env),
     };
     Ok((engine, lease))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_env_references() {
-        let src = "a: ${env.B}\nb: \"x${env.A}y ${env.B}\"\nc: ${version} $${env.C}\n";
-        assert_eq!(env_references(src), vec!["A".to_string(), "B".to_string()]);
-    }
 }

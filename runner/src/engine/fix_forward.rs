@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::engine::event::{Event, TaskRef};
-use crate::engine::process::{ProcessEnd, ProcessSpec, run_process};
+use crate::engine::process::ProcessSpec;
 use crate::engine::{Engine, EngineError};
 use crate::pipeline::{Phase, Task};
 use crate::policy::fix_forward::{FixForwardHistory, judge, parse_resolved};
@@ -116,16 +116,9 @@ impl Engine {
             timeout: Some(std::time::Duration::from_secs(300)),
         };
         let mut lines = Vec::new();
-        let end = run_process(&spec, &mut |line| lines.push(line)).await;
-        for line in &lines {
-            self.output(task_ref, line.clone())?;
-        }
-        match end {
-            ProcessEnd::Exited(0) => {}
-            ProcessEnd::Exited(code) => {
-                return fallback(format!("the resolver exited with code {code}"));
-            }
-            other => return fallback(format!("the resolver did not finish: {other:?}")),
+        let end = self.run_logged(&spec, task_ref, Some(&mut lines)).await?;
+        if let Some(why) = end.failure("the resolver") {
+            return fallback(why);
         }
         let values = parse_resolved(&lines);
         if let Err(reason) = judge(&values, &self.pipeline.variables, &history, ff.max) {

@@ -81,12 +81,22 @@ impl Engine {
         template: &Template,
         extra: &[(&str, &str)],
     ) -> Result<Rendered, RenderError> {
-        let mut variables = self.variables.borrow().clone();
-        for (name, value) in extra {
-            variables.insert(name.to_string(), value.to_string());
-        }
+        let release_variables = self.variables.borrow();
+        // Copy the release's variables only when a deployment adds its own (every argv
+        // element of every task is rendered here).
+        let with_extra;
+        let variables = if extra.is_empty() {
+            &*release_variables
+        } else {
+            let mut merged = release_variables.clone();
+            for (name, value) in extra {
+                merged.insert(name.to_string(), value.to_string());
+            }
+            with_extra = merged;
+            &with_extra
+        };
         let ctx = RenderContext {
-            variables: &variables,
+            variables,
             release_id: &self.release,
             phase_name: &phase.name,
             task_name: &task.name,
@@ -175,18 +185,7 @@ impl Engine {
             shown = spec.args.get(1).cloned().into_iter().collect();
         }
         self.output(task_ref, format!("$ {}", shell_words(&shown)))?;
-        let mut write_error = None;
-        let end = run_process(&spec, &mut |line| {
-            if write_error.is_none()
-                && let Err(e) = self.output(task_ref, line)
-            {
-                write_error = Some(e);
-            }
-        })
-        .await;
-        if let Some(e) = write_error {
-            return Err(e);
-        }
+        let end = self.run_logged(&spec, task_ref, None).await?;
         let program = &shown[0];
         let outputs = output_file.as_deref().map(read_outputs).transpose();
         if let Some(file) = &output_file {
@@ -204,33 +203,27 @@ impl Engine {
                 Err(message) => failed(ErrorClass::Validation, message, attempt),
             },
             ProcessEnd::Exited(code) => {
-                let mut failure = Failure::new(
-                    ErrorClass::TaskFailed,
-                    format!("{program} exited with code {code}"),
-                    attempt,
-                );
+                let message = end.failure(program).unwrap_or_default();
+                let mut failure = Failure::new(ErrorClass::TaskFailed, message, attempt);
                 failure.exit_code = Some(code);
                 AttemptResult::Failed {
                     failure: Box::new(failure),
                     exit_code: Some(code),
                 }
             }
-            ProcessEnd::Signalled(signal) => failed(
+            ProcessEnd::Signalled(_) => failed(
                 ErrorClass::TaskFailed,
-                format!("{program} was killed by signal {signal}"),
+                end.failure(program).unwrap_or_default(),
                 attempt,
             ),
-            ProcessEnd::TimedOut(after) => failed(
+            ProcessEnd::TimedOut(_) => failed(
                 ErrorClass::Timeout,
-                format!(
-                    "{program} timed out after {}",
-                    crate::pipeline::duration::format_duration(after)
-                ),
+                end.failure(program).unwrap_or_default(),
                 attempt,
             ),
-            ProcessEnd::SpawnFailed(e) => failed(
+            ProcessEnd::SpawnFailed(_) => failed(
                 ErrorClass::Precondition,
-                format!("cannot start {program}: {e}"),
+                end.failure(program).unwrap_or_default(),
                 attempt,
             ),
         })
@@ -305,17 +298,44 @@ impl Engine {
         })
     }
 
+    /// Runs a process, writing each of its lines to `task_ref`'s log (and into `keep`, when
+    /// given). Fails only when the log cannot be written.
+    pub(super) async fn run_logged(
+        &self,
+        spec: &ProcessSpec,
+        task_ref: &TaskRef,
+        mut keep: Option<&mut Vec<String>>,
+    ) -> Result<ProcessEnd, EngineError> {
+        let mut write_error = None;
+        let end = run_process(spec, &mut |line| {
+            if let Some(kept) = keep.as_deref_mut() {
+                kept.push(line.clone());
+            }
+            if write_error.is_none()
+                && let Err(e) = self.output(task_ref, line)
+            {
+                write_error = Some(e);
+            }
+        })
+        .await;
+        match write_error {
+            Some(e) => Err(e),
+            None => Ok(end),
+        }
+    }
+
     fn set_variables(
         &self,
         task_ref: &TaskRef,
         values: BTreeMap<String, String>,
     ) -> Result<(), EngineError> {
-        let declared: Vec<&String> = values
+        let undeclared: Vec<&str> = values
             .keys()
             .filter(|k| !self.pipeline.variables.contains_key(*k))
+            .map(String::as_str)
             .collect();
-        if !declared.is_empty() {
-            let names: Vec<&str> = declared.iter().map(|s| s.as_str()).collect();
+        if !undeclared.is_empty() {
+            let names = undeclared;
             self.output(
                 task_ref,
                 format!(

@@ -35,6 +35,25 @@ pub enum ProcessEnd {
     SpawnFailed(std::io::Error),
 }
 
+impl ProcessEnd {
+    /// Why the process did not succeed, e.g. `./bin/smoke exited with code 3`; `None` for
+    /// exit code 0.
+    pub fn failure(&self, program: &str) -> Option<String> {
+        match self {
+            ProcessEnd::Exited(0) => None,
+            ProcessEnd::Exited(code) => Some(format!("{program} exited with code {code}")),
+            ProcessEnd::Signalled(signal) => {
+                Some(format!("{program} was killed by signal {signal}"))
+            }
+            ProcessEnd::TimedOut(after) => Some(format!(
+                "{program} timed out after {}",
+                crate::pipeline::duration::format_duration(*after)
+            )),
+            ProcessEnd::SpawnFailed(e) => Some(format!("cannot start {program}: {e}")),
+        }
+    }
+}
+
 fn build(spec: &ProcessSpec) -> Command {
     // A relative program with a slash is relative to the task's folder, not ours.
     let program = if spec.program.contains('/') && !spec.program.starts_with('/') {

@@ -106,26 +106,41 @@ impl Engine {
             self.output(task_ref, format!("Nothing to roll back: {why}"))?;
             return Ok(Ok(()));
         };
-        let result = match Handle::from_json(&stored) {
-            Ok(handle) => match self.backend_for_handle(phase, task, &handle) {
-                Ok(backend) => {
-                    self.rollback_line(
-                        task_ref,
-                        format!(
-                            "=== rollback of {} {} ===",
-                            handle.application(),
-                            handle.version()
-                        ),
-                    )?;
-                    self.call_backend(task_ref, backend, move |b, _, log| {
-                        b.roll_back(&handle, log)
-                    })
-                    .await?
-                }
-                Err(message) => Err(BackendError::new(ErrorClass::Precondition, message)),
-            },
-            Err(e) => Err(e),
+        match Handle::from_json(&stored) {
+            Ok(handle) => self.revert_deployment(phase, task_ref, task, handle).await,
+            Err(e) => self.finish_rollback(task_ref, Err(e)),
+        }
+    }
+
+    /// Rolls back the whole deployment behind `handle` through its task's backend and logs
+    /// the report; `Err` names what could not be reverted.
+    pub(super) async fn revert_deployment(
+        &self,
+        phase: &Phase,
+        task_ref: &TaskRef,
+        task: &Task,
+        handle: Handle,
+    ) -> Result<Result<(), String>, EngineError> {
+        let backend = match self.backend_for_handle(phase, task, &handle) {
+            Ok(backend) => backend,
+            Err(message) => {
+                let error = BackendError::new(ErrorClass::Precondition, message);
+                return self.finish_rollback(task_ref, Err(error));
+            }
         };
+        self.rollback_line(
+            task_ref,
+            format!(
+                "=== rollback of {} {} ===",
+                handle.application(),
+                handle.version()
+            ),
+        )?;
+        let result = self
+            .call_backend(task_ref, backend, move |b, _, log| {
+                b.roll_back(&handle, log)
+            })
+            .await?;
         self.finish_rollback(task_ref, result)
     }
 
@@ -319,7 +334,7 @@ impl Engine {
             Some(Ok(handle)) => match self.backend_for_handle(phase, task, &handle) {
                 Ok(backend) => {
                     let wanted = if components.is_empty() {
-                        handle_components(&handle)
+                        handle.components().to_vec()
                     } else {
                         components.to_vec()
                     };
@@ -356,13 +371,9 @@ impl Engine {
     }
 }
 
-fn handle_components(handle: &Handle) -> Vec<String> {
-    handle.components().to_vec()
-}
-
 fn handle_components_of(run: &TaskRunRecord) -> Option<Vec<String>> {
     run.handle
         .as_deref()
         .and_then(|h| Handle::from_json(h).ok())
-        .map(|h| handle_components(&h))
+        .map(|h| h.components().to_vec())
 }

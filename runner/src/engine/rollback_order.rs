@@ -4,7 +4,7 @@
 //! the flow-level `run`/`script`. Each step is logged and recorded as it ends, so a resumed
 //! release skips what already ran; a failing step does not stop the others.
 
-use relflow_plugin::{Backend, Handle};
+use relflow_plugin::Handle;
 
 use crate::engine::actions::{actions_of, any_task_actions_of};
 use crate::engine::event::{Event, TaskRef};
@@ -261,25 +261,10 @@ impl Engine {
                 run.task
             )));
         };
-        let backend = match self.backend_for_handle(phase, task, &handle) {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
         self.output(&task_ref, "Going to rollback (the release is rolled back)")?;
-        self.emit(Event::RollbackOutput {
-            task: task_ref.clone(),
-            line: format!(
-                "=== rollback of {} {} ===",
-                handle.application(),
-                handle.version()
-            ),
-        })?;
-        let result = self
-            .call_backend(&task_ref, backend, move |b, _, log| {
-                b.roll_back(&handle, log)
-            })
+        let outcome = self
+            .revert_deployment(phase, &task_ref, task, handle)
             .await?;
-        let outcome = self.finish_rollback(&task_ref, result)?;
         if outcome.is_ok() {
             self.emit(Event::TaskStatus {
                 task: task_ref,

@@ -26,6 +26,8 @@ pub struct Pipeline {
     /// Bounds all retries of a release together. Default 20.
     pub retry_budget: u32,
     pub phases: Vec<Phase>,
+    /// Names of the environment variables its templates use as `${env.NAME}` (secrets).
+    pub env_references: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -76,6 +76,8 @@ pub(super) struct Checker<'a> {
     /// While checking a backend's commands, `${application}`, `${version}` and
     /// `${components}` name the deployment being run.
     in_backend_commands: bool,
+    /// Every `${env.NAME}` the pipeline's templates use.
+    env_references: std::collections::BTreeSet<String>,
 }
 
 impl<'a> Checker<'a> {
@@ -90,6 +92,7 @@ impl<'a> Checker<'a> {
             has_flow_rollback: false,
             task_names: HashMap::new(),
             in_backend_commands: false,
+            env_references: std::collections::BTreeSet::new(),
         }
     }
 
@@ -146,6 +149,7 @@ impl<'a> Checker<'a> {
             on_failure: on_failure?,
             retry_budget: retry_budget?,
             phases: phases?,
+            env_references: std::mem::take(&mut self.env_references),
         })
     }
 

@@ -98,6 +98,9 @@ impl Checker<'_> {
         };
         let mut ok = true;
         for reference in template.references() {
+            if let VarRef::Env(name) = reference {
+                self.env_references.insert(name.clone());
+            }
             let VarRef::Var(name) = reference else {
                 continue;
             };
