@@ -327,6 +327,15 @@ pub enum AnyBackend {
 }
 
 impl AnyBackend {
+    /// Hands the attempt's deadline and stop flag to the backend.
+    pub fn set_interrupt(&mut self, interrupt: crate::Interrupt) {
+        match self {
+            AnyBackend::Local(b) => b.interrupt = interrupt,
+            AnyBackend::Exec(b) => b.interrupt = interrupt,
+            AnyBackend::XlDeploy(b) => b.interrupt = interrupt,
+        }
+    }
+
     fn inner(&self) -> &dyn Backend {
         match self {
             AnyBackend::Local(b) => b,

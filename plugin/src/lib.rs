@@ -3,6 +3,8 @@
 pub mod backend;
 pub mod error_class;
 pub mod exec;
+pub mod failpoint;
+pub mod interrupt;
 pub mod local;
 mod process;
 pub mod xldeploy;
@@ -13,6 +15,7 @@ pub use backend::{
     RevertAction, RevertOutcome, RollbackReport, UndeployRequest, XlDeployHandle,
 };
 pub use error_class::ErrorClass;
+pub use interrupt::{Interrupt, StopCause};
 pub use exec::{Docker, ExecBackend};
 pub use local::{FreeSpaceProbe, LocalBackend};
 pub use xldeploy::{HttpRetry, XlDeployBackend, XlDeployConfig};

@@ -5,5 +5,7 @@ pub mod engine;
 pub mod exit_code;
 pub mod output;
 pub mod pipeline;
+/// Named crash points for deterministic crash tests (inert unless the test build arms them).
+pub use relflow_plugin::failpoint;
 pub mod policy;
 pub mod store;

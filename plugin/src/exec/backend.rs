@@ -27,6 +27,8 @@ pub struct ExecBackend {
     pub status: Option<Vec<String>>,
     /// Working folder of the commands; the runner's when `None`.
     pub cwd: Option<PathBuf>,
+    /// The attempt's deadline and stop flag; every command is ended when it fires.
+    pub interrupt: crate::Interrupt,
 }
 
 /// `<work_dir>/exec.json`.

@@ -100,6 +100,8 @@ pub struct LocalBackend {
     /// Default health check (argv, run with cwd = target) when the request has none.
     pub verify: Option<Vec<String>>,
     pub free_space: FreeSpaceProbe,
+    /// The attempt's deadline and stop flag; the health check is ended when it fires.
+    pub interrupt: crate::Interrupt,
 }
 
 impl LocalBackend {
@@ -109,6 +111,7 @@ impl LocalBackend {
             packages: packages.into(),
             verify: None,
             free_space: FreeSpaceProbe::Statvfs,
+            interrupt: crate::Interrupt::none(),
         }
     }
 

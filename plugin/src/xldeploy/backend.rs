@@ -95,6 +95,9 @@ impl std::fmt::Debug for XlDeployConfig {
 pub struct XlDeployBackend {
     pub(super) config: Arc<XlDeployConfig>,
     pub(super) client: Arc<Client>,
+    /// The attempt's deadline and stop flag: at the deadline the XL Deploy task is stopped;
+    /// on abort or a signal polling stops (the task keeps running on the server).
+    pub interrupt: crate::Interrupt,
 }
 
 impl XlDeployBackend {
@@ -119,6 +122,7 @@ impl XlDeployBackend {
             config.http_retry,
         );
         Ok(XlDeployBackend {
+            interrupt: crate::Interrupt::none(),
             config: Arc::new(config),
             client: Arc::new(client),
         })

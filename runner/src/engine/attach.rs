@@ -116,6 +116,7 @@ pub fn attach(
         person_ordered: RefCell::default(),
         unfinished: RefCell::default(),
         env: Box::new(env),
+        interrupt: relflow_plugin::Interrupt::none(),
     };
     Ok((engine, lease))
 }

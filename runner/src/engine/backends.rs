@@ -100,6 +100,7 @@ impl Engine {
                 current: optional(current)?,
                 status: optional(status)?,
                 cwd: Some(base.clone()),
+                interrupt: relflow_plugin::Interrupt::none(),
             })),
             Some(Backend::XlDeploy {
                 url,

@@ -95,6 +95,9 @@ pub struct Engine {
     /// Task runs whose final decision a killed runner left half-done (found on resume).
     unfinished: RefCell<std::collections::HashMap<i64, crate::policy::Then>>,
     env: Box<EnvLookup>,
+    /// Raised when a person aborts the release from another shell or the runner gets
+    /// SIGINT/SIGTERM; each attempt gets a clone with its own deadline (`timeout:`).
+    interrupt: relflow_plugin::Interrupt,
 }
 
 /// Looks up `${env.NAME}`: the process environment in production.

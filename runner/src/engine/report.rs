@@ -68,6 +68,7 @@ impl Reporter {
         }
         let at = now_ms();
         apply_to_store(&mut self.store, &self.release, &event)?;
+        crate::failpoint::hit("store.write");
         self.events
             .write(&self.release, at, &event)
             .map_err(|source| ReportError::Io {

@@ -1,0 +1,93 @@
+//! Named crash points for deterministic crash tests.
+//!
+//! Every durable write relflow makes (a store change, a journal step, an XL Deploy create
+//! intent, ...) calls [`hit`] with a stable name. In the shipped binary failpoints are inert:
+//! only the test build of the CLI (`relflow-e2e`) calls [`enable_from_env`], which reads
+//!
+//! - `RELFLOW_FAILPOINT=NAME` or `NAME@N`: at the N-th hit (default 1) of NAME — or of any
+//!   point when NAME is `*` — the process kills itself with SIGKILL, as a power cut would;
+//! - `RELFLOW_FAILPOINT_TRACE=FILE`: every hit is appended to FILE (`NAME` per line), so a
+//!   test can first list the points a scenario passes, then crash at each in turn.
+//!
+//! The names in use are listed in [`NAMES`]; tests check that each is reached.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// Every failpoint name, with what has just been made durable when it is hit.
+pub const NAMES: &[(&str, &str)] = &[
+    ("store.write", "a change of release state committed to the store (any event)"),
+    ("local.journal", "a step of the local backend's journal written"),
+    ("local.snapshot", "the pre-deployment snapshot of a local deploy completed"),
+    ("exec.journal", "the exec backend's record of a deploy command's start or end written"),
+    ("xld.create_intent", "the intent to create an XL Deploy task written, before the POST"),
+    ("xld.task_created", "the id of a created XL Deploy task stored"),
+    ("rollback_job.write", "a rollback job's status committed"),
+    ("lock.write", "a target lock taken or released"),
+];
+
+struct Config {
+    name: String,
+    at: u64,
+    seen: u64,
+    trace: Option<std::fs::File>,
+}
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static CONFIG: OnceLock<Mutex<Config>> = OnceLock::new();
+
+/// Arms failpoints from the environment. Only the test build of the CLI calls this.
+pub fn enable_from_env() {
+    let spec = std::env::var("RELFLOW_FAILPOINT").unwrap_or_default();
+    let trace = std::env::var_os("RELFLOW_FAILPOINT_TRACE").and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
+    if spec.is_empty() && trace.is_none() {
+        return;
+    }
+    let (name, at) = match spec.rsplit_once('@') {
+        Some((name, n)) => (name.to_string(), n.parse().unwrap_or(1)),
+        None => (spec, 1),
+    };
+    let config = Config {
+        name,
+        at,
+        seen: 0,
+        trace,
+    };
+    if CONFIG.set(Mutex::new(config)).is_ok() {
+        ENABLED.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Marks that the durable write `name` has just been made; may end the process there.
+pub fn hit(name: &str) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(config) = CONFIG.get() else {
+        return;
+    };
+    let mut config = match config.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(trace) = config.trace.as_mut() {
+        let _ = writeln!(trace, "{name}");
+        let _ = trace.sync_data();
+    }
+    if config.name == name || config.name == "*" {
+        config.seen += 1;
+        if config.seen == config.at {
+            // SAFETY: raising SIGKILL on ourselves touches no memory; nothing after runs.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+}
