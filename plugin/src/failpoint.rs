@@ -6,7 +6,7 @@
 //!
 //! - `RELFLOW_FAILPOINT=NAME` or `NAME@N`: at the N-th hit (default 1) of NAME — or of any
 //!   point when NAME is `*` — the process kills itself with SIGKILL, as a power cut would;
-//! - `RELFLOW_FAILPOINT_TRACE=FILE`: every hit is appended to FILE (`NAME` per line), so a
+//! - `RELFLOW_FAILPOINT_TRACE=FILE`: every hit is appended to FILE (`NAME DETAIL` per line), so a
 //!   test can first list the points a scenario passes, then crash at each in turn.
 //!
 //! The names in use are listed in [`NAMES`]; tests check that each is reached.
@@ -17,12 +17,52 @@ use std::sync::{Mutex, OnceLock};
 
 /// Every failpoint name, with what has just been made durable when it is hit.
 pub const NAMES: &[(&str, &str)] = &[
-    ("store.write", "a change of release state committed to the store (any event)"),
-    ("local.journal", "a step of the local backend's journal written"),
-    ("local.snapshot", "the pre-deployment snapshot of a local deploy completed"),
-    ("exec.journal", "the exec backend's record of a deploy command's start or end written"),
-    ("xld.create_intent", "the intent to create an XL Deploy task written, before the POST"),
-    ("xld.task_created", "the id of a created XL Deploy task stored"),
+    ("store.release_status", "a release's status committed"),
+    ("store.phase_status", "a phase run's status committed"),
+    ("store.task_status", "a task run's status committed"),
+    ("store.attempt_started", "an attempt's start committed"),
+    ("store.attempt_finished", "an attempt's end committed"),
+    (
+        "store.retry_scheduled",
+        "the time of the next attempt committed",
+    ),
+    (
+        "store.decision",
+        "a decision (policy, person, rollback step) committed",
+    ),
+    (
+        "store.handle",
+        "a backend's handle committed, before anyone waits on it",
+    ),
+    (
+        "store.rollback_job",
+        "a rollback job created or its status committed",
+    ),
+    (
+        "store.phase_restarted",
+        "new phase runs appended (restart-phase, fix-forward)",
+    ),
+    ("store.variables", "release variables committed"),
+    (
+        "local.journal",
+        "a step of the local backend's journal written",
+    ),
+    (
+        "local.snapshot",
+        "the pre-deployment snapshot of a local deploy completed",
+    ),
+    (
+        "exec.journal",
+        "the exec backend's record of a deploy command's start or end written",
+    ),
+    (
+        "xld.create_intent",
+        "the intent to create an XL Deploy task written, before the POST",
+    ),
+    (
+        "xld.task_created",
+        "the id of a created XL Deploy task stored",
+    ),
     ("rollback_job.write", "a rollback job's status committed"),
     ("lock.write", "a target lock taken or released"),
 ];
@@ -67,6 +107,12 @@ pub fn enable_from_env() {
 
 /// Marks that the durable write `name` has just been made; may end the process there.
 pub fn hit(name: &str) {
+    hit_with(name, String::new);
+}
+
+/// As [`hit`]; the trace line also carries `detail()` (e.g. the task and its new status), so
+/// a test can tell which step of a scenario each point belongs to.
+pub fn hit_with(name: &str, detail: impl FnOnce() -> String) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
@@ -78,7 +124,8 @@ pub fn hit(name: &str) {
         Err(poisoned) => poisoned.into_inner(),
     };
     if let Some(trace) = config.trace.as_mut() {
-        let _ = writeln!(trace, "{name}");
+        let detail = detail();
+        let _ = writeln!(trace, "{name} {detail}");
         let _ = trace.sync_data();
     }
     if config.name == name || config.name == "*" {

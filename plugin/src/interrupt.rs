@@ -71,6 +71,14 @@ impl Interrupt {
             .compare_exchange(RUNNING, value, Ordering::SeqCst, Ordering::SeqCst);
     }
 
+    /// Clears an abort once the attempts it ended are recorded, so the rollback order that
+    /// follows can call backends; a signal stays raised.
+    pub fn rearm(&self) {
+        let _ = self
+            .flag
+            .compare_exchange(ABORT, RUNNING, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
     /// Why the operation must stop now, if it must.
     pub fn cause(&self) -> Option<StopCause> {
         match self.flag.load(Ordering::SeqCst) {

@@ -109,6 +109,26 @@ impl Sandbox {
         }
     }
 
+    /// Runs `relflow ARGS...` to completion with extra environment (e.g. a failpoint).
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+        let out = self
+            .command(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("spawn relflow");
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `relflow ARGS...` armed to SIGKILL itself at the `n`-th hit of failpoint `point`
+    /// (`*` = any); returns what it printed (exit code -1 when the failpoint fired).
+    pub fn run_crashing_at(&self, args: &[&str], point: &str, n: usize) -> Outcome {
+        self.run_env(args, &[("RELFLOW_FAILPOINT", &format!("{point}@{n}"))])
+    }
+
     /// Starts `relflow ARGS...` in the background (stdout/stderr piped).
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
@@ -141,6 +161,30 @@ fn collect_files(dir: &Path, out: &mut Vec<u8>) {
 }
 
 /// Waits until `cond` holds, polling every 20 ms, for at most `secs` seconds.
+/// Whether a live process has `token` in its command line (a leftover child).
+pub fn process_with(token: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        !zombie && String::from_utf8_lossy(&cmdline).contains(token)
+    })
+}
+
+/// Sends `signal` to a child process.
+pub fn signal(child: &Child, signal: i32) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: sends a signal to our own child; no memory is involved.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
 pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while std::time::Instant::now() < deadline {

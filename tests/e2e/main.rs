@@ -1,12 +1,14 @@
 //! End-to-end tests: the real relflow CLI in temp dirs.
 
 mod approvals;
+mod crash_points;
 mod crash_resume;
 mod docker_actions;
 mod examples;
 mod fake_xld;
 mod follow_and_state;
 mod harness;
+mod live_control;
 mod load_errors;
 mod local_deploys;
 mod plan;

@@ -1,12 +1,21 @@
-//! `relflow abort RELEASE [--rollback]`
+//! `relflow abort RELEASE [--rollback] [--comment TEXT]`: here, or through the store when
+//! another runner drives the release.
 
 use std::path::Path;
 
-use crate::cli::common::drive_release;
 use crate::cli::error::CliError;
+use crate::cli::live::act_or_ask;
+use crate::store::ControlAction;
 
-pub fn run(state_dir: &Path, release: &str, rollback: bool, json: bool) -> Result<i32, CliError> {
-    drive_release(state_dir, release, json, async |engine| {
-        Ok(engine.abort(rollback).await?)
+pub fn run(
+    state_dir: &Path,
+    release: &str,
+    rollback: bool,
+    comment: Option<&str>,
+    json: bool,
+) -> Result<i32, CliError> {
+    let action = ControlAction::Abort { rollback };
+    act_or_ask(state_dir, release, action, comment, json, async |engine| {
+        Ok(engine.abort(rollback, comment).await?)
     })
 }

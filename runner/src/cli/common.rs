@@ -41,13 +41,54 @@ pub fn drive_release(
     let terminal = Terminal::new(TerminalMode::detect(json));
     let (engine, lease) = engine::attach(store, release, terminal)?;
     let rt = runtime()?;
-    let outcome = rt.block_on(drive(&engine));
+    let control = engine.control();
+    let outcome = rt.block_on(async {
+        let signals = tokio::spawn(watch_signals(control.clone()));
+        let outcome = drive(&engine).await;
+        signals.abort();
+        outcome
+    });
     engine.finish_terminal();
     drop(engine);
+    if !lease.is_lost() {
+        // Requests the drive did not get to (the release ended first) are answered by how
+        // it stands now.
+        Store::open(state_dir)?.mark_control_handled(release)?;
+    }
     drop::<Lease>(lease);
     let outcome = outcome?;
     print_summary(state_dir, release, json)?;
+    if let Some(crate::engine::control::Stop::Signal(signal)) = control.pending() {
+        eprintln!(
+            "Interrupted by {signal}: release {release} is paused; continue with: relflow resume {release}"
+        );
+    }
     Ok(outcome.exit_code())
+}
+
+/// SIGINT/SIGTERM: the first stops the drive cleanly (running attempts end, the release is
+/// left paused); a second exits at once (the store stays consistent: every write is atomic).
+async fn watch_signals(control: std::sync::Arc<crate::engine::control::LiveControl>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let first = tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    eprintln!(
+        "{first} received: ending running tasks and pausing the release (send it again to exit at once)"
+    );
+    control.on_signal(first);
+    let code = tokio::select! {
+        _ = interrupt.recv() => 128 + libc::SIGINT,
+        _ = terminate.recv() => 128 + libc::SIGTERM,
+    };
+    std::process::exit(code);
 }
 
 /// After a drive: the release document (`--json`) or where to look and what to do next.

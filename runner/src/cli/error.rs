@@ -57,6 +57,9 @@ impl From<LeaseError> for CliError {
 
 impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
+        if e.is_lease_lost() {
+            return CliError::state(format!("error: {e}"));
+        }
         CliError::state(format!("error: the release record cannot be kept: {e}"))
     }
 }

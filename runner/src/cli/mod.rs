@@ -4,7 +4,9 @@ mod abort;
 mod approve;
 mod common;
 mod error;
+mod live;
 mod logs;
+mod pause;
 mod plan;
 mod restart_phase;
 mod resume;
@@ -125,6 +127,19 @@ pub enum Verb {
         /// deployment and the flow-level rollback.
         #[arg(long)]
         rollback: bool,
+        /// Why, recorded with the abort and shown by `status`.
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a release: start no new task, let running ones finish (works while another
+    /// runner drives it); continue with `resume`.
+    Pause {
+        release: String,
+        /// Why, recorded with the pause and shown by `status`.
+        #[arg(long)]
+        comment: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -247,8 +262,14 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Verb::Abort {
             release,
             rollback,
+            comment,
             json,
-        } => abort::run(state, &release, rollback, json),
+        } => abort::run(state, &release, rollback, comment.as_deref(), json),
+        Verb::Pause {
+            release,
+            comment,
+            json,
+        } => pause::run(state, &release, comment.as_deref(), json),
         Verb::RestartPhase {
             release,
             phase,

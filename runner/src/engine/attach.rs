@@ -99,7 +99,11 @@ pub fn attach(
     terminal: Terminal,
 ) -> Result<(Engine, Lease), AttachError> {
     let record = store.release(release)?;
-    let lease = store.acquire_lease(release)?;
+    let control = std::sync::Arc::new(crate::engine::control::LiveControl::default());
+    let lease = {
+        let control = control.clone();
+        store.acquire_lease(release, Box::new(move |news| control.on_news(news)))?
+    };
     let pipeline = pipeline::load_str(Path::new(&record.pipeline_file), &record.pipeline_source)
         .map_err(|error| AttachError::Pipeline {
             release: release.to_string(),
@@ -107,7 +111,8 @@ pub fn attach(
         })?;
     let env = |name: &str| std::env::var(name).ok();
     let redactor = secrets_of(&pipeline, &env)?;
-    let reporter = Reporter::new(store, release, redactor, terminal)?;
+    let mut reporter = Reporter::new(store, release, redactor, terminal)?;
+    reporter.lease_lost = control.lost_flag();
     let engine = Engine {
         pipeline,
         release: release.to_string(),
@@ -116,7 +121,9 @@ pub fn attach(
         person_ordered: RefCell::default(),
         unfinished: RefCell::default(),
         env: Box::new(env),
-        interrupt: relflow_plugin::Interrupt::none(),
+        interrupt: control.interrupt.clone(),
+        control,
+        ending_reason: RefCell::default(),
     };
     Ok((engine, lease))
 }

@@ -19,6 +19,20 @@ pub enum CommandError {
     Engine(#[from] EngineError),
 }
 
+impl CommandError {
+    /// For callers inside the engine, where a refusal means the stored release and its
+    /// pipeline disagree.
+    pub(super) fn into_engine(self, verb: &'static str) -> EngineError {
+        match self {
+            CommandError::Engine(e) | CommandError::Restart(RestartError::Engine(e)) => e,
+            other => EngineError::Mismatch {
+                what: verb,
+                name: other.to_string(),
+            },
+        }
+    }
+}
+
 impl Engine {
     fn release_status(&self) -> Result<ReleaseStatus, EngineError> {
         Ok(self.with_store(|s| s.release(&self.release))?.status)
@@ -166,9 +180,52 @@ impl Engine {
 
     /// `relflow abort [--rollback]`: with `rollback`, the rollback order runs first (for the
     /// failed task if there is one, and the flow-level rollback); remaining tasks are cancelled.
-    pub async fn abort(&self, rollback: bool) -> Result<Outcome, CommandError> {
+    pub async fn abort(
+        &self,
+        rollback: bool,
+        comment: Option<&str>,
+    ) -> Result<Outcome, CommandError> {
         use ReleaseStatus::*;
         self.refuse_unless(&[Planned, Running, Failed, Paused], "abort")?;
+        self.abort_as(rollback, &who(), comment).await
+    }
+
+    /// `relflow pause` on a release no live runner drives (one left `running` by a killed
+    /// runner): its interrupted attempts are recorded and the release is left paused.
+    pub fn pause(&self, comment: Option<&str>) -> Result<Outcome, CommandError> {
+        use ReleaseStatus::*;
+        self.refuse_unless(&[Planned, Running, Paused], "pause")?;
+        if self.release_status()? == Paused {
+            return Ok(Outcome::Paused);
+        }
+        self.repair_interrupted()?;
+        let actor = who();
+        let mut reason = format!("paused by {actor}");
+        if let Some(comment) = comment {
+            reason.push_str(&format!(" ({comment})"));
+        }
+        reason.push_str(&format!(
+            "; continue with `relflow resume {}`",
+            self.release
+        ));
+        Ok(self.pause_release("pause", &format!("relflow pause by {actor}"), reason)?)
+    }
+
+    /// The abort itself, for `relflow abort` run here and for one asked from another shell
+    /// while this runner drives the release. The decision is recorded first, so a runner
+    /// killed half-way finishes the abort on `resume` instead of running on.
+    pub(super) async fn abort_as(
+        &self,
+        rollback: bool,
+        actor: &str,
+        comment: Option<&str>,
+    ) -> Result<Outcome, CommandError> {
+        let flag = if rollback { " --rollback" } else { "" };
+        self.emit(Event::ReleaseDecision {
+            decision: "abort".to_string(),
+            rule: format!("relflow abort{flag} by {actor}"),
+            detail: comment.map(str::to_string),
+        })?;
         let runs = self.with_store(|s| s.task_runs(&self.release))?;
         let mut failed_steps = Vec::new();
         if rollback {
@@ -185,7 +242,7 @@ impl Engine {
                 let log_to = self.task_ref_of(log_run)?;
                 self.output(
                     &log_to,
-                    format!("Going to rollback (relflow abort --rollback by {})", who()),
+                    format!("Going to rollback (relflow abort --rollback by {actor})"),
                 )?;
                 let summary = match failing {
                     Some(run) => {
@@ -206,8 +263,10 @@ impl Engine {
                 failed_steps = summary.failed_steps;
             }
         }
-        self.close_remaining(PhaseStatus::Aborted)?;
-        let mut reason = format!("aborted by {}", who());
+        let mut reason = format!("aborted by {actor}");
+        if let Some(comment) = comment {
+            reason.push_str(&format!(" ({comment})"));
+        }
         if rollback {
             reason.push_str(" after a rollback");
         }
@@ -217,11 +276,7 @@ impl Engine {
                 failed_steps.join("; ")
             ));
         }
-        self.emit(Event::ReleaseStatus {
-            status: Aborted,
-            reason: Some(reason),
-        })?;
-        Ok(Outcome::Aborted)
+        Ok(self.end_release(Outcome::Aborted, reason)?)
     }
 
     /// When a release ends early: tasks that never finished become `cancelled`, open phase

@@ -3,6 +3,7 @@
 use futures_util::future::join_all;
 use tokio::sync::Semaphore;
 
+use crate::engine::control::Stop;
 use crate::engine::event::{Event, PhaseRef};
 use crate::engine::task::TaskEnd;
 use crate::engine::{Engine, EngineError, Outcome};
@@ -21,6 +22,9 @@ enum PhaseEnd {
 impl Engine {
     /// Runs the release from where its state stands until it completes or halts.
     pub async fn drive(&self) -> Result<Outcome, EngineError> {
+        if let Some(outcome) = self.finish_interrupted_ending().await? {
+            return Ok(outcome);
+        }
         self.emit(Event::ReleaseStatus {
             status: ReleaseStatus::Running,
             reason: None,
@@ -130,12 +134,18 @@ impl Engine {
                 })
                 .collect();
             if !ended.is_empty()
-                && let Some(end) = self.step_end(&phase_ref, &ended, &pending)?
+                && let Some(end) = self.step_end(&phase_ref, &ended, &pending).await?
             {
                 return Ok(end);
             }
+            // Nothing new starts once a person paused or aborted, or a signal came. The store
+            // is asked here too, so a request stored before this point is always seen.
+            self.take_requests()?;
+            if let Some(stop) = self.control.pending() {
+                return Ok(PhaseEnd::Stop(self.stop_drive(stop).await?));
+            }
             let ends = self.run_step(phase, &phase_ref, &pending).await?;
-            if let Some(end) = self.step_end(&phase_ref, &ends, &pending)? {
+            if let Some(end) = self.step_end(&phase_ref, &ends, &pending).await? {
                 return Ok(end);
             }
         }
@@ -150,20 +160,24 @@ impl Engine {
     /// What the ends of a step's tasks mean for the phase; `None` = go on with the next step.
     /// The most severe end wins: a release already ended by a rollback or a cancel outranks
     /// a halt, which outranks a wait for approval.
-    fn step_end(
+    async fn step_end(
         &self,
         phase_ref: &PhaseRef,
         ends: &[TaskEnd],
         pending: &[&TaskRunRecord],
     ) -> Result<Option<PhaseEnd>, EngineError> {
-        // The release already has its final status; close what it leaves open.
-        if ends.contains(&TaskEnd::ReleaseEnded(Outcome::RolledBack)) {
-            self.close_remaining(PhaseStatus::RolledBack)?;
-            return Ok(Some(PhaseEnd::Stop(Outcome::RolledBack)));
+        // A task's decision ended the release: close what it leaves open, then its status.
+        for outcome in [Outcome::RolledBack, Outcome::Aborted] {
+            if ends.contains(&TaskEnd::ReleaseEnded(outcome)) {
+                let reason = self.ending_reason.borrow_mut().take().unwrap_or_default();
+                return Ok(Some(PhaseEnd::Stop(self.end_release(outcome, reason)?)));
+            }
         }
-        if ends.contains(&TaskEnd::ReleaseEnded(Outcome::Aborted)) {
-            self.close_remaining(PhaseStatus::Aborted)?;
-            return Ok(Some(PhaseEnd::Stop(Outcome::Aborted)));
+        match self.control.pending() {
+            Some(stop @ (Stop::Abort { .. } | Stop::Signal(_) | Stop::LeaseLost)) => {
+                return Ok(Some(PhaseEnd::Stop(self.stop_drive(stop).await?)));
+            }
+            Some(Stop::Pause { .. }) | None => {}
         }
         if ends.contains(&TaskEnd::Restarted) {
             return Ok(Some(PhaseEnd::Restarted));
@@ -174,6 +188,9 @@ impl Engine {
             (PhaseStatus::RolledBack, Outcome::RolledBack)
         } else if ends.contains(&TaskEnd::WaitingApproval) {
             (PhaseStatus::Paused, Outcome::Paused)
+        } else if let Some(stop) = self.control.pending() {
+            // A pause: the step's running tasks have finished; start nothing more.
+            return Ok(Some(PhaseEnd::Stop(self.stop_drive(stop).await?)));
         } else {
             return Ok(None);
         };
@@ -202,6 +219,10 @@ impl Engine {
         let runs = pending.iter().map(|record| async {
             let (task, _) = self.task_def(phase, &record.task)?;
             let _permit = permits.acquire().await.ok();
+            if self.control.pending().is_some() {
+                // Waited for a slot of the group while a stop came: never started.
+                return Ok(TaskEnd::Stopped);
+            }
             self.run_task(phase, phase_ref, record, task).await
         });
         join_all(runs).await.into_iter().collect()

@@ -150,9 +150,60 @@ pub enum Event {
     VariablesSet {
         values: BTreeMap<String, String>,
     },
+    /// A decision about the whole release (abort, pause, a signal), with who made it.
+    ReleaseDecision {
+        decision: String,
+        rule: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
 }
 
 impl Event {
+    /// What a failpoint trace line says of this event: `smoke completed`, `deploy attempt 2`.
+    pub fn trace_detail(&self) -> String {
+        match self {
+            Event::ReleaseStatus { status, .. } => format!("release {status}"),
+            Event::PhaseStatus { phase, status, .. } => format!("{} {status}", phase.label),
+            Event::TaskStatus { task, status, .. } => format!("{} {status}", task.task),
+            Event::AttemptStarted { task, attempt } => format!("{} attempt {attempt}", task.task),
+            Event::AttemptFinished {
+                task,
+                attempt,
+                status,
+                ..
+            } => format!("{} attempt {attempt} {status}", task.task),
+            Event::Decision { task, decision, .. } => format!("{} {decision}", task.task),
+            Event::ReleaseDecision { decision, .. } => format!("release {decision}"),
+            Event::RetryScheduled { task, .. }
+            | Event::HandleStored { task, .. }
+            | Event::Output { task, .. }
+            | Event::RollbackOutput { task, .. } => task.task.clone(),
+            Event::RollbackJob { task, status, .. } => format!("{} job {status}", task.task),
+            Event::PhaseRestarted { runs, .. } => runs.join(","),
+            Event::VariablesSet { .. } => String::new(),
+        }
+    }
+
+    /// The failpoint hit once this event's store write is committed (`store.task_status`);
+    /// `None` for events the store does not keep.
+    pub fn failpoint(&self) -> Option<&'static str> {
+        Some(match self {
+            Event::ReleaseStatus { .. } => "store.release_status",
+            Event::PhaseStatus { .. } => "store.phase_status",
+            Event::TaskStatus { .. } => "store.task_status",
+            Event::AttemptStarted { .. } => "store.attempt_started",
+            Event::AttemptFinished { .. } => "store.attempt_finished",
+            Event::RetryScheduled { .. } => "store.retry_scheduled",
+            Event::Decision { .. } | Event::ReleaseDecision { .. } => "store.decision",
+            Event::HandleStored { .. } => "store.handle",
+            Event::RollbackJob { .. } => "store.rollback_job",
+            Event::PhaseRestarted { .. } => "store.phase_restarted",
+            Event::VariablesSet { .. } => "store.variables",
+            Event::Output { .. } | Event::RollbackOutput { .. } => return None,
+        })
+    }
+
     /// Rewrites every free-text field with `f` (used to redact secrets before consumers see it).
     pub fn map_text(&mut self, f: &dyn Fn(&str) -> Option<String>) {
         let fix = |s: &mut String| {
@@ -166,7 +217,9 @@ impl Event {
                 error.iter_mut().for_each(|e| fix(&mut e.message))
             }
             Event::Output { line, .. } | Event::RollbackOutput { line, .. } => fix(line),
-            Event::Decision { detail, .. } => detail.iter_mut().for_each(fix),
+            Event::Decision { detail, .. } | Event::ReleaseDecision { detail, .. } => {
+                detail.iter_mut().for_each(fix)
+            }
             Event::VariablesSet { values } => values.values_mut().for_each(fix),
             Event::PhaseStatus { variables, .. } => variables
                 .iter_mut()

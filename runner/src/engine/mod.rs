@@ -6,6 +6,7 @@ pub mod approval;
 mod attach;
 mod backends;
 mod commands;
+pub mod control;
 mod deploy;
 mod drive;
 pub mod event;
@@ -19,6 +20,7 @@ mod restart;
 mod rollback;
 mod rollback_order;
 mod script_policy;
+mod stop;
 mod task;
 
 use std::cell::RefCell;
@@ -84,6 +86,17 @@ pub enum EngineError {
     Mismatch { what: &'static str, name: String },
 }
 
+impl EngineError {
+    /// Whether another runner took the release over (nothing more may be written).
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Store(StoreError::LeaseLost { .. })
+                | EngineError::Report(ReportError::Store(StoreError::LeaseLost { .. }))
+        )
+    }
+}
+
 /// A release being driven by this process (it holds the lease).
 pub struct Engine {
     pipeline: Pipeline,
@@ -98,6 +111,11 @@ pub struct Engine {
     /// Raised when a person aborts the release from another shell or the runner gets
     /// SIGINT/SIGTERM; each attempt gets a clone with its own deadline (`timeout:`).
     interrupt: relflow_plugin::Interrupt,
+    /// Requests from other shells, signals and the lease's fate (shares `interrupt`).
+    control: std::sync::Arc<control::LiveControl>,
+    /// Why the release ends, set by the decision that ends it (rollback_release, cancel) and
+    /// written last, once its phases and tasks are closed.
+    ending_reason: RefCell<Option<String>>,
 }
 
 /// Looks up `${env.NAME}`: the process environment in production.
@@ -122,6 +140,11 @@ impl Engine {
         f: impl FnOnce(&crate::store::Store) -> Result<T, StoreError>,
     ) -> Result<T, EngineError> {
         Ok(f(&self.reporter.borrow().store)?)
+    }
+
+    /// What the runner's signal handler and lease keeper raise.
+    pub fn control(&self) -> std::sync::Arc<control::LiveControl> {
+        self.control.clone()
     }
 
     /// Clears the live view (spinners) once the drive is over.

@@ -10,7 +10,7 @@ use crate::engine::task::TaskEnd;
 use crate::engine::{Engine, EngineError, Outcome};
 use crate::pipeline::{Phase, Task};
 use crate::policy::{self, Then};
-use crate::store::{ReleaseStatus, TaskStatus};
+use crate::store::TaskStatus;
 
 impl Engine {
     /// Applies the policy's decided `then` (or `pause` for an attempt a person ordered).
@@ -201,10 +201,8 @@ impl Engine {
                 summary.failed_steps.join("; ")
             )
         };
-        self.emit(Event::ReleaseStatus {
-            status: ReleaseStatus::RolledBack,
-            reason: Some(reason),
-        })?;
+        // Written last, by the drive, once the phases and tasks are closed.
+        *self.ending_reason.borrow_mut() = Some(reason);
         Ok(TaskEnd::ReleaseEnded(Outcome::RolledBack))
     }
 
@@ -242,10 +240,10 @@ impl Engine {
             "WARNING: cancelled without rollback: the target may be in an unknown state",
         )?;
         self.set_status(task_ref, TaskStatus::Cancelled, Some(error))?;
-        self.emit(Event::ReleaseStatus {
-            status: ReleaseStatus::Aborted,
-            reason: Some(format!("task {} failed and was cancelled without rollback; the target may be in an unknown state", task.name)),
-        })?;
+        *self.ending_reason.borrow_mut() = Some(format!(
+            "task {} failed and was cancelled without rollback; the target may be in an unknown state",
+            task.name
+        ));
         Ok(TaskEnd::ReleaseEnded(Outcome::Aborted))
     }
 }

@@ -29,6 +29,8 @@ pub struct Reporter {
     events: EventsFile,
     logs: ScriptLogs,
     pub terminal: Terminal,
+    /// Set when another runner took the release over: nothing more is written.
+    pub lease_lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Reporter {
@@ -53,6 +55,7 @@ impl Reporter {
             redactor,
             events,
             terminal,
+            lease_lost: std::sync::Arc::default(),
         })
     }
 
@@ -67,8 +70,18 @@ impl Reporter {
             event.map_text(&|text| redactor.redact_changed(text));
         }
         let at = now_ms();
-        apply_to_store(&mut self.store, &self.release, &event)?;
-        crate::failpoint::hit("store.write");
+        if self.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::LeaseLost {
+                release: self.release.clone(),
+            }
+            .into());
+        }
+        if let Some(point) = event.failpoint() {
+            let release = &self.release;
+            self.store
+                .guarded_write(|store| apply_to_store(store, release, &event))?;
+            crate::failpoint::hit_with(point, || event.trace_detail());
+        }
         self.events
             .write(&self.release, at, &event)
             .map_err(|source| ReportError::Io {
@@ -85,7 +98,7 @@ impl Reporter {
 }
 
 /// The store as a consumer: each event becomes the write that makes it durable.
-fn apply_to_store(store: &mut Store, release: &str, event: &Event) -> Result<(), StoreError> {
+fn apply_to_store(store: &Store, release: &str, event: &Event) -> Result<(), StoreError> {
     let error_of = |e: &Option<crate::engine::event::FailureInfo>| {
         e.as_ref()
             .map(|e| (e.class.as_str().to_string(), e.message.clone()))
@@ -156,6 +169,11 @@ fn apply_to_store(store: &mut Store, release: &str, event: &Event) -> Result<(),
         Event::RollbackJob {
             job, status, error, ..
         } => store.set_rollback_job_status(*job, *status, error.as_deref()),
+        Event::ReleaseDecision {
+            decision,
+            rule,
+            detail,
+        } => store.record_decision(release, None, decision, rule, detail.as_deref()),
         Event::Output { .. } | Event::RollbackOutput { .. } => Ok(()),
     }
 }

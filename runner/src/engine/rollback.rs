@@ -310,6 +310,7 @@ impl Engine {
         by: &str,
     ) -> Result<(i64, RollbackJobStatus), EngineError> {
         let job = self.with_store(|s| s.create_rollback_job(&self.release, run.id, components))?;
+        crate::failpoint::hit("store.rollback_job");
         let job_event = |status, error: Option<String>| Event::RollbackJob {
             task: task_ref.clone(),
             job,

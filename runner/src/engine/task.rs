@@ -4,6 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use crate::engine::control::Stop;
 use crate::engine::event::{Event, FailureInfo, PhaseRef, TaskRef};
 use crate::engine::kinds::AttemptResult;
 use crate::engine::{Engine, EngineError};
@@ -26,6 +27,8 @@ pub enum TaskEnd {
     /// The release itself ended (rolled back, or aborted by a cancel); its status is recorded.
     ReleaseEnded(crate::engine::Outcome),
     WaitingApproval,
+    /// Ended early by a stop (abort, pause, signal, lost lease); the drive acts on the stop.
+    Stopped,
 }
 
 /// A number in `[0, 1)` for retry jitter; kept outside the pure decision function.
@@ -99,7 +102,9 @@ impl Engine {
         {
             // Resumed during a retry wait: keep the schedule, wait what is left.
             let left = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
-            tokio::time::sleep(left).await;
+            if self.control.sleep(left).await {
+                return self.stopped_while_waiting(&task_ref);
+            }
         }
         let mut attempt = u32::try_from(record.attempts).unwrap_or(0);
         loop {
@@ -120,6 +125,14 @@ impl Engine {
                     })?;
                     self.set_status(&task_ref, TaskStatus::Completed, None)?;
                     return Ok(TaskEnd::Settled);
+                }
+                AttemptResult::Failed { failure, exit_code }
+                    if self
+                        .control
+                        .pending()
+                        .is_some_and(|s| !matches!(s, Stop::Pause { .. })) =>
+                {
+                    return self.stopped_attempt(&task_ref, attempt, &failure, exit_code);
                 }
                 AttemptResult::Failed { failure, exit_code } => {
                     let info = FailureInfo {
@@ -154,7 +167,11 @@ impl Engine {
                 self.decide_after(phase, &task_ref, task, &failure)?
             };
             match decided {
-                (Decision::Retry { delay, .. }, _) => tokio::time::sleep(delay).await,
+                (Decision::Retry { delay, .. }, _) => {
+                    if self.control.sleep(delay).await {
+                        return self.stopped_while_waiting(&task_ref);
+                    }
+                }
                 (Decision::Then(then), _) => {
                     return self
                         .apply_then(phase, &task_ref, task, &failure, then)
@@ -287,6 +304,60 @@ impl Engine {
         )?;
         self.set_status(task_ref, TaskStatus::WaitingApproval, None)?;
         Ok(TaskEnd::WaitingApproval)
+    }
+}
+
+impl Engine {
+    /// An attempt a stop ended: `cancelled` on abort (the task too); `interrupted` on a signal,
+    /// the task back to `planned` so `resume` starts (or re-attaches) a new attempt. With the
+    /// lease lost nothing is written.
+    fn stopped_attempt(
+        &self,
+        task_ref: &TaskRef,
+        attempt: u32,
+        failure: &policy::Failure,
+        exit_code: Option<i32>,
+    ) -> Result<TaskEnd, EngineError> {
+        let (attempt_status, task_status) = match self.control.pending() {
+            Some(Stop::LeaseLost) | None => return Ok(TaskEnd::Stopped),
+            Some(Stop::Abort { .. }) => (AttemptStatus::Cancelled, TaskStatus::Cancelled),
+            Some(Stop::Signal(_) | Stop::Pause { .. }) => {
+                (AttemptStatus::Interrupted, TaskStatus::Planned)
+            }
+        };
+        let info = FailureInfo {
+            class: failure.class,
+            message: failure.message.clone(),
+        };
+        self.output(
+            task_ref,
+            format!("Attempt {attempt} was stopped: {}", info.message),
+        )?;
+        self.emit(Event::AttemptFinished {
+            task: task_ref.clone(),
+            attempt,
+            status: attempt_status,
+            error: Some(info.clone()),
+            exit_code,
+        })?;
+        self.set_status(task_ref, task_status, Some(info))?;
+        Ok(TaskEnd::Stopped)
+    }
+
+    /// A stop came during a retry wait: an abort cancels the task; otherwise it keeps
+    /// `waiting_retry` and its stored time, so `resume` continues the same schedule.
+    fn stopped_while_waiting(&self, task_ref: &TaskRef) -> Result<TaskEnd, EngineError> {
+        if let Some(Stop::Abort { actor, .. }) = self.control.pending() {
+            self.set_status(
+                task_ref,
+                TaskStatus::Cancelled,
+                Some(FailureInfo {
+                    class: relflow_plugin::ErrorClass::Interrupted,
+                    message: format!("the release was aborted by {actor} during a retry wait"),
+                }),
+            )?;
+        }
+        Ok(TaskEnd::Stopped)
     }
 }
 

@@ -42,7 +42,7 @@ pub struct TaskView {
 impl ReleaseView {
     pub fn load(store: &Store, release: &str) -> Result<ReleaseView, StoreError> {
         let record = store.release(release)?;
-        let runner_pid = store.lease_holder(release)?.map(|(pid, _)| pid);
+        let runner_pid = store.lease_holder(release)?.map(|holder| holder.pid);
         let tasks = store.task_runs(release)?;
         let attempts = store.attempts(release)?;
         let decisions = store.decisions(release)?;

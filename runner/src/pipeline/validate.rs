@@ -348,7 +348,8 @@ impl<'a> Checker<'a> {
             None => None,
         };
         Some(FlowRollback {
-            undo_completed: rollback.undo_completed.as_ref().is_some_and(|b| b.value),
+            // `rollback: {}` undoes every completed deployment (DESIGN: default true).
+            undo_completed: rollback.undo_completed.as_ref().is_none_or(|b| b.value),
             run,
             script,
         })

@@ -1,5 +1,6 @@
 //! Durable release state: a SQLite store (`relflow.db`) in the state directory.
 
+mod control;
 mod lease;
 mod queries;
 mod records;
@@ -15,7 +16,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
-pub use lease::{Lease, LeaseError};
+pub use control::{ControlAction, ControlRequest};
+pub use lease::{
+    LEASE_TTL_MS, Lease, LeaseError, LeaseHolder, LeaseNews, host_name, is_process_alive,
+    process_start,
+};
 pub use records::*;
 pub use schema::SCHEMA_VERSION;
 pub use status::{AttemptStatus, PhaseStatus, ReleaseStatus, RollbackJobStatus, TaskStatus};
@@ -38,12 +43,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("no release `{0}` in the state store")]
     UnknownRelease(String),
+    #[error(
+        "another runner took release {release} over; this one stops without writing anything more"
+    )]
+    LeaseLost { release: String },
 }
 
 /// An open state store.
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
+    /// (release, epoch) of the lease this store's writes must still hold.
+    guard: Option<(String, i64)>,
 }
 
 /// Milliseconds since the Unix epoch: how the store keeps time.
@@ -83,10 +94,13 @@ impl Store {
             })?;
         let mut conn = open_connection(&db)?;
         schema::migrate(&mut conn)?;
-        Ok(Store {
+        let store = Store {
             conn,
             dir: dir.to_path_buf(),
-        })
+            guard: None,
+        };
+        store.repair_abandoned_rollback_jobs()?;
+        Ok(store)
     }
 
     /// An empty store that lives in memory: what reading commands see before any release.
@@ -96,6 +110,7 @@ impl Store {
         Ok(Store {
             conn,
             dir: PathBuf::from(".relflow"),
+            guard: None,
         })
     }
 

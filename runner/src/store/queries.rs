@@ -208,9 +208,20 @@ impl Store {
         phases: &[(PlannedPhase, i64)],
         from_task: Option<&str>,
     ) -> Result<Vec<i64>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        self.guarded_write(|store| {
+            store.atomically(|tx| append_runs(tx, release, current, phases, from_task))
+        })
+    }
+}
+
+fn append_runs(
+    tx: &rusqlite::Connection,
+    release: &str,
+    current: i64,
+    phases: &[(PlannedPhase, i64)],
+    from_task: Option<&str>,
+) -> Result<Vec<i64>, StoreError> {
+    {
         let position: i64 = tx.query_row(
             "SELECT position FROM phase_runs WHERE id = ?1",
             [current],
@@ -241,7 +252,7 @@ impl Store {
         let mut ids = Vec::new();
         for (offset, (planned, run_no)) in phases.iter().enumerate() {
             ids.push(insert_phase_run(
-                &tx,
+                tx,
                 release,
                 position + 1 + offset as i64,
                 &planned.phase,
@@ -256,14 +267,13 @@ impl Store {
                 params![first, task],
             )?;
         }
-        tx.commit()?;
         Ok(ids)
     }
 }
 
 /// Inserts one phase run and its planned task runs.
 pub(super) fn insert_phase_run(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     release: &str,
     position: i64,
     phase: &str,

@@ -42,6 +42,32 @@ impl Store {
         Ok(())
     }
 
+    /// Jobs a killed `relflow rollback` left `queued` or `in_progress` (its release's lease is
+    /// free) end as `exception` with the reason; returns how many. Jobs of a live runner are
+    /// left alone.
+    pub fn repair_abandoned_rollback_jobs(&self) -> Result<usize, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT j.id, j.release_id, t.task FROM rollback_jobs j JOIN task_runs t ON t.id = j.task_run_id
+             WHERE j.status IN ('queued', 'in_progress')",
+        )?;
+        let open: Vec<(i64, String, String)> = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut repaired = 0;
+        for (job, release, task) in open {
+            if self.lease_holder(&release)?.is_some() {
+                continue;
+            }
+            let reason = format!(
+                "the relflow rollback running this job stopped before it ended; the deployment may be partly reverted: run `relflow rollback {release} --task {task}` again to finish it"
+            );
+            self.set_rollback_job_status(job, RollbackJobStatus::Exception, Some(&reason))?;
+            crate::failpoint::hit("store.rollback_job");
+            repaired += 1;
+        }
+        Ok(repaired)
+    }
+
     /// Every rollback job of a release, oldest first.
     pub fn rollback_jobs(&self, release: &str) -> Result<Vec<RollbackJobRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(

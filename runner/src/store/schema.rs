@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// `MIGRATIONS[n]` takes a store from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
@@ -96,6 +96,23 @@ CREATE TABLE rollback_jobs (
     // 3: the variables a phase run started with (fix-forward refuses values that failed).
     r#"
 ALTER TABLE phase_runs ADD COLUMN variables TEXT;
+"#,
+    // 4: lease epochs (a superseded runner writes nothing more), the holder's process start
+    // time (a reused pid is not the holder), and requests a person makes to a live runner.
+    r#"
+ALTER TABLE leases ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE leases ADD COLUMN process_start INTEGER;
+CREATE TABLE control_requests (
+    id           INTEGER PRIMARY KEY,
+    release_id   TEXT NOT NULL REFERENCES releases(id),
+    action       TEXT NOT NULL,
+    rollback     INTEGER NOT NULL DEFAULT 0,
+    actor        TEXT NOT NULL,
+    comment      TEXT,
+    requested_at INTEGER NOT NULL,
+    handled_at   INTEGER
+);
+CREATE INDEX control_requests_open ON control_requests (release_id, handled_at);
 "#,
 ];
 

@@ -101,6 +101,7 @@ status_enum! {
         Succeeded => "succeeded",
         Failed => "failed",
         Interrupted => "interrupted",
+        Cancelled => "cancelled",
     }
 }
 

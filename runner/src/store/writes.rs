@@ -9,6 +9,27 @@ use super::status::{AttemptStatus, PhaseStatus, ReleaseStatus, TaskStatus};
 use super::{Store, StoreError, now_ms};
 
 impl Store {
+    /// Runs `work` atomically, inside or outside an enclosing transaction (a savepoint nests
+    /// where `BEGIN` cannot: writes run inside the lease check's transaction).
+    pub(super) fn atomically<T>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.execute_batch("SAVEPOINT relflow_write")?;
+        match work(&self.conn) {
+            Ok(value) => {
+                self.conn.execute_batch("RELEASE relflow_write")?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self
+                    .conn
+                    .execute_batch("ROLLBACK TO relflow_write; RELEASE relflow_write");
+                Err(e)
+            }
+        }
+    }
+
     pub fn set_release_status(
         &self,
         release: &str,
@@ -96,9 +117,9 @@ impl Store {
     }
 
     /// Records the start of attempt `number` and marks the task running, atomically.
-    pub fn start_attempt(&mut self, task_run: i64, number: i64) -> Result<(), StoreError> {
+    pub fn start_attempt(&self, task_run: i64, number: i64) -> Result<(), StoreError> {
         let now = now_ms();
-        let tx = self.conn.transaction()?;
+        self.atomically(|tx| {
         tx.prepare_cached(
             "INSERT INTO attempts (task_run_id, number, status, started_at) VALUES (?1, ?2, 'running', ?3)",
         )?
@@ -108,8 +129,8 @@ impl Store {
                 started_at = COALESCE(started_at, ?3), ended_at = NULL WHERE id = ?1",
         )?
         .execute(params![task_run, number, now])?;
-        tx.commit()?;
         Ok(())
+        })
     }
 
     pub fn finish_attempt(

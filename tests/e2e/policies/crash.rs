@@ -2,8 +2,8 @@
 
 use super::*;
 
-/// The retry delay leaves a loaded machine (many tests at once) ample time to see the wait
-/// and kill the runner before the next attempt would start.
+/// The runner kills itself right after the retry is scheduled (failpoint
+/// `store.retry_scheduled`): deterministic whatever the machine's load.
 #[test]
 fn policies_sigkill_during_a_retry_wait_then_resume_continues_the_same_schedule() {
     let sb = Sandbox::new();
@@ -17,29 +17,17 @@ phases:
       - name: flaky
         command: { run: [sh, -c, "echo run >> flaky.runs; test -f fixed"] }
         on_failure:
-          retry: { retries: 3, when: [task_failed], delay: 8s, backoff: fixed, jitter: false }
+          retry: { retries: 3, when: [task_failed], delay: 3s, backoff: fixed, jitter: false }
       - { name: after, command: { run: [sh, -c, "echo after >> ran.log"] } }
 "#,
     );
-    let mut runner = sb.spawn(&["run", "p.yaml"]);
-    let mut retry_at = None;
-    let mut last = String::new();
-    let waiting = wait_until(20, || {
-        let out = sb.run(&["status", "kw-1", "--json"]);
-        last = format!("{out:?}");
-        let Ok(doc) = serde_json::from_str::<Value>(&out.stdout) else {
-            return false;
-        };
-        let t = task(&doc, "flaky");
-        if t["status"] == "waiting_retry" {
-            retry_at = t["retry_at"].as_i64();
-            return true;
-        }
-        false
-    });
-    assert!(waiting, "the task never waited for its retry: {last}");
-    runner.kill().expect("SIGKILL the runner");
-    runner.wait().expect("reap the runner");
+    let crashed = sb.run_crashing_at(&["run", "p.yaml"], "store.retry_scheduled", 1);
+    assert_eq!(
+        crashed.code, -1,
+        "the failpoint killed the runner: {crashed:?}"
+    );
+    let doc = status_json(&sb, "kw-1");
+    let retry_at = task(&doc, "flaky")["retry_at"].as_i64();
     let retry_at = retry_at.expect("retry_at stored");
 
     let doc = status_json(&sb, "kw-1");

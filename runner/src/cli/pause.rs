@@ -1,0 +1,24 @@
+//! `relflow pause RELEASE [--comment TEXT]`: start no new task, let running ones finish, leave
+//! the release paused (continue with `relflow resume`).
+
+use std::path::Path;
+
+use crate::cli::error::CliError;
+use crate::cli::live::act_or_ask;
+use crate::store::ControlAction;
+
+pub fn run(
+    state_dir: &Path,
+    release: &str,
+    comment: Option<&str>,
+    json: bool,
+) -> Result<i32, CliError> {
+    act_or_ask(
+        state_dir,
+        release,
+        ControlAction::Pause,
+        comment,
+        json,
+        async |engine| Ok(engine.pause(comment)?),
+    )
+}

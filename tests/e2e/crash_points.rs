@@ -1,0 +1,301 @@
+//! Deterministic crash tests: each scenario runs once with a failpoint trace to list every
+//! durable write it makes, then once per write in a fresh sandbox with the runner killing
+//! itself (SIGKILL) right after that write; `resume` (or the next command) must then end the
+//! release as the uncrashed run did, run nothing completed again, repeat no backend call,
+//! and leave the target as `status` says.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::harness::{Outcome, Sandbox};
+use crate::policies::{status_json, task};
+use crate::tree;
+
+/// One line of a failpoint trace: the point and what it wrote (`store.task_status smoke completed`).
+#[derive(Debug, Clone)]
+struct Hit {
+    point: String,
+    detail: String,
+}
+
+/// Runs `args` in `sb` with a trace; returns its outcome and the durable writes it made.
+fn trace(sb: &Sandbox, args: &[&str]) -> (Outcome, Vec<Hit>) {
+    let file = sb.path().join("failpoints.trace");
+    let out = sb.run_env(
+        args,
+        &[(
+            "RELFLOW_FAILPOINT_TRACE",
+            file.to_str().expect("utf-8 path"),
+        )],
+    );
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let _ = std::fs::remove_file(&file);
+    let hits = text
+        .lines()
+        .map(|line| {
+            let (point, detail) = line.split_once(' ').unwrap_or((line, ""));
+            Hit {
+                point: point.to_string(),
+                detail: detail.to_string(),
+            }
+        })
+        .collect();
+    (out, hits)
+}
+
+/// The index of the first hit whose detail is `detail` (e.g. `build completed`).
+fn index_of(hits: &[Hit], point: &str, detail: &str) -> usize {
+    hits.iter()
+        .position(|h| h.point == point && h.detail == detail)
+        .unwrap_or_else(|| panic!("no `{point} {detail}` in the trace: {hits:#?}"))
+}
+
+/// How many times a command task ran (one line per run in `<name>.runs`).
+fn runs(sb: &Sandbox, name: &str) -> usize {
+    std::fs::read_to_string(sb.path().join(format!("{name}.runs")))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// A command task that ran once or, when the crash fell inside its run (after its attempt
+/// started, before it was recorded completed), at most twice.
+#[track_caller]
+fn assert_ran_once_outside(sb: &Sandbox, hits: &[Hit], name: &str, crash: usize, what: &str) {
+    let started = index_of(hits, "store.attempt_started", &format!("{name} attempt 1"));
+    let done = index_of(hits, "store.task_status", &format!("{name} completed"));
+    let count = runs(sb, name);
+    if (started..done).contains(&crash) {
+        assert!((1..=2).contains(&count), "{what}: {name} ran {count} times");
+    } else {
+        assert_eq!(count, 1, "{what}: {name} ran again (or never)");
+    }
+}
+
+/// Resumes until the release is settled the way a person would: `resume` once.
+fn resume(sb: &Sandbox, release: &str) -> Outcome {
+    sb.run(&["resume", release])
+}
+
+fn write_package(sb: &Sandbox, version: &str) {
+    for (file, text) in [("web/index.html", version), ("api/VERSION", version)] {
+        sb.write(
+            &format!("packages/App/{version}/{file}"),
+            &format!("{text}\n"),
+        );
+    }
+}
+
+fn target_matches(sb: &Sandbox, version: &str) -> bool {
+    let package = tree::snapshot(&sb.path().join(format!("packages/App/{version}")));
+    let target = tree::snapshot(&sb.path().join("target"));
+    let target: Vec<_> = target
+        .into_iter()
+        .filter(|e| !e.path.starts_with(".relflow"))
+        .collect();
+    package == target
+}
+
+const DEPLOY: &str = r#"
+name: cp
+variables: { version: "2.0" }
+backends:
+  prod: { kind: local, target: target, packages: packages, verify: [sh, -c, "echo v >> ../verify.runs"] }
+phases:
+  - name: build
+    tasks:
+      - { name: build, command: { run: [sh, -c, "echo b >> build.runs"] } }
+  - name: deploy
+    tasks:
+      - { name: deploy, deploy: { backend: prod, package: "App/${version}" } }
+      - { name: smoke, command: { run: [sh, -c, "echo s >> smoke.runs"] } }
+"#;
+
+fn deploy_sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.write("p.yaml", DEPLOY);
+    write_package(&sb, "2.0");
+    sb
+}
+
+#[test]
+fn a_crash_at_every_durable_write_of_a_deploy_resumes_to_the_same_end() {
+    let (out, hits) = trace(&deploy_sandbox(), &["run", "p.yaml"]);
+    out.expect_code(0);
+    assert!(hits.len() > 20, "{hits:#?}");
+    for crash in 0..hits.len() {
+        let what = format!("crash at #{crash} {:?}", hits[crash]);
+        let sb = deploy_sandbox();
+        let crashed = sb.run_crashing_at(&["run", "p.yaml"], "*", crash + 1);
+        assert_eq!(
+            crashed.code, -1,
+            "{what}: the failpoint did not fire: {crashed:?}"
+        );
+        let out = resume(&sb, "cp-1");
+        if hits[crash].detail == "release completed" {
+            // Killed after its last write: nothing is left to do.
+            out.expect_code(2);
+        } else {
+            assert_eq!(out.code, 0, "{what}: {out:?}");
+        }
+        let doc = status_json(&sb, "cp-1");
+        assert_eq!(doc["status"], "completed", "{what}");
+        assert!(target_matches(&sb, "2.0"), "{what}: the target is not 2.0");
+        assert_ran_once_outside(&sb, &hits, "build", crash, &what);
+        assert_ran_once_outside(&sb, &hits, "smoke", crash, &what);
+        assert!(
+            runs(&sb, "verify") <= 2,
+            "{what}: verify ran {}",
+            runs(&sb, "verify")
+        );
+        assert_eq!(task(&doc, "deploy")["status"], "completed", "{what}");
+    }
+}
+
+const RETRY: &str = r#"
+name: cr
+phases:
+  - name: build
+    tasks:
+      - name: flaky
+        command: { run: [sh, -c, "echo r >> flaky.runs; test $(wc -l < flaky.runs) -ge 2"] }
+        on_failure: { retry: { retries: 2, when: [task_failed], delay: 200ms, backoff: fixed, jitter: false } }
+      - { name: after, command: { run: [sh, -c, "echo a >> after.runs"] } }
+"#;
+
+#[test]
+fn a_crash_at_every_durable_write_of_a_retry_resumes_to_the_same_end() {
+    let first = Sandbox::new();
+    first.write("p.yaml", RETRY);
+    let (out, hits) = trace(&first, &["run", "p.yaml"]);
+    out.expect_code(0);
+    for crash in 0..hits.len() {
+        let what = format!("crash at #{crash} {:?}", hits[crash]);
+        let sb = Sandbox::new();
+        sb.write("p.yaml", RETRY);
+        let crashed = sb.run_crashing_at(&["run", "p.yaml"], "*", crash + 1);
+        assert_eq!(crashed.code, -1, "{what}: {crashed:?}");
+        let out = resume(&sb, "cr-1");
+        if hits[crash].detail != "release completed" {
+            assert_eq!(out.code, 0, "{what}: {out:?}");
+        }
+        let doc = status_json(&sb, "cr-1");
+        assert_eq!(doc["status"], "completed", "{what}");
+        let flaky = runs(&sb, "flaky");
+        assert!((2..=3).contains(&flaky), "{what}: flaky ran {flaky} times");
+        let retries = task(&doc, "flaky")["decisions"]
+            .as_array()
+            .map_or(0, |d| d.iter().filter(|d| d["decision"] == "retry").count());
+        assert_eq!(retries, 1, "{what}: the policy retried {retries} times");
+        assert_ran_once_outside(&sb, &hits, "after", crash, &what);
+    }
+}
+
+/// Release 1 deploys 1.0; release 2 deploys 2.0, its smoke test fails, and
+/// `then: rollback_release` (undo_completed by default) brings 1.0 back; `later` never runs.
+const ROLLBACK: &str = r#"
+name: rb
+variables: { version: "1.0" }
+backends:
+  prod: { kind: local, target: target, packages: packages }
+rollback: {}
+phases:
+  - name: deploy
+    tasks:
+      - { name: deploy, deploy: { backend: prod, package: "App/${version}" } }
+      - name: smoke
+        command: { run: [sh, -c, "echo s >> smoke.runs; test ${version} = 1.0"] }
+        on_failure:
+          then: rollback_release
+          actions: [{ run: [sh, -c, "echo x >> action.runs"] }]
+  - name: later
+    tasks:
+      - { name: later, command: { run: [sh, -c, "echo l >> later.runs"] } }
+"#;
+
+fn rollback_sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.write("p.yaml", ROLLBACK);
+    write_package(&sb, "1.0");
+    write_package(&sb, "2.0");
+    sb.run(&["run", "p.yaml"]).expect_code(0);
+    let _ = std::fs::remove_file(sb.path().join("later.runs"));
+    let _ = std::fs::remove_file(sb.path().join("smoke.runs"));
+    sb
+}
+
+#[test]
+fn a_crash_at_every_durable_write_of_a_release_rollback_resumes_to_the_same_end() {
+    let (out, hits) = trace(
+        &rollback_sandbox(),
+        &["run", "p.yaml", "--var", "version=2.0"],
+    );
+    out.expect_code(4);
+    let action_start = index_of(&hits, "store.decision", "smoke rollback_release");
+    for crash in 0..hits.len() {
+        let what = format!("crash at #{crash} {:?}", hits[crash]);
+        let sb = rollback_sandbox();
+        let crashed =
+            sb.run_crashing_at(&["run", "p.yaml", "--var", "version=2.0"], "*", crash + 1);
+        assert_eq!(crashed.code, -1, "{what}: {crashed:?}");
+        let out = resume(&sb, "rb-2");
+        if hits[crash].detail != "release rolled_back" {
+            assert_eq!(out.code, 4, "{what}: {out:?}");
+        }
+        let doc = status_json(&sb, "rb-2");
+        assert_eq!(doc["status"], "rolled_back", "{what}");
+        assert!(target_matches(&sb, "1.0"), "{what}: 1.0 is not back");
+        assert_eq!(task(&doc, "later")["status"], "cancelled", "{what}");
+        for phase in doc["phases"].as_array().expect("phases") {
+            assert_ne!(phase["status"], "running", "{what}: {phase:#}");
+        }
+        assert_eq!(runs(&sb, "later"), 0, "{what}");
+        let actions = runs(&sb, "action");
+        if crash < action_start {
+            assert!((1..=2).contains(&actions), "{what}: action ran {actions}");
+        } else {
+            assert!(actions <= 2, "{what}: action ran {actions}");
+        }
+    }
+}
+
+/// `relflow rollback` of a completed deployment, killed after each of its writes: the next
+/// command ends the abandoned job (`exception`, with the reason), and rolling back again
+/// brings 1.0 back.
+#[test]
+fn a_crash_at_every_durable_write_of_a_rollback_job_is_repaired_by_the_next_command() {
+    let prepare = || {
+        let sb = rollback_sandbox();
+        sb.write("p.yaml", &ROLLBACK.replace("test ${version} = 1.0", "true"));
+        sb.run(&["run", "p.yaml", "--var", "version=2.0"])
+            .expect_code(0);
+        sb
+    };
+    let (out, hits) = trace(&prepare(), &["rollback", "rb-2"]);
+    out.expect_code(0);
+    assert!(!hits.is_empty());
+    for crash in 0..hits.len() {
+        let what = format!("crash at #{crash} {:?}", hits[crash]);
+        let sb = prepare();
+        let crashed = sb.run_crashing_at(&["rollback", "rb-2"], "*", crash + 1);
+        assert_eq!(crashed.code, -1, "{what}: {crashed:?}");
+        let doc: Value = status_json(&sb, "rb-2");
+        let jobs = task(&doc, "deploy")["rollback_jobs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for job in &jobs {
+            assert!(
+                job["status"] == "completed" || job["status"] == "exception",
+                "{what}: a job was left {job:#}"
+            );
+        }
+        let again = sb.run(&["rollback", "rb-2"]);
+        assert!(
+            again.code == 0 || (again.code == 2 && again.stderr.contains("rolled_back")),
+            "{what}: {again:?}"
+        );
+        assert!(target_matches(&sb, "1.0"), "{what}: 1.0 is not back");
+        assert!(!Path::new(&sb.path().join("target/.relflow-staging")).exists());
+    }
+}
