@@ -1,12 +1,13 @@
 //! Validation of one `backends:` entry per kind: required fields, and fields of other kinds.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
 use super::{Checker, Pos};
-use crate::pipeline::model::Backend;
-use crate::pipeline::raw::{RawBackend, Scalar};
+use crate::pipeline::model::{Backend, BackendLock};
+use crate::pipeline::raw::{RawBackend, Scalar, Text};
 use crate::pipeline::template::Template;
 
 pub(super) const BACKEND_KINDS: [&str; 3] = ["local", "xl-deploy", "exec"];
@@ -14,24 +15,35 @@ pub(super) const BACKEND_KINDS: [&str; 3] = ["local", "xl-deploy", "exec"];
 /// The fields each kind takes besides `kind`.
 fn fields_of(kind: &str) -> &'static [&'static str] {
     match kind {
-        "local" => &["target", "packages", "verify"],
+        "local" => &["target", "packages", "verify", "lock_timeout"],
         "xl-deploy" => &[
             "url",
             "username",
             "password",
             "polling_interval",
             "insecure",
+            "lock_timeout",
         ],
-        _ => &["deploy", "rollback", "current", "status"],
+        _ => &[
+            "deploy",
+            "rollback",
+            "current",
+            "status",
+            "lock",
+            "lock_timeout",
+        ],
     }
 }
+
+/// The longest `lock_timeout`; `0s` means: fail at once when the target is held.
+pub(super) const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 
 const DEFAULT_POLLING: Duration = Duration::from_secs(10);
 
 impl RawBackend {
     /// Every field present (besides `kind`) and where its value stands.
     fn present_fields(&self) -> Vec<(&'static str, Pos)> {
-        let spans: [(&'static str, Option<Pos>); 12] = [
+        let spans: [(&'static str, Option<Pos>); 14] = [
             ("target", self.target.as_ref().map(|v| v.referenced.into())),
             (
                 "packages",
@@ -65,6 +77,11 @@ impl RawBackend {
                 self.current.as_ref().map(|v| v.referenced.into()),
             ),
             ("status", self.status.as_ref().map(|v| v.referenced.into())),
+            ("lock", self.lock.as_ref().map(|v| v.referenced.into())),
+            (
+                "lock_timeout",
+                self.lock_timeout.as_ref().map(|v| v.referenced.into()),
+            ),
         ];
         spans
             .into_iter()
@@ -174,6 +191,46 @@ impl Checker<'_> {
             polling_interval: polling_interval?,
             insecure_skip_tls_verify: b.insecure.as_ref().is_some_and(|i| i.value),
         })
+    }
+
+    /// The lock settings of every backend (`lock`, `lock_timeout`), by name. Fields a kind
+    /// does not take are reported by [`Checker::stray_backend_fields`].
+    pub(super) fn backend_locks(
+        &mut self,
+        entries: Option<&[(Spanned<Text>, Spanned<RawBackend>)]>,
+    ) -> Option<BTreeMap<String, BackendLock>> {
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (key, raw) in entries.unwrap_or_default() {
+            let path = format!("backends.{}", key.value.0);
+            let b = &raw.value;
+            let timeout = match &b.lock_timeout {
+                Some(t) => self
+                    .duration(
+                        t,
+                        &format!("{path}.lock_timeout"),
+                        Duration::ZERO,
+                        MAX_LOCK_TIMEOUT,
+                    )
+                    .map(Some),
+                None => Some(None),
+            };
+            let lock_key = match &b.lock {
+                Some(k) => self.with_deploy_variables(|c| c.template(k)).map(Some),
+                None => Some(None),
+            };
+            match (timeout, lock_key) {
+                (Some(timeout), Some(key_template)) => {
+                    let lock = BackendLock {
+                        key: key_template,
+                        timeout,
+                    };
+                    out.insert(key.value.0.clone(), lock);
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     pub(super) fn exec_backend(
