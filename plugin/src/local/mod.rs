@@ -163,7 +163,11 @@ pub fn may_have_changed_target(handle: &crate::backend::LocalHandle) -> bool {
     };
     !matches!(
         state::load_journal(&layout),
-        Ok(None | Some(state::Journal { phase: state::Phase::Planned | state::Phase::Snapshotting, .. }))
+        Ok(None
+            | Some(state::Journal {
+                phase: state::Phase::Planned | state::Phase::Snapshotting,
+                ..
+            }))
     )
 }
 

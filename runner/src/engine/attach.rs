@@ -117,6 +117,7 @@ pub fn attach(
         unfinished: RefCell::default(),
         env: Box::new(env),
         interrupt: relflow_plugin::Interrupt::none(),
+        target_locks: RefCell::default(),
     };
     Ok((engine, lease))
 }

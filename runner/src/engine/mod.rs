@@ -19,6 +19,7 @@ mod restart;
 mod rollback;
 mod rollback_order;
 mod script_policy;
+mod target_lock;
 mod task;
 
 use std::cell::RefCell;
@@ -98,6 +99,8 @@ pub struct Engine {
     /// Raised when a person aborts the release from another shell or the runner gets
     /// SIGINT/SIGTERM; each attempt gets a clone with its own deadline (`timeout:`).
     interrupt: relflow_plugin::Interrupt,
+    /// The target locks this runner took, by task run (see `target_lock`).
+    target_locks: RefCell<std::collections::HashMap<i64, crate::locks::LockKey>>,
 }
 
 /// Looks up `${env.NAME}`: the process environment in production.
@@ -113,7 +116,16 @@ impl Engine {
     }
 
     fn emit(&self, event: Event) -> Result<(), EngineError> {
-        Ok(self.reporter.borrow_mut().emit(event)?)
+        let status = match &event {
+            Event::TaskStatus { task, status, .. } => Some((task.clone(), *status)),
+            _ => None,
+        };
+        self.reporter.borrow_mut().emit(event)?;
+        match status {
+            // Once the status is durable, a task run that ended frees its target's lock.
+            Some((task, status)) => self.after_task_status(&task, status),
+            None => Ok(()),
+        }
     }
 
     /// Runs `f` with the store (reads between events).

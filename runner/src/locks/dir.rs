@@ -148,7 +148,9 @@ pub(super) fn check_shared_folder(path: &Path, create: bool) -> Result<bool, Loc
         Err(e) => return Err(io("inspect", path)(e)),
     };
     if meta.file_type().is_symlink() {
-        return Err(refuse("it is a symlink; relflow does not follow one here".into()));
+        return Err(refuse(
+            "it is a symlink; relflow does not follow one here".into(),
+        ));
     }
     if !meta.is_dir() {
         return Err(refuse("it is not a folder".into()));

@@ -53,7 +53,10 @@ pub fn is_running(pid: u32, start: Option<u64>) -> bool {
     }
     let is_zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false);
     !is_zombie && start.is_none_or(|start| process_start(pid) == Some(start))
 }
@@ -86,9 +89,8 @@ impl HolderState {
             return true;
         }
         self.runs.as_ref().is_some_and(|runs| {
-            runs.iter().all(|(_, status)| {
-                status.is_some_and(|s| frees_lock(s) || s == TaskStatus::Failed)
-            })
+            runs.iter()
+                .all(|(_, status)| status.is_some_and(|s| frees_lock(s) || s == TaskStatus::Failed))
         })
     }
 
@@ -239,9 +241,18 @@ mod tests {
     fn a_holder_is_live_while_its_runner_runs_and_its_task_goes_on() {
         use TaskStatus::*;
         assert!(state(Some(true), Some(true), &[Running]).is_live());
-        assert!(state(Some(false), Some(true), &[WaitingRetry]).is_live(), "resumed elsewhere");
-        assert!(!state(Some(false), Some(false), &[Running]).is_live(), "killed runner");
-        assert!(!state(Some(true), Some(true), &[Failed]).is_live(), "halted");
+        assert!(
+            state(Some(false), Some(true), &[WaitingRetry]).is_live(),
+            "resumed elsewhere"
+        );
+        assert!(
+            !state(Some(false), Some(false), &[Running]).is_live(),
+            "killed runner"
+        );
+        assert!(
+            !state(Some(true), Some(true), &[Failed]).is_live(),
+            "halted"
+        );
         assert!(state(None, None, &[Running]).is_live(), "another host");
         assert!(state(Some(false), Some(false), &[Completed]).has_ended_without_freeing());
         assert!(!state(Some(false), Some(false), &[Failed]).has_ended_without_freeing());

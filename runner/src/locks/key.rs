@@ -19,7 +19,7 @@ pub fn lock_dir() -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockKey {
     /// What `relflow locks` shows and `relflow unlock` takes: the canonical path of a local
-    /// target folder, `exec:<key>`, or `xl-deploy:<environment>:<application>`.
+    /// target folder, `exec:<key>`, or `xl-deploy:<environment>:<application>@<server>`.
     pub target: String,
     /// The lock record (present while the lock is held).
     pub file: PathBuf,
@@ -95,7 +95,7 @@ impl LockKey {
         })
     }
 
-    /// A lock by name (`exec:<key>`, `xl-deploy:<environment>:<application>`), its record in
+    /// A lock by name (`exec:<key>`, `xl-deploy:<environment>:<application>@<server>`), its record in
     /// the host-wide lock folder.
     pub fn named(target: String, lock_dir: &Path) -> LockKey {
         LockKey {
@@ -115,9 +115,14 @@ impl LockKey {
         LockKey::named(format!("exec:{key}"), dir)
     }
 
-    /// The lock of an XL Deploy deployment: environment and application.
-    pub fn for_xl_deploy(environment: &str, application: &str, dir: &Path) -> LockKey {
-        LockKey::named(format!("xl-deploy:{environment}:{application}"), dir)
+    /// The lock of an XL Deploy deployment: environment and application on that server (two
+    /// servers may name their environments alike).
+    pub fn for_xl_deploy(url: &str, environment: &str, application: &str, dir: &Path) -> LockKey {
+        let server = url.trim_end_matches('/');
+        LockKey::named(
+            format!("xl-deploy:{environment}:{application}@{server}"),
+            dir,
+        )
     }
 
     /// The folder holding the record.
@@ -150,16 +155,33 @@ mod tests {
     #[test]
     fn named_locks_get_stable_safe_file_names() {
         let dir = Path::new("/locks");
-        let a = LockKey::for_xl_deploy("Environments/Prod", "Applications/Web", dir);
-        assert_eq!(a.target, "xl-deploy:Environments/Prod:Applications/Web");
+        let a = LockKey::for_xl_deploy(
+            "http://xld:4516/",
+            "Environments/Prod",
+            "Applications/Web",
+            dir,
+        );
+        assert_eq!(
+            a.target,
+            "xl-deploy:Environments/Prod:Applications/Web@http://xld:4516"
+        );
         let name = a.file.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with("xl-deploy_Environments_Prod_Applications_Web-"), "{name}");
+        assert!(
+            name.starts_with("xl-deploy_Environments_Prod_Applications_Web-"),
+            "{name}"
+        );
         assert_eq!(a.folder(), dir);
         let b = LockKey::for_exec(None, "cluster", "petportal", dir);
         assert_eq!(b.target, "exec:cluster:petportal");
         let c = LockKey::for_exec(Some("../../etc/passwd"), "cluster", "p", dir);
         assert_eq!(c.folder(), dir);
-        assert!(!c.file.file_name().unwrap().to_string_lossy().starts_with('.'));
+        assert!(
+            !c.file
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with('.')
+        );
         assert_ne!(
             LockKey::named("exec:a/b".into(), dir).file,
             LockKey::named("exec:a_b".into(), dir).file

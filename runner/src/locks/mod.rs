@@ -8,7 +8,7 @@
 //! - `local` targets: the record lives beside the target folder, as
 //!   `<parent>/.<name>.relflow-lock` of its canonical path, so every state directory and user
 //!   that deploys there sees it. A pointer in the lock folder lets `relflow locks` list it.
-//! - keys that are not paths (`exec:<key>`, `xl-deploy:<environment>:<application>`): the
+//! - keys that are not paths (`exec:<key>`, `xl-deploy:<environment>:<application>@<url>`): the
 //!   record lives in the host-wide lock folder, `$RELFLOW_LOCK_DIR` or `/tmp/relflow-locks`.
 //!
 //! Every change is made under a short `flock` of the folder holding the record (records are
@@ -23,10 +23,10 @@ mod record;
 
 use std::path::PathBuf;
 
-pub use holder::{HolderState, assess, frees_lock, process_start};
+pub use holder::{HolderState, assess, frees_lock, is_running, process_start};
 pub use key::{LockKey, lock_dir};
 pub use record::{
-    Claim, HeldBy, Holder, Listed, LockRecord, Taken, free, list, read, release, take,
+    Claim, HeldBy, Holder, Listed, LockRecord, Taken, free, list, log_unlock, read, release, take,
 };
 
 /// A lock could not be read or changed.

@@ -103,11 +103,7 @@ fn write(folder: &FolderLock, key: &LockKey, record: &LockRecord) -> Result<(), 
 /// Takes `key`'s lock for `claim` when it is free, held by the claim's own release
 /// (re-entrant: restart-phase re-deploys, rollbacks), or still exactly `stale` (a record the
 /// caller found abandoned). A later run of the same task replaces the earlier runs' hold.
-pub fn take(
-    key: &LockKey,
-    claim: &Claim,
-    stale: Option<&LockRecord>,
-) -> Result<Taken, LockError> {
+pub fn take(key: &LockKey, claim: &Claim, stale: Option<&LockRecord>) -> Result<Taken, LockError> {
     if key.pointer.is_none() {
         // A named lock: its record lives in the host-wide lock folder.
         check_shared_folder(key.folder(), true)?;
@@ -219,6 +215,30 @@ pub fn free(key: &LockKey, expected: Option<&LockRecord>) -> Result<bool, LockEr
         failpoint::hit("lock.write");
     }
     Ok(unchanged)
+}
+
+/// Appends `line` to `unlock.log` in the lock folder (who freed which lock by hand, when);
+/// returns the log's path.
+pub fn log_unlock(lock_dir: &Path, line: &str) -> Result<PathBuf, LockError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    check_shared_folder(lock_dir, true)?;
+    let log = lock_dir.join("unlock.log");
+    let io = |source| LockError::Io {
+        what: "append to",
+        path: log.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&log)
+        .map_err(io)?;
+    writeln!(file, "{line}").map_err(io)?;
+    file.sync_data().map_err(io)?;
+    Ok(log)
 }
 
 /// Records in the lock folder where `relflow locks` finds a target folder's lock. Best
@@ -339,7 +359,10 @@ mod tests {
         let (_dir, key) = setup();
         let a = claim("/a/.relflow", "petportal-1", "deploy", 3);
         let b = claim("/b/.relflow", "petportal-1", "deploy", 3);
-        assert_eq!(take(&key, &a, None).unwrap(), Taken::Holds { was_held: false });
+        assert_eq!(
+            take(&key, &a, None).unwrap(),
+            Taken::Holds { was_held: false }
+        );
         let Taken::HeldBy(record) = take(&key, &b, None).unwrap() else {
             panic!("the same release id in another state dir is another release")
         };
@@ -347,7 +370,10 @@ mod tests {
         assert!(!release(&key, Path::new("/b/.relflow"), "petportal-1", 3).unwrap());
         assert!(release(&key, Path::new("/a/.relflow"), "petportal-1", 3).unwrap());
         assert_eq!(read(&key).unwrap(), None);
-        assert_eq!(take(&key, &b, None).unwrap(), Taken::Holds { was_held: false });
+        assert_eq!(
+            take(&key, &b, None).unwrap(),
+            Taken::Holds { was_held: false }
+        );
     }
 
     #[test]
@@ -355,17 +381,32 @@ mod tests {
         let (_dir, key) = setup();
         let first = claim("/a", "r-1", "deploy", 3);
         take(&key, &first, None).unwrap();
-        assert_eq!(take(&key, &first, None).unwrap(), Taken::Holds { was_held: true });
+        assert_eq!(
+            take(&key, &first, None).unwrap(),
+            Taken::Holds { was_held: true }
+        );
         // A rollback of another task's deployment re-enters, then leaves.
         let undo = claim("/a", "r-1", "deploy-old", 1);
-        assert_eq!(take(&key, &undo, None).unwrap(), Taken::Holds { was_held: false });
+        assert_eq!(
+            take(&key, &undo, None).unwrap(),
+            Taken::Holds { was_held: false }
+        );
         assert!(release(&key, Path::new("/a"), "r-1", 1).unwrap());
         assert!(read(&key).unwrap().is_some());
         // restart-phase: run 9 of the same task replaces run 3.
         let again = claim("/a", "r-1", "deploy", 9);
-        assert_eq!(take(&key, &again, None).unwrap(), Taken::Holds { was_held: false });
+        assert_eq!(
+            take(&key, &again, None).unwrap(),
+            Taken::Holds { was_held: false }
+        );
         let record = read(&key).unwrap().unwrap();
-        assert_eq!(record.runs, vec![HeldBy { task_run: 9, task: "deploy".into() }]);
+        assert_eq!(
+            record.runs,
+            vec![HeldBy {
+                task_run: 9,
+                task: "deploy".into()
+            }]
+        );
         assert!(!release(&key, Path::new("/a"), "r-1", 3).unwrap());
         assert!(release(&key, Path::new("/a"), "r-1", 9).unwrap());
         assert_eq!(read(&key).unwrap(), None);
@@ -377,8 +418,14 @@ mod tests {
         take(&key, &claim("/a", "r-1", "deploy", 3), None).unwrap();
         let stale = read(&key).unwrap().unwrap();
         let b = claim("/b", "r-7", "deploy", 1);
-        assert_eq!(take(&key, &b, Some(&stale)).unwrap(), Taken::Holds { was_held: false });
-        assert!(!free(&key, Some(&stale)).unwrap(), "the record changed meanwhile");
+        assert_eq!(
+            take(&key, &b, Some(&stale)).unwrap(),
+            Taken::Holds { was_held: false }
+        );
+        assert!(
+            !free(&key, Some(&stale)).unwrap(),
+            "the record changed meanwhile"
+        );
         let now = read(&key).unwrap().unwrap();
         assert_eq!(now.holder.release, "r-7");
         assert!(free(&key, Some(&now)).unwrap());
