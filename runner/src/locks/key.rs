@@ -167,7 +167,7 @@ mod tests {
         );
         let name = a.file.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
-            name.starts_with("xl-deploy_Environments_Prod_Applications_Web-"),
+            name.starts_with("xl-deploy_Environments_Prod_Applications_Web_http___xld_4516-"),
             "{name}"
         );
         assert_eq!(a.folder(), dir);

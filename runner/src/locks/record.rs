@@ -108,6 +108,8 @@ pub fn take(key: &LockKey, claim: &Claim, stale: Option<&LockRecord>) -> Result<
         // A named lock: its record lives in the host-wide lock folder.
         check_shared_folder(key.folder(), true)?;
     }
+    // The pointer first: a runner killed right after writing the record leaves a listed lock.
+    add_pointer(key);
     let folder = FolderLock::lock(key.folder())?;
     let current = read(key)?;
     let record = match current {
@@ -125,8 +127,6 @@ pub fn take(key: &LockKey, claim: &Claim, stale: Option<&LockRecord>) -> Result<
                 }],
             };
             write(&folder, key, &record)?;
-            drop(folder);
-            add_pointer(key);
             return Ok(Taken::Holds { was_held: false });
         }
     };
