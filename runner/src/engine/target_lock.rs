@@ -263,7 +263,7 @@ impl Engine {
                     }
                     return Ok(Ok(was_held));
                 }
-                Ok(Taken::HeldBy(record)) => record,
+                Ok(Taken::HeldBy(record)) => *record,
                 Err(e) => return Ok(Err(lock_failure(target, e))),
             };
             let is_new_holder = told.as_ref().is_none_or(|t| {

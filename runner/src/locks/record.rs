@@ -73,7 +73,7 @@ pub enum Taken {
     /// The claim holds the lock now; `was_held` when its task run already held it.
     Holds { was_held: bool },
     /// Another release holds it.
-    HeldBy(LockRecord),
+    HeldBy(Box<LockRecord>),
 }
 
 fn parse(path: &Path, text: &str) -> Result<LockRecord, LockError> {
@@ -114,7 +114,7 @@ pub fn take(key: &LockKey, claim: &Claim, stale: Option<&LockRecord>) -> Result<
     let current = read(key)?;
     let record = match current {
         Some(record) if claim.is_same_release(&record.holder) => record,
-        Some(record) if Some(&record) != stale => return Ok(Taken::HeldBy(record)),
+        Some(record) if Some(&record) != stale => return Ok(Taken::HeldBy(Box::new(record))),
         _ => {
             let now = crate::store::now_ms();
             let record = LockRecord {

@@ -260,3 +260,65 @@ impl Checker<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::pipeline::load_str;
+
+    fn load(backends: &str, task_extra: &str) -> Result<crate::pipeline::Pipeline, Vec<String>> {
+        let source = format!(
+            "name: p\nbackends:\n{backends}phases:\n  - name: a\n    tasks:\n      - name: t\n        \
+             deploy: {{ backend: b, package: App/1 }}\n{task_extra}"
+        );
+        load_str(Path::new("/tmp/relflow-test/p.yaml"), &source)
+            .map_err(|e| e.diagnostics().iter().map(|d| d.message.clone()).collect())
+    }
+
+    #[test]
+    fn lock_settings_stand_on_backends_and_deploy_tasks() {
+        let p = load(
+            "  b: { kind: exec, deploy: [x], lock: \"k8s/${application}\", lock_timeout: 5m }\n",
+            "        lock_timeout: 0s\n",
+        )
+        .unwrap();
+        let lock = &p.backend_locks["b"];
+        assert_eq!(
+            lock.key.as_ref().map(|k| k.source()),
+            Some("k8s/${application}")
+        );
+        assert_eq!(lock.timeout, Some(Duration::from_secs(300)));
+        let (_, task) = p.tasks().next().unwrap();
+        assert_eq!(task.lock_timeout, Some(Duration::ZERO));
+        let p = load("  b: { kind: local, target: t }\n", "").unwrap();
+        assert!(p.backend_locks["b"].key.is_none() && p.backend_locks["b"].timeout.is_none());
+    }
+
+    #[test]
+    fn lock_settings_are_refused_where_they_mean_nothing() {
+        let errors = load("  b: { kind: local, target: t, lock: x }\n", "").unwrap_err();
+        assert!(
+            errors[0].contains("`lock` is not a field of a `local` backend"),
+            "{errors:?}"
+        );
+        let errors = load("  b: { kind: local, target: t, lock_timeout: 8d }\n", "").unwrap_err();
+        assert!(
+            errors[0].starts_with("backends.b.lock_timeout"),
+            "{errors:?}"
+        );
+        let source = "name: p\nphases:\n  - name: a\n    tasks:\n      - name: t\n        wait: 1s\n        \
+                      lock_timeout: 1s\n";
+        let errors: Vec<String> = load_str(Path::new("/tmp/relflow-test/p.yaml"), source)
+            .map(|_| Vec::new())
+            .unwrap_or_else(|e| e.diagnostics().iter().map(|d| d.message.clone()).collect());
+        assert_eq!(
+            errors,
+            [
+                "phases[0].tasks[0].lock_timeout: `lock_timeout` is for deploy and undeploy tasks, \
+              which lock their target"
+            ]
+        );
+    }
+}
