@@ -17,6 +17,7 @@ use crate::engine::{Engine, EngineError};
 use crate::locks::{self, Claim, LockKey, LockRecord, Taken};
 use crate::pipeline::duration::format_duration;
 use crate::pipeline::paths::resolve;
+use crate::pipeline::template::Template;
 use crate::pipeline::{Backend, DeploySpec, Phase, Task, TaskKind};
 use crate::store::TaskStatus;
 
@@ -80,68 +81,86 @@ impl Engine {
         let Some(spec) = Self::deploy_spec(task) else {
             return Ok(None);
         };
-        let rendered;
         let application = match handle {
-            Some(handle) => handle.application(),
+            Some(handle) => handle.application().to_string(),
             None => {
-                let Ok(package) = self.render(phase, task, &spec.package) else {
-                    return Ok(None);
-                };
-                rendered = package.value;
-                match split_package(&rendered) {
-                    Some((application, _)) => application,
+                let package = self.render(phase, task, &spec.package).map(|r| r.value);
+                match package.as_deref().ok().and_then(split_package) {
+                    Some((application, _)) => application.to_string(),
                     None => return Ok(None),
                 }
             }
         };
-        let extra = [("application", application)];
-        let render = |t: &crate::pipeline::template::Template| {
-            self.render_with(phase, task, t, &extra).map(|r| r.value)
+        let Some(key) = self.lock_key(phase, task, spec, &application, handle)? else {
+            return Ok(None);
         };
-        let dir = locks::lock_dir();
+        // A key rendered from secrets (`${env.*}`) is shown, recorded and named masked.
+        let shown = self
+            .reporter
+            .borrow()
+            .redactor
+            .redact(&key.target)
+            .into_owned();
         let settings = self.pipeline.backend_locks.get(&spec.backend);
-        let key = match (self.pipeline.backends.get(&spec.backend), handle) {
-            (Some(Backend::Local { .. }), Some(Handle::Local(h))) => {
-                LockKey::for_folder(&h.target, &dir)
-                    .map_err(|e| lock_failure(&h.target.display().to_string(), e))?
-            }
-            (Some(Backend::Local { target, .. }), _) => {
-                let Ok(target) = render(target) else {
-                    return Ok(None);
-                };
-                let path = resolve(&self.pipeline.base_dir, &target);
-                LockKey::for_folder(&path, &dir).map_err(|e| lock_failure(&target, e))?
-            }
-            (Some(Backend::Exec { .. }), _) => {
-                let key = settings
-                    .and_then(|s| s.key.as_ref())
-                    .map(render)
-                    .transpose();
-                let Ok(key) = key else {
-                    return Ok(None);
-                };
-                LockKey::for_exec(key.as_deref(), &spec.backend, application, &dir)
-            }
-            (Some(Backend::XlDeploy { url, .. }), handle) => {
-                let environment = match handle {
-                    Some(Handle::XlDeploy(h)) => Ok(h.environment.clone()),
-                    _ => match spec.environment.as_ref().map(render) {
-                        Some(Ok(environment)) => Ok(environment),
-                        _ => Err(()),
-                    },
-                };
-                let (Ok(url), Ok(environment)) = (render(url), environment) else {
-                    return Ok(None);
-                };
-                LockKey::for_xl_deploy(&url, &environment, application, &dir)
-            }
-            (None, _) => return Ok(None),
-        };
         let timeout = task
             .lock_timeout
             .or(settings.and_then(|s| s.timeout))
             .unwrap_or(DEFAULT_LOCK_TIMEOUT);
-        Ok(Some(TargetLock { key, timeout }))
+        Ok(Some(TargetLock {
+            key: key.shown_as(shown),
+            timeout,
+        }))
+    }
+
+    /// The key of a deployment of `application` by `task`: the local target folder, the exec
+    /// backend's `lock:` (or its name and the application), or XL Deploy's environment and
+    /// application on its server.
+    fn lock_key(
+        &self,
+        phase: &Phase,
+        task: &Task,
+        spec: &DeploySpec,
+        application: &str,
+        handle: Option<&Handle>,
+    ) -> Result<Option<LockKey>, BackendError> {
+        let extra = [("application", application)];
+        let render = |t: &Template| self.render_with(phase, task, t, &extra).map(|r| r.value);
+        let dir = locks::lock_dir();
+        Ok(Some(
+            match (self.pipeline.backends.get(&spec.backend), handle) {
+                (Some(Backend::Local { .. }), Some(Handle::Local(h))) => {
+                    LockKey::for_folder(&h.target, &dir)
+                        .map_err(|e| lock_failure(&h.target.display().to_string(), e))?
+                }
+                (Some(Backend::Local { target, .. }), _) => {
+                    let Ok(target) = render(target) else {
+                        return Ok(None);
+                    };
+                    let path = resolve(&self.pipeline.base_dir, &target);
+                    LockKey::for_folder(&path, &dir).map_err(|e| lock_failure(&target, e))?
+                }
+                (Some(Backend::Exec { .. }), _) => {
+                    let settings = self.pipeline.backend_locks.get(&spec.backend);
+                    let key = settings.and_then(|s| s.key.as_ref()).map(render);
+                    let Ok(key) = key.transpose() else {
+                        return Ok(None);
+                    };
+                    LockKey::for_exec(key.as_deref(), &spec.backend, application, &dir)
+                }
+                (Some(Backend::XlDeploy { url, .. }), handle) => {
+                    let environment = match (handle, &spec.environment) {
+                        (Some(Handle::XlDeploy(h)), _) => Ok(h.environment.clone()),
+                        (_, Some(environment)) => render(environment),
+                        (_, None) => return Ok(None),
+                    };
+                    let (Ok(url), Ok(environment)) = (render(url), environment) else {
+                        return Ok(None);
+                    };
+                    LockKey::for_xl_deploy(&url, &environment, application, &dir)
+                }
+                (None, _) => return Ok(None),
+            },
+        ))
     }
 
     /// The stored handle of a task run.

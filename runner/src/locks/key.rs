@@ -36,7 +36,12 @@ fn fnv1a(text: &str) -> u64 {
 
 /// A readable, bounded file name for `text`, made unique by its hash.
 fn file_name_for(text: &str, extension: &str) -> String {
-    let readable: String = text
+    file_name_shown(text, text, extension)
+}
+
+/// A file name readable as `shown` (a key with its secrets masked) and unique to `text`.
+fn file_name_shown(text: &str, shown: &str, extension: &str) -> String {
+    let readable: String = shown
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
@@ -125,6 +130,30 @@ impl LockKey {
         )
     }
 
+    /// The same lock, shown as `shown`: the key with the secrets it was rendered from masked,
+    /// so that neither lock records nor file names hold them.
+    pub fn shown_as(self, shown: String) -> LockKey {
+        if shown == self.target {
+            return self;
+        }
+        let rename = |path: &Path, extension| {
+            path.with_file_name(file_name_shown(&self.target, &shown, extension))
+        };
+        match &self.pointer {
+            // A target folder's record is named after the folder, beside it.
+            Some(pointer) => LockKey {
+                pointer: Some(rename(pointer, "path")),
+                file: self.file.clone(),
+                target: shown,
+            },
+            None => LockKey {
+                file: rename(&self.file, "lock"),
+                pointer: None,
+                target: shown,
+            },
+        }
+    }
+
     /// The folder holding the record.
     pub fn folder(&self) -> &Path {
         self.file.parent().unwrap_or(Path::new("/"))
@@ -185,6 +214,16 @@ mod tests {
         assert_ne!(
             LockKey::named("exec:a/b".into(), dir).file,
             LockKey::named("exec:a_b".into(), dir).file
+        );
+        let secret = LockKey::named("exec:s3cret".into(), dir);
+        let shown = secret.clone().shown_as("exec:***".into());
+        assert_eq!(shown.target, "exec:***");
+        assert!(!shown.file.to_string_lossy().contains("s3cret"));
+        assert_ne!(
+            shown.file,
+            LockKey::named("exec:other".into(), dir)
+                .shown_as("exec:***".into())
+                .file
         );
     }
 }
