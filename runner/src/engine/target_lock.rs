@@ -338,8 +338,13 @@ impl Engine {
         if !locks::frees_lock(status) && !is_failed {
             return Ok(());
         }
-        let phase = self.phase_def(task_ref.phase.label.split('#').next().unwrap_or_default())?;
-        let (task, _) = self.task_def(phase, &task_ref.task)?;
+        let phase_name = task_ref.phase.label.split('#').next().unwrap_or_default();
+        let Ok(phase) = self.phase_def(phase_name) else {
+            return Ok(());
+        };
+        let Ok((task, _)) = self.task_def(phase, &task_ref.task) else {
+            return Ok(());
+        };
         if Self::deploy_spec(task).is_none() {
             return Ok(());
         }
