@@ -20,6 +20,9 @@ pub enum ErrorClass {
     BadRequest,
     Validation,
     Precondition,
+    /// The target stayed held by another release past `lock_timeout`. Not transient: waiting
+    /// longer is the policy's `then` to decide, not a retry's.
+    Locked,
     TaskFailed,
     Protocol,
 }
@@ -34,7 +37,7 @@ impl ErrorClass {
         ErrorClass::Interrupted,
     ];
 
-    pub const ALL: [ErrorClass; 12] = [
+    pub const ALL: [ErrorClass; 13] = [
         ErrorClass::Connection,
         ErrorClass::Timeout,
         ErrorClass::Http5xx,
@@ -45,6 +48,7 @@ impl ErrorClass {
         ErrorClass::BadRequest,
         ErrorClass::Validation,
         ErrorClass::Precondition,
+        ErrorClass::Locked,
         ErrorClass::TaskFailed,
         ErrorClass::Protocol,
     ];
@@ -61,6 +65,7 @@ impl ErrorClass {
             ErrorClass::BadRequest => "bad_request",
             ErrorClass::Validation => "validation",
             ErrorClass::Precondition => "precondition",
+            ErrorClass::Locked => "locked",
             ErrorClass::TaskFailed => "task_failed",
             ErrorClass::Protocol => "protocol",
         }

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod engine;
 pub mod exit_code;
+pub mod locks;
 pub mod output;
 pub mod pipeline;
 /// Named crash points for deterministic crash tests (inert unless the test build arms them).

@@ -91,6 +91,8 @@ impl Sandbox {
             .current_dir(self.dir.path())
             .env_remove("RELFLOW_STATE_DIR")
             .env_remove("RUST_LOG")
+            // Target locks of names (exec, xl-deploy) stay within the sandbox.
+            .env("RELFLOW_LOCK_DIR", self.dir.path().join(".relflow-locks"))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
         for (k, v) in &self.env {

@@ -17,6 +17,7 @@ mod policies_commands;
 mod run_basics;
 mod scripted_policies;
 mod secrets;
+mod target_locks;
 mod tree;
 mod xld_backend;
 mod xld_cli;

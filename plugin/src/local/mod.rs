@@ -152,6 +152,25 @@ impl LocalBackend {
     }
 }
 
+/// Whether the deployment behind `handle` may have changed its target. Only one whose journal
+/// still says `planned` or `snapshotting` (package resolved, free space checked, snapshot
+/// being taken) has left the target untouched; an unreadable journal counts as changed.
+pub fn may_have_changed_target(handle: &crate::backend::LocalHandle) -> bool {
+    let layout = Layout {
+        work_dir: handle.work_dir.clone(),
+        target: handle.target.clone(),
+        run_id: handle.run_id.clone(),
+    };
+    !matches!(
+        state::load_journal(&layout),
+        Ok(None
+            | Some(state::Journal {
+                phase: state::Phase::Planned | state::Phase::Snapshotting,
+                ..
+            }))
+    )
+}
+
 /// `packages/` from `packages/<Application>/<version>[.tar.gz]`, for a backend whose
 /// configuration moved since the deployment started.
 fn package_root(package: &Path) -> &Path {

@@ -5,6 +5,7 @@ mod approve;
 mod common;
 mod error;
 mod live;
+mod locks;
 mod logs;
 mod pause;
 mod plan;
@@ -16,6 +17,7 @@ mod run;
 mod schema;
 mod skip;
 mod status;
+mod unlock;
 mod validate;
 
 use std::path::PathBuf;
@@ -186,6 +188,20 @@ pub enum Verb {
         #[arg(long = "component", value_name = "C")]
         components: Vec<String>,
     },
+    /// List the target locks on this host: who holds each, since when, and whether its
+    /// holder is still at work.
+    Locks {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Free a target lock whose holder has ended or whose runner is gone (exit 2 while the
+    /// holder is live). TARGET as `relflow locks` shows it, or a locked target folder.
+    Unlock {
+        target: String,
+        /// Who frees it, for the lock folder's unlock.log (default: the OS user).
+        #[arg(long, env = "RELFLOW_ACTOR")]
+        actor: Option<String>,
+    },
     /// Print the JSON Schema of the pipeline file format, for editors.
     Schema,
 }
@@ -303,6 +319,8 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
             task,
             components,
         } => rollback::run(state, &release, task.as_deref(), &components),
+        Verb::Locks { json } => locks::run(json),
+        Verb::Unlock { target, actor } => unlock::run(&target, actor.as_deref()),
         Verb::Schema => Ok(schema::run()),
     }
 }

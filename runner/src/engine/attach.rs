@@ -124,6 +124,7 @@ pub fn attach(
         interrupt: control.interrupt.clone(),
         control,
         ending_reason: RefCell::default(),
+        target_locks: RefCell::default(),
     };
     Ok((engine, lease))
 }

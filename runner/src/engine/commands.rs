@@ -292,6 +292,7 @@ impl Engine {
                 TaskStatus::Planned
                     | TaskStatus::WaitingRetry
                     | TaskStatus::WaitingApproval
+                    | TaskStatus::WaitingLock
                     | TaskStatus::Running
             ) {
                 let task_ref = self.task_ref_of(&run)?;

@@ -21,6 +21,7 @@ mod rollback;
 mod rollback_order;
 mod script_policy;
 mod stop;
+mod target_lock;
 mod task;
 
 use std::cell::RefCell;
@@ -116,6 +117,8 @@ pub struct Engine {
     /// Why the release ends, set by the decision that ends it (rollback_release, cancel) and
     /// written last, once its phases and tasks are closed.
     ending_reason: RefCell<Option<String>>,
+    /// The target locks this runner took, by task run (see `target_lock`).
+    target_locks: RefCell<std::collections::HashMap<i64, crate::locks::LockKey>>,
 }
 
 /// Looks up `${env.NAME}`: the process environment in production.
@@ -131,7 +134,16 @@ impl Engine {
     }
 
     fn emit(&self, event: Event) -> Result<(), EngineError> {
-        Ok(self.reporter.borrow_mut().emit(event)?)
+        let status = match &event {
+            Event::TaskStatus { task, status, .. } => Some((task.clone(), *status)),
+            _ => None,
+        };
+        self.reporter.borrow_mut().emit(event)?;
+        match status {
+            // Once the status is durable, a task run that ended frees its target's lock.
+            Some((task, status)) => self.after_task_status(&task, status),
+            None => Ok(()),
+        }
     }
 
     /// Runs `f` with the store (reads between events).

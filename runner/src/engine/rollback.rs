@@ -136,11 +136,19 @@ impl Engine {
                 handle.version()
             ),
         )?;
+        let lock = match self
+            .lock_for_rollback(phase, task_ref, task, &handle)
+            .await?
+        {
+            Ok(lock) => lock,
+            Err(e) => return self.finish_rollback(task_ref, Err(e)),
+        };
         let result = self
             .call_backend(task_ref, backend, move |b, _, log| {
                 b.roll_back(&handle, log)
             })
             .await?;
+        self.end_rollback_lock(task_ref, lock)?;
         self.finish_rollback(task_ref, result)
     }
 
@@ -248,11 +256,25 @@ impl Engine {
                 .map(|p| p.phase.clone())
                 .unwrap_or_default();
             let task_ref = TaskRef::of(&run, &phases);
-            self.check_still_deployed(&phase_name, &run).await?;
-            statuses.push(
-                self.rollback_job(&phase_name, &task_ref, &run, components, by)
-                    .await?,
-            );
+            // The target's lock first: what it holds cannot change while it is checked.
+            let lock = self.lock_for_job(&phase_name, &task_ref, &run).await?;
+            let checked = match &lock {
+                Ok(_) => self.check_still_deployed(&phase_name, &run).await,
+                Err(_) => Ok(()),
+            };
+            let (lock, locked) = match lock {
+                Ok(key) => (key, None),
+                Err(e) => (None, Some(e)),
+            };
+            let job = match checked {
+                Ok(()) => self
+                    .rollback_job(&phase_name, &task_ref, &run, components, by, locked)
+                    .await
+                    .map_err(RollbackRequestError::from),
+                Err(e) => Err(e),
+            };
+            self.end_rollback_lock(&task_ref, lock)?;
+            statuses.push(job?);
         }
         Ok(statuses)
     }
@@ -301,6 +323,23 @@ impl Engine {
         })
     }
 
+    /// The target lock of a completed deployment, for a rollback job.
+    async fn lock_for_job(
+        &self,
+        phase_name: &str,
+        task_ref: &TaskRef,
+        run: &TaskRunRecord,
+    ) -> Result<Result<Option<crate::locks::LockKey>, BackendError>, EngineError> {
+        let Some(Ok(handle)) = run.handle.as_deref().map(Handle::from_json) else {
+            return Ok(Ok(None));
+        };
+        let phase = self.phase_def(phase_name)?;
+        let (task, _) = self.task_def(phase, &run.task)?;
+        self.lock_for_rollback(phase, task_ref, task, &handle).await
+    }
+
+    /// One rollback job; `locked` is why its target's lock could not be taken (the job then
+    /// ends in `exception` without touching the target).
     async fn rollback_job(
         &self,
         phase_name: &str,
@@ -308,6 +347,7 @@ impl Engine {
         run: &TaskRunRecord,
         components: &[String],
         by: &str,
+        locked: Option<BackendError>,
     ) -> Result<(i64, RollbackJobStatus), EngineError> {
         let job = self.with_store(|s| s.create_rollback_job(&self.release, run.id, components))?;
         crate::failpoint::hit("store.rollback_job");
@@ -331,8 +371,9 @@ impl Engine {
         self.emit(job_event(RollbackJobStatus::InProgress, None))?;
         let phase = self.phase_def(phase_name)?;
         let (task, _) = self.task_def(phase, &run.task)?;
-        let result = match run.handle.as_deref().map(Handle::from_json) {
-            Some(Ok(handle)) => match self.backend_for_handle(phase, task, &handle) {
+        let result = match (locked, run.handle.as_deref().map(Handle::from_json)) {
+            (Some(locked), _) => Err(locked),
+            (None, Some(Ok(handle))) => match self.backend_for_handle(phase, task, &handle) {
                 Ok(backend) => {
                     let wanted = if components.is_empty() {
                         handle.components().to_vec()
@@ -346,8 +387,8 @@ impl Engine {
                 }
                 Err(message) => Err(BackendError::new(ErrorClass::Precondition, message)),
             },
-            Some(Err(e)) => Err(e),
-            None => Err(BackendError::new(
+            (None, Some(Err(e))) => Err(e),
+            (None, None) => Err(BackendError::new(
                 ErrorClass::Precondition,
                 "the deployment has no stored handle",
             )),

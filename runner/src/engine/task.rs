@@ -109,12 +109,18 @@ impl Engine {
         let mut attempt = u32::try_from(record.attempts).unwrap_or(0);
         loop {
             attempt += 1;
+            // Deploy and undeploy tasks hold their target's lock (waiting for it if need be).
+            let locked = self.hold_target_lock(phase, &task_ref, task).await?;
             self.set_status(&task_ref, TaskStatus::Running, None)?;
             self.emit(Event::AttemptStarted {
                 task: task_ref.clone(),
                 attempt,
             })?;
-            let failure = match self.execute(phase, &task_ref, task, attempt).await? {
+            let result = match locked {
+                Some(e) => crate::engine::kinds::failed(e.class, e.message, attempt),
+                None => self.execute(phase, &task_ref, task, attempt).await?,
+            };
+            let failure = match result {
                 AttemptResult::Succeeded => {
                     self.emit(Event::AttemptFinished {
                         task: task_ref.clone(),

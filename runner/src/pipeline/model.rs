@@ -19,6 +19,8 @@ pub struct Pipeline {
     /// Declared variables and their default values, in file order.
     pub variables: BTreeMap<String, String>,
     pub backends: BTreeMap<String, Backend>,
+    /// How each backend's deployments share their target, by backend name.
+    pub backend_locks: BTreeMap<String, BackendLock>,
     /// Flow-level rollback (JFrog "Rollback on Failure").
     pub rollback: Option<FlowRollback>,
     /// Release-wide default policy (`on_failure` at the top level).
@@ -54,6 +56,8 @@ pub struct Task {
     pub kind: TaskKind,
     /// Per-attempt timeout for the whole task (a `command`'s own `timeout` wins if both are absent/present: validation forbids both).
     pub timeout: Option<Duration>,
+    /// How long a deploy or undeploy task waits for its target's lock (else the backend's).
+    pub lock_timeout: Option<Duration>,
     pub on_failure: Option<OnFailure>,
 }
 
@@ -174,6 +178,16 @@ impl Backend {
             Backend::Exec { .. } => "exec",
         }
     }
+}
+
+/// How deployments through one backend share their target (DESIGN → Target locks).
+#[derive(Debug, Clone, Default)]
+pub struct BackendLock {
+    /// `lock:` of an exec backend: the key of what its deployments change; `None` = the
+    /// backend's name and the application.
+    pub key: Option<Template>,
+    /// `lock_timeout:`: how long its tasks wait for the target, unless a task says otherwise.
+    pub timeout: Option<Duration>,
 }
 
 /// Top-level `rollback:` — the flow-level Rollback on Failure.

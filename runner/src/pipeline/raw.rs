@@ -22,6 +22,8 @@
 //! - `retry.when` takes error classes and `transient`; duplicates are merged.
 //! - Backend `polling_interval` is 100ms..=1h; `max_delay` defaults to 5m but is raised to
 //!   `delay` when only a larger `delay` is written.
+//! - `lock_timeout` (0s..=7d) stands on deploy/undeploy tasks and on backends; `lock` (a
+//!   template that may use `${application}`) only on exec backends.
 //! - Durations: whole numbers with units from largest to smallest (`1h30m`, `1500ms`).
 //! - YAML: duplicate keys are errors; aliases are allowed but their expansion is bounded
 //!   (an alias bomb is refused); the file may hold one document only, at most 4 MiB.
@@ -70,6 +72,8 @@ pub struct RawStep {
     pub manual: Option<Spanned<Option<RawManual>>>,
     pub wait: Option<Spanned<Scalar>>,
     pub timeout: Option<Spanned<Scalar>>,
+    /// How long a deploy or undeploy task waits for its target's lock.
+    pub lock_timeout: Option<Spanned<Scalar>>,
     pub on_failure: Option<Spanned<RawOnFailure>>,
     pub parallel: Option<Spanned<RawParallel>>,
 }
@@ -150,6 +154,10 @@ pub struct RawBackend {
     pub rollback: Option<Spanned<Vec<Spanned<Scalar>>>>,
     pub current: Option<Spanned<Vec<Spanned<Scalar>>>>,
     pub status: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    /// exec: the key of the target lock (default: backend name + application).
+    pub lock: Option<Spanned<Scalar>>,
+    // every kind
+    pub lock_timeout: Option<Spanned<Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -128,6 +128,7 @@ impl<'a> Checker<'a> {
             self.variables(&variables.0);
         }
         let backends = self.backends(top.backends.as_ref().map(|b| b.0.as_slice()));
+        let backend_locks = self.backend_locks(top.backends.as_ref().map(|b| b.0.as_slice()));
         let rollback = top.rollback.as_ref().and_then(|r| self.flow_rollback(r));
         self.has_flow_rollback = top.rollback.is_some();
         let on_failure = match &top.on_failure {
@@ -145,6 +146,7 @@ impl<'a> Checker<'a> {
             base_dir: self.base_dir.to_path_buf(),
             variables: self.variables.clone(),
             backends: backends?,
+            backend_locks: backend_locks?,
             rollback,
             on_failure: on_failure?,
             retry_budget: retry_budget?,

@@ -91,6 +91,7 @@ status_enum! {
         Cancelled => "cancelled",
         Superseded => "superseded",
         WaitingApproval => "waiting_approval",
+        WaitingLock => "waiting_lock",
     }
 }
 

@@ -105,6 +105,7 @@ impl Store {
                 | TaskStatus::Running
                 | TaskStatus::WaitingRetry
                 | TaskStatus::WaitingApproval
+                | TaskStatus::WaitingLock
         ))
         .then(now_ms);
         self.conn

@@ -1,12 +1,13 @@
 //! Validation of one `backends:` entry per kind: required fields, and fields of other kinds.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
 use super::{Checker, Pos};
-use crate::pipeline::model::Backend;
-use crate::pipeline::raw::{RawBackend, Scalar};
+use crate::pipeline::model::{Backend, BackendLock};
+use crate::pipeline::raw::{RawBackend, Scalar, Text};
 use crate::pipeline::template::Template;
 
 pub(super) const BACKEND_KINDS: [&str; 3] = ["local", "xl-deploy", "exec"];
@@ -14,24 +15,35 @@ pub(super) const BACKEND_KINDS: [&str; 3] = ["local", "xl-deploy", "exec"];
 /// The fields each kind takes besides `kind`.
 fn fields_of(kind: &str) -> &'static [&'static str] {
     match kind {
-        "local" => &["target", "packages", "verify"],
+        "local" => &["target", "packages", "verify", "lock_timeout"],
         "xl-deploy" => &[
             "url",
             "username",
             "password",
             "polling_interval",
             "insecure",
+            "lock_timeout",
         ],
-        _ => &["deploy", "rollback", "current", "status"],
+        _ => &[
+            "deploy",
+            "rollback",
+            "current",
+            "status",
+            "lock",
+            "lock_timeout",
+        ],
     }
 }
+
+/// The longest `lock_timeout`; `0s` means: fail at once when the target is held.
+pub(super) const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 
 const DEFAULT_POLLING: Duration = Duration::from_secs(10);
 
 impl RawBackend {
     /// Every field present (besides `kind`) and where its value stands.
     fn present_fields(&self) -> Vec<(&'static str, Pos)> {
-        let spans: [(&'static str, Option<Pos>); 12] = [
+        let spans: [(&'static str, Option<Pos>); 14] = [
             ("target", self.target.as_ref().map(|v| v.referenced.into())),
             (
                 "packages",
@@ -65,6 +77,11 @@ impl RawBackend {
                 self.current.as_ref().map(|v| v.referenced.into()),
             ),
             ("status", self.status.as_ref().map(|v| v.referenced.into())),
+            ("lock", self.lock.as_ref().map(|v| v.referenced.into())),
+            (
+                "lock_timeout",
+                self.lock_timeout.as_ref().map(|v| v.referenced.into()),
+            ),
         ];
         spans
             .into_iter()
@@ -176,6 +193,46 @@ impl Checker<'_> {
         })
     }
 
+    /// The lock settings of every backend (`lock`, `lock_timeout`), by name. Fields a kind
+    /// does not take are reported by [`Checker::stray_backend_fields`].
+    pub(super) fn backend_locks(
+        &mut self,
+        entries: Option<&[(Spanned<Text>, Spanned<RawBackend>)]>,
+    ) -> Option<BTreeMap<String, BackendLock>> {
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (key, raw) in entries.unwrap_or_default() {
+            let path = format!("backends.{}", key.value.0);
+            let b = &raw.value;
+            let timeout = match &b.lock_timeout {
+                Some(t) => self
+                    .duration(
+                        t,
+                        &format!("{path}.lock_timeout"),
+                        Duration::ZERO,
+                        MAX_LOCK_TIMEOUT,
+                    )
+                    .map(Some),
+                None => Some(None),
+            };
+            let lock_key = match &b.lock {
+                Some(k) => self.with_deploy_variables(|c| c.template(k)).map(Some),
+                None => Some(None),
+            };
+            match (timeout, lock_key) {
+                (Some(timeout), Some(key_template)) => {
+                    let lock = BackendLock {
+                        key: key_template,
+                        timeout,
+                    };
+                    out.insert(key.value.0.clone(), lock);
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
     pub(super) fn exec_backend(
         &mut self,
         raw: &Spanned<RawBackend>,
@@ -201,5 +258,67 @@ impl Checker<'_> {
             current: current?,
             status: status?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::pipeline::load_str;
+
+    fn load(backends: &str, task_extra: &str) -> Result<crate::pipeline::Pipeline, Vec<String>> {
+        let source = format!(
+            "name: p\nbackends:\n{backends}phases:\n  - name: a\n    tasks:\n      - name: t\n        \
+             deploy: {{ backend: b, package: App/1 }}\n{task_extra}"
+        );
+        load_str(Path::new("/tmp/relflow-test/p.yaml"), &source)
+            .map_err(|e| e.diagnostics().iter().map(|d| d.message.clone()).collect())
+    }
+
+    #[test]
+    fn lock_settings_stand_on_backends_and_deploy_tasks() {
+        let p = load(
+            "  b: { kind: exec, deploy: [x], lock: \"k8s/${application}\", lock_timeout: 5m }\n",
+            "        lock_timeout: 0s\n",
+        )
+        .unwrap();
+        let lock = &p.backend_locks["b"];
+        assert_eq!(
+            lock.key.as_ref().map(|k| k.source()),
+            Some("k8s/${application}")
+        );
+        assert_eq!(lock.timeout, Some(Duration::from_secs(300)));
+        let (_, task) = p.tasks().next().unwrap();
+        assert_eq!(task.lock_timeout, Some(Duration::ZERO));
+        let p = load("  b: { kind: local, target: t }\n", "").unwrap();
+        assert!(p.backend_locks["b"].key.is_none() && p.backend_locks["b"].timeout.is_none());
+    }
+
+    #[test]
+    fn lock_settings_are_refused_where_they_mean_nothing() {
+        let errors = load("  b: { kind: local, target: t, lock: x }\n", "").unwrap_err();
+        assert!(
+            errors[0].contains("`lock` is not a field of a `local` backend"),
+            "{errors:?}"
+        );
+        let errors = load("  b: { kind: local, target: t, lock_timeout: 8d }\n", "").unwrap_err();
+        assert!(
+            errors[0].starts_with("backends.b.lock_timeout"),
+            "{errors:?}"
+        );
+        let source = "name: p\nphases:\n  - name: a\n    tasks:\n      - name: t\n        wait: 1s\n        \
+                      lock_timeout: 1s\n";
+        let errors: Vec<String> = load_str(Path::new("/tmp/relflow-test/p.yaml"), source)
+            .map(|_| Vec::new())
+            .unwrap_or_else(|e| e.diagnostics().iter().map(|d| d.message.clone()).collect());
+        assert_eq!(
+            errors,
+            [
+                "phases[0].tasks[0].lock_timeout: `lock_timeout` is for deploy and undeploy tasks, \
+              which lock their target"
+            ]
+        );
     }
 }

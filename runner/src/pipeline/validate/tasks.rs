@@ -48,6 +48,9 @@ impl RawStep {
         if self.timeout.is_some() {
             keys.push("timeout");
         }
+        if self.lock_timeout.is_some() {
+            keys.push("lock_timeout");
+        }
         if self.on_failure.is_some() {
             keys.push("on_failure");
         }
@@ -148,6 +151,7 @@ impl Checker<'_> {
             }
             None => None,
         };
+        let lock_timeout = self.lock_timeout(step, path);
         let on_failure = match &step.on_failure {
             Some(policy) => self.on_failure(policy, &format!("{path}.on_failure"), Level::Task),
             None => Some(None),
@@ -181,8 +185,33 @@ impl Checker<'_> {
             name: name?,
             kind: kind?,
             timeout,
+            lock_timeout: lock_timeout?,
             on_failure: on_failure?,
         })
+    }
+
+    /// `lock_timeout:` of a task: only deploy and undeploy tasks take a target's lock.
+    fn lock_timeout(&mut self, step: &RawStep, path: &str) -> Option<Option<Duration>> {
+        let Some(timeout) = &step.lock_timeout else {
+            return Some(None);
+        };
+        if step.deploy.is_none() && step.undeploy.is_none() {
+            self.error(
+                timeout.referenced,
+                format!(
+                    "{path}.lock_timeout: `lock_timeout` is for deploy and undeploy tasks, which \
+                     lock their target"
+                ),
+            );
+            return None;
+        }
+        self.duration(
+            timeout,
+            &format!("{path}.lock_timeout"),
+            Duration::ZERO,
+            super::backends::MAX_LOCK_TIMEOUT,
+        )
+        .map(Some)
     }
 
     fn task_name(

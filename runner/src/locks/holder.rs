@@ -1,0 +1,270 @@
+//! Whether a lock's holder is still at work: its runner process, its release's lease, and the
+//! status of its task runs, read from the holder's state directory without changing it.
+
+use std::path::Path;
+
+use rusqlite::{OpenFlags, OptionalExtension};
+
+use super::{HeldBy, LockRecord, host_name};
+use crate::store::{ReleaseStatus, TaskStatus, now_ms};
+
+/// A lease heartbeat older than this means its runner is gone (as `store::lease` judges).
+const HEARTBEAT_STALE_MS: i64 = 30_000;
+
+/// A task run that ends in one of these no longer needs its target's lock.
+pub fn frees_lock(status: TaskStatus) -> bool {
+    matches!(
+        status,
+        TaskStatus::Completed
+            | TaskStatus::Skipped
+            | TaskStatus::Ignored
+            | TaskStatus::RolledBack
+            | TaskStatus::Cancelled
+            | TaskStatus::Superseded
+    )
+}
+
+/// The start time of process `pid` (clock ticks after boot), to tell a reused pid apart.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22; the fields after the `)` closing the command name start at field 3.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` is a live (not zombie) process on this host, and the same one when its start
+/// time is known.
+pub fn is_running(pid: u32, start: Option<u64>) -> bool {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if raw <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing; it only asks whether the pid exists.
+    let exists = unsafe { libc::kill(raw, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    let is_zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false);
+    !is_zombie && start.is_none_or(|start| process_start(pid) == Some(start))
+}
+
+/// What is known about a lock's holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HolderState {
+    /// Whether its runner process runs: `None` when it runs on another host.
+    pub is_runner_running: Option<bool>,
+    /// Whether its release has a live lease (a runner that resumed it); `None` = unreadable.
+    pub is_lease_live: Option<bool>,
+    /// Its holding task runs and their statuses; `None` when its store cannot be read.
+    pub runs: Option<Vec<(HeldBy, Option<TaskStatus>)>>,
+    pub release_status: Option<ReleaseStatus>,
+}
+
+impl HolderState {
+    fn has_runner(&self) -> bool {
+        match (self.is_runner_running, self.is_lease_live) {
+            (Some(true), _) | (_, Some(true)) => true,
+            // Another host, no readable lease: assume it is at work.
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether every holding task run has ended (also `failed`), or the release has.
+    fn have_runs_ended(&self) -> bool {
+        if self.release_status.is_some_and(ReleaseStatus::is_final) {
+            return true;
+        }
+        self.runs.as_ref().is_some_and(|runs| {
+            runs.iter()
+                .all(|(_, status)| status.is_some_and(|s| frees_lock(s) || s == TaskStatus::Failed))
+        })
+    }
+
+    /// The holder may still change the target: its runner runs and its task runs go on.
+    /// `relflow unlock` refuses such a lock.
+    pub fn is_live(&self) -> bool {
+        self.has_runner() && !self.have_runs_ended()
+    }
+
+    /// Every holding task run ended in a status that frees the lock: the holder was stopped
+    /// between recording that and freeing it, so a waiting release may take the lock over.
+    pub fn has_ended_without_freeing(&self) -> bool {
+        self.runs.as_ref().is_some_and(|runs| {
+            !runs.is_empty() && runs.iter().all(|(_, s)| s.is_some_and(frees_lock))
+        })
+    }
+
+    /// `runner running`, `runner gone; task deploy failed`, ... for people.
+    pub fn describe(&self) -> String {
+        let runner = match (self.is_runner_running, self.is_lease_live) {
+            (_, Some(true)) | (Some(true), _) => "runner running",
+            (None, _) => "runner on another host",
+            (Some(false), _) => "runner gone",
+        };
+        let tasks = match &self.runs {
+            None => "its state cannot be read".to_string(),
+            Some(runs) => runs
+                .iter()
+                .map(|(run, status)| match status {
+                    Some(s) => format!("task {} {s}", run.task),
+                    None => format!("task {} unknown", run.task),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        format!("{runner}; {tasks}")
+    }
+}
+
+/// Looks at the holder of `record`: its process on this host and its state directory.
+pub fn assess(record: &LockRecord) -> HolderState {
+    let holder = &record.holder;
+    let is_local = holder.host == host_name();
+    let is_runner_running = is_local.then(|| is_running(holder.pid, holder.pid_start));
+    let probe = probe_store(&holder.state_dir, &holder.release, &record.runs, is_local);
+    match probe {
+        Some(probe) => HolderState {
+            is_runner_running,
+            is_lease_live: Some(probe.is_lease_live),
+            runs: Some(probe.runs),
+            release_status: probe.release_status,
+        },
+        None => HolderState {
+            is_runner_running,
+            is_lease_live: None,
+            runs: None,
+            release_status: None,
+        },
+    }
+}
+
+struct StoreProbe {
+    is_lease_live: bool,
+    runs: Vec<(HeldBy, Option<TaskStatus>)>,
+    release_status: Option<ReleaseStatus>,
+}
+
+/// Reads the holder's store read-only; `None` when it is gone or unreadable.
+fn probe_store(
+    state_dir: &Path,
+    release: &str,
+    runs: &[HeldBy],
+    is_local: bool,
+) -> Option<StoreProbe> {
+    let db = state_dir.join("relflow.db");
+    if !db.is_file() {
+        return None;
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = rusqlite::Connection::open_with_flags(&db, flags).ok()?;
+    conn.busy_timeout(std::time::Duration::from_secs(2)).ok()?;
+    let release_status: Option<ReleaseStatus> = conn
+        .query_row(
+            "SELECT status FROM releases WHERE id = ?1",
+            [release],
+            |row| row.get(0),
+        )
+        .optional()
+        .ok()?;
+    let lease: Option<(i64, String, i64)> = conn
+        .query_row(
+            "SELECT pid, host, heartbeat_at FROM leases WHERE release_id = ?1",
+            [release],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()
+        .ok()?;
+    let is_lease_live = lease.is_some_and(|(pid, host, heartbeat)| {
+        let is_fresh = now_ms() - heartbeat < HEARTBEAT_STALE_MS;
+        let is_here = is_local && host == host_name();
+        is_fresh && (!is_here || u32::try_from(pid).is_ok_and(|pid| is_running(pid, None)))
+    });
+    let mut statuses = Vec::new();
+    for run in runs {
+        let status: Option<TaskStatus> = conn
+            .query_row(
+                "SELECT status FROM task_runs WHERE id = ?1 AND release_id = ?2",
+                rusqlite::params![run.task_run, release],
+                |row| row.get(0),
+            )
+            .optional()
+            .ok()?;
+        statuses.push((run.clone(), status));
+    }
+    Some(StoreProbe {
+        is_lease_live,
+        runs: statuses,
+        release_status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(running: Option<bool>, lease: Option<bool>, statuses: &[TaskStatus]) -> HolderState {
+        HolderState {
+            is_runner_running: running,
+            is_lease_live: lease,
+            runs: Some(
+                statuses
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let run = HeldBy {
+                            task_run: i as i64,
+                            task: format!("t{i}"),
+                        };
+                        (run, Some(*s))
+                    })
+                    .collect(),
+            ),
+            release_status: None,
+        }
+    }
+
+    #[test]
+    fn a_holder_is_live_while_its_runner_runs_and_its_task_goes_on() {
+        use TaskStatus::*;
+        assert!(state(Some(true), Some(true), &[Running]).is_live());
+        assert!(
+            state(Some(false), Some(true), &[WaitingRetry]).is_live(),
+            "resumed elsewhere"
+        );
+        assert!(
+            !state(Some(false), Some(false), &[Running]).is_live(),
+            "killed runner"
+        );
+        assert!(
+            !state(Some(true), Some(true), &[Failed]).is_live(),
+            "halted"
+        );
+        assert!(state(None, None, &[Running]).is_live(), "another host");
+        assert!(state(Some(false), Some(false), &[Completed]).has_ended_without_freeing());
+        assert!(!state(Some(false), Some(false), &[Failed]).has_ended_without_freeing());
+    }
+
+    #[test]
+    fn this_process_runs_and_a_reused_pid_does_not_count() {
+        let me = std::process::id();
+        let start = process_start(me);
+        assert!(start.is_some());
+        assert!(is_running(me, start));
+        assert!(!is_running(me, start.map(|s| s + 1)));
+        assert!(!is_running(0, None));
+    }
+}
