@@ -131,9 +131,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn request(action: ControlAction) -> LeaseNews {
+    fn request(id: i64, action: ControlAction) -> LeaseNews {
         LeaseNews::Request(ControlRequest {
-            id: 1,
+            id,
             action,
             actor: "ann".into(),
             comment: None,
@@ -145,10 +145,10 @@ mod tests {
     #[test]
     fn an_abort_outranks_a_pause_and_raises_the_interrupt() {
         let control = LiveControl::default();
-        control.on_news(request(ControlAction::Pause));
+        control.on_news(request(1, ControlAction::Pause));
         assert!(matches!(control.pending(), Some(Stop::Pause { .. })));
         assert_eq!(control.interrupt.cause(), None);
-        control.on_news(request(ControlAction::Abort { rollback: true }));
+        control.on_news(request(2, ControlAction::Abort { rollback: true }));
         assert!(matches!(
             control.pending(),
             Some(Stop::Abort { rollback: true, .. })
