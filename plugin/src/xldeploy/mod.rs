@@ -44,9 +44,13 @@
 
 mod backend;
 mod client;
+mod create;
 mod deploy;
+mod faults;
+mod intent;
 mod poll;
 mod rollback;
+mod stop;
 mod task;
 mod undeploy;
 mod xml;
