@@ -18,3 +18,4 @@ mod secrets;
 mod tree;
 mod xld_backend;
 mod xld_cli;
+mod xld_edges;
