@@ -146,3 +146,62 @@ async fn xld_edges_create_lost_before_the_server_saw_it_is_created_by_the_next_a
     assert_eq!(history.len(), 2, "{doc:#}");
     assert_eq!(history[0]["error_class"], "connection", "{doc:#}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xld_edges_a_crash_at_any_durable_write_of_an_xl_deploy_leaves_one_task() {
+    // List the durable writes a deployment passes, then kill the runner at each in turn.
+    let fake = FakeXld::start().await;
+    petportal(&fake);
+    let sb = sandbox(&pipeline(&fake.url(), "", "", RETRY_TRANSIENT));
+    let trace = sb.path().join("failpoints.trace");
+    let mut command = sb.command(&["run", "p.yaml"]);
+    command.env("RELFLOW_FAILPOINT_TRACE", &trace);
+    finish(command).await.expect_code(0);
+    let points: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for name in ["xld.create_intent", "xld.task_created"] {
+        assert!(
+            points.iter().any(|p| p == name),
+            "{name} not reached: {points:?}"
+        );
+    }
+
+    for n in 1..=points.len() {
+        let at = format!("{} (write {n} of {})", points[n - 1], points.len());
+        let fake = FakeXld::start().await;
+        petportal(&fake);
+        let sb = sandbox(&pipeline(&fake.url(), "", "", RETRY_TRANSIENT));
+        let mut command = sb.command(&["run", "p.yaml"]);
+        command.env("RELFLOW_FAILPOINT", format!("*@{n}"));
+        let crashed = finish(command).await;
+        assert_eq!(crashed.code, -1, "not killed at {at}: {crashed:?}");
+        if status_json(&sb).await["status"] != "completed" {
+            let resumed = relflow(&sb, &["resume", RELEASE]).await;
+            assert_eq!(resumed.code, 0, "resume after a kill at {at}: {resumed:?}");
+        }
+        let doc = status_json(&sb).await;
+        assert_eq!(doc["status"], "completed", "after a kill at {at}: {doc:#}");
+        assert_eq!(
+            fake.count("POST /deployit/deployment"),
+            1,
+            "after a kill at {at}: {:?}",
+            fake.calls()
+        );
+        assert_eq!(fake.task_ids().len(), 1, "after a kill at {at}");
+        let id = fake.task_ids().remove(0);
+        assert_eq!(
+            fake.count(&format!("POST /deployit/task/{id}/start")),
+            1,
+            "after a kill at {at}: {:?}",
+            fake.calls()
+        );
+        assert_eq!(
+            fake.deployed(PROD, "PetPortal").as_deref(),
+            Some("Applications/PetPortal/2.2"),
+            "after a kill at {at}"
+        );
+    }
+}
