@@ -296,7 +296,13 @@ impl XlDeployBackend {
         let what = describe(handle);
         // Not started once the attempt must stop: a retry or resume starts it.
         self.interrupt.check(&what)?;
-        self.start(&handle.task_id, log).map_err(context(&what))?;
+        if let Err(e) = self.start(&handle.task_id, log) {
+            // Stopped while starting (retries of a lost answer): the task may have started.
+            return Err(match self.interrupt.cause() {
+                Some(cause) => self.stop_waiting(&handle.task_id, cause, None, &what, log),
+                None => context(&what)(e),
+            });
+        }
         self.follow(handle, log)
     }
 

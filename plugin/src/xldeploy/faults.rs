@@ -37,8 +37,11 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<RetryAft
 }
 
 /// Whether an answer is an HTML page (a proxy's maintenance or error page) rather than the
-/// XML or plain text XL Deploy sends.
+/// XML or plain text XL Deploy sends. An empty body is not a page, whatever its type says.
 pub(crate) fn is_html(content_type: Option<&str>, body: &str) -> bool {
+    if body.trim().is_empty() {
+        return false;
+    }
     let declared =
         content_type.is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
     let start: String = body.trim_start().chars().take(14).collect();
@@ -183,6 +186,7 @@ mod tests {
             "<HTML><body>x</body></HTML>"
         ));
         assert!(!is_html(Some("application/xml"), "<task id=\"1\"/>"));
+        assert!(!is_html(Some("text/html"), " "));
         assert!(!is_html(
             Some("text/plain"),
             "95223aae-0e6c-45bf-9abe-fed0587a5892"
