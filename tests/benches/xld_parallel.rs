@@ -15,9 +15,10 @@ use fake_xld::{FakeXld, TaskScript};
 use relflow_plugin::{Backend, DeployRequest, XlDeployBackend, XlDeployConfig};
 
 const PROD: &str = "Environments/Prod";
-/// exists, repository/ci, prepare/update, prepare/deployeds, validate, create, start before
-/// the task runs; one poll that sees it EXECUTED and the archive after.
-const UNAVOIDABLE_REQUESTS: u32 = 9;
+/// exists, repository/ci, prepare/update, prepare/deployeds, validate, the active tasks listed
+/// before the create (one task per attempt), create, start before the task runs; one poll
+/// that sees it EXECUTED and the archive after.
+const UNAVOIDABLE_REQUESTS: u32 = 10;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -299,3 +299,62 @@ fn a_crash_at_every_durable_write_of_a_rollback_job_is_repaired_by_the_next_comm
         assert!(!Path::new(&sb.path().join("target/.relflow-staging")).exists());
     }
 }
+
+/// `then: cancel` followed by more tasks, killed after each write: `resume` always ends the
+/// release `aborted` with every phase closed and the later tasks cancelled (issue 9 finding 6:
+/// a kill right after the terminal status used to leave the phase `running`).
+#[test]
+fn a_crash_at_every_durable_write_of_a_cancel_leaves_no_phase_open() {
+    const CANCEL: &str = r#"
+name: cc
+phases:
+  - name: one
+    tasks:
+      - name: bad
+        command: { run: [sh, -c, "echo b >> bad.runs; exit 3"] }
+        on_failure: { then: cancel }
+      - { name: next, command: { run: [sh, -c, "echo n >> next.runs"] } }
+  - name: two
+    tasks:
+      - { name: later, command: { run: [sh, -c, "echo l >> later.runs"] } }
+"#;
+    let first = Sandbox::new();
+    first.write("p.yaml", CANCEL);
+    let (out, hits) = trace(&first, &["run", "p.yaml"]);
+    out.expect_code(3);
+    for crash in 0..hits.len() {
+        let what = format!("crash at #{crash} {:?}", hits[crash]);
+        let sb = Sandbox::new();
+        sb.write("p.yaml", CANCEL);
+        let crashed = sb.run_crashing_at(&["run", "p.yaml"], "*", crash + 1);
+        assert_eq!(crashed.code, -1, "{what}: {crashed:?}");
+        let out = resume(&sb, "cc-1");
+        if hits[crash].detail == "release aborted" {
+            out.expect_code(2);
+        } else {
+            assert_eq!(out.code, 3, "{what}: {out:?}");
+        }
+        let doc = status_json(&sb, "cc-1");
+        assert_eq!(doc["status"], "aborted", "{what}");
+        for phase in doc["phases"].as_array().expect("phases") {
+            assert_eq!(phase["status"], "aborted", "{what}: {phase:#}");
+        }
+        for name in ["bad", "next", "later"] {
+            assert_eq!(task(&doc, name)["status"], "cancelled", "{what}: {name}");
+        }
+        assert_eq!(runs(&sb, "next") + runs(&sb, "later"), 0, "{what}");
+        assert!(runs(&sb, "bad") <= 2, "{what}");
+    }
+}
+
+/// `rollback: {}` means undo every completed deployment (issue 9 finding 10).
+#[test]
+fn rollback_release_with_an_empty_rollback_block_undoes_the_completed_deployment() {
+    let sb = rollback_sandbox();
+    let out = sb.run(&["run", "p.yaml", "--var", "version=2.0"]);
+    out.expect_code(4);
+    assert!(target_matches(&sb, "1.0"), "2.0 stayed in the target");
+    let doc = status_json(&sb, "rb-2");
+    assert_eq!(doc["status"], "rolled_back");
+    assert_eq!(task(&doc, "deploy")["status"], "rolled_back");
+}

@@ -21,3 +21,4 @@ mod target_locks;
 mod tree;
 mod xld_backend;
 mod xld_cli;
+mod xld_edges;

@@ -1,16 +1,17 @@
 //! The backend's configuration and its `Backend` implementation, which hands each operation
 //! to the flows in `deploy.rs` and `rollback.rs`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::client::{Client, HttpRetry};
+use super::client::{Call, Client, HttpRetry};
 use super::poll::PollSettings;
-use crate::ErrorClass;
 use crate::backend::{
     Backend, BackendError, CurrentVersion, DeployOutcome, DeployRequest, Handle, LogSink,
     RollbackReport, UndeployRequest, XlDeployHandle,
 };
+use crate::{ErrorClass, Interrupt};
 
 /// Everything the `xl-deploy` backend needs, rendered by the runner (passwords included: this
 /// type's `Debug` shows `***`). `..XlDeployConfig::default()` fills in the XL plugin's defaults.
@@ -24,6 +25,8 @@ pub struct XlDeployConfig {
     pub polling_interval: Duration,
     /// Skips TLS certificate verification. Every operation then warns in the task's log.
     pub insecure: bool,
+    /// A PEM file of CA certificates trusted besides the system's (a private CA).
+    pub ca_cert: Option<PathBuf>,
     /// Timeout of one HTTP request (default 60 s).
     pub request_timeout: Duration,
     /// Default environment, e.g. `Environments/Prod`; a deploy request's own wins.
@@ -38,7 +41,9 @@ pub struct XlDeployConfig {
     pub fail_on_pause: bool,
     /// Polls of one task at most; 0 (default) = until `task_timeout`, if any.
     pub polling_budget: u32,
-    /// How long one wait for a task may last; `None` leaves it to the runner's task timeout.
+    /// The task's `timeout:`. When the runner hands over no deadline of its own
+    /// ([`XlDeployBackend::interrupt`]), each deploy, retry, resume or undeploy gets this long
+    /// from its start; at the deadline the XL Deploy task is stopped (class `timeout`).
     pub task_timeout: Option<Duration>,
     /// In-place retries of calls that are safe to repeat.
     pub http_retry: HttpRetry,
@@ -52,6 +57,7 @@ impl Default for XlDeployConfig {
             password: String::new(),
             polling_interval: Duration::from_secs(10),
             insecure: false,
+            ca_cert: None,
             request_timeout: Duration::from_secs(60),
             environment: None,
             application: None,
@@ -83,6 +89,7 @@ impl std::fmt::Debug for XlDeployConfig {
             .field("password", &"***")
             .field("polling_interval", &self.polling_interval)
             .field("insecure", &self.insecure)
+            .field("ca_cert", &self.ca_cert)
             .field("environment", &self.environment)
             .finish_non_exhaustive()
     }
@@ -95,13 +102,34 @@ impl std::fmt::Debug for XlDeployConfig {
 pub struct XlDeployBackend {
     pub(super) config: Arc<XlDeployConfig>,
     pub(super) client: Arc<Client>,
-    /// The attempt's deadline and stop flag: at the deadline the XL Deploy task is stopped;
-    /// on abort or a signal polling stops (the task keeps running on the server).
-    pub interrupt: crate::Interrupt,
+    /// The attempt's deadline and stop flag: at the deadline, or when a person aborts, the XL
+    /// Deploy task is stopped; on a signal polling stops and the task keeps running on the
+    /// server (`resume` re-attaches to it).
+    pub interrupt: Interrupt,
+}
+
+/// Reads the CA certificates of `ca_cert` (one or more PEM blocks).
+fn extra_roots(path: Option<&PathBuf>) -> Result<Vec<reqwest::Certificate>, BackendError> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let refused = |why: String| {
+        BackendError::new(
+            ErrorClass::Precondition,
+            format!("trust the CA in `ca_cert` {}: {why}", path.display()),
+        )
+    };
+    let pem = std::fs::read(path).map_err(|e| refused(e.to_string()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| refused(e.to_string()))?;
+    if roots.is_empty() {
+        return Err(refused("the file holds no PEM certificate".into()));
+    }
+    Ok(roots)
 }
 
 impl XlDeployBackend {
-    /// Checks the configuration; fails with class `validation` on a URL that is not http(s).
+    /// Checks the configuration; fails with class `validation` on a URL that is not http(s)
+    /// and `precondition` when `ca_cert` cannot be read as PEM certificates.
     pub fn new(config: XlDeployConfig) -> Result<XlDeployBackend, BackendError> {
         let scheme_ok = config.url.starts_with("http://") || config.url.starts_with("https://");
         if !scheme_ok {
@@ -119,20 +147,50 @@ impl XlDeployBackend {
             &config.password,
             config.request_timeout,
             config.insecure,
+            extra_roots(config.ca_cert.as_ref())?,
             config.http_retry,
         );
         Ok(XlDeployBackend {
-            interrupt: crate::Interrupt::none(),
+            interrupt: Interrupt::none(),
             config: Arc::new(config),
             client: Arc::new(client),
         })
+    }
+
+    /// This backend for one attempt: the runner's deadline, or else the task's `timeout:`
+    /// counted from now, with the runner's stop flag either way.
+    fn for_attempt(&self) -> XlDeployBackend {
+        let mut attempt = self.clone();
+        if self.interrupt.deadline().is_none() && self.config.task_timeout.is_some() {
+            attempt.interrupt = self.interrupt.with_timeout(self.config.task_timeout);
+        }
+        attempt
+    }
+
+    /// A call that is safe to repeat, within the attempt's deadline and stop flag.
+    pub(super) fn call(&self, call: &Call, log: LogSink<'_>) -> Result<String, BackendError> {
+        self.client.idempotent(call, &self.interrupt, log)
+    }
+
+    /// A call sent exactly once, within the attempt's deadline and stop flag.
+    pub(super) fn call_once(&self, call: &Call) -> Result<String, BackendError> {
+        self.client.once(call, &self.interrupt)
+    }
+
+    /// A clean-up call that must go out even when the attempt is stopping (stopping the XL
+    /// task at the deadline, cancelling a task that could not be handed over).
+    pub(super) fn call_regardless(
+        &self,
+        call: &Call,
+        log: LogSink<'_>,
+    ) -> Result<String, BackendError> {
+        self.client.idempotent(call, &Interrupt::none(), log)
     }
 
     pub(super) fn poll_settings(&self) -> PollSettings {
         PollSettings {
             interval: self.config.polling_interval,
             budget: self.config.polling_budget,
-            timeout: self.config.task_timeout,
             fail_on_pause: self.config.fail_on_pause,
         }
     }
@@ -185,17 +243,17 @@ impl Backend for XlDeployBackend {
         log: LogSink<'_>,
     ) -> Result<DeployOutcome, BackendError> {
         self.warn_if_insecure(log);
-        self.run_deploy(request, on_handle, log)
+        self.for_attempt().run_deploy(request, on_handle, log)
     }
 
     fn resume(&self, handle: &Handle, log: LogSink<'_>) -> Result<DeployOutcome, BackendError> {
         self.warn_if_insecure(log);
-        self.attach(xl_handle(handle)?, false, log)
+        self.for_attempt().attach(xl_handle(handle)?, false, log)
     }
 
     fn retry(&self, handle: &Handle, log: LogSink<'_>) -> Result<DeployOutcome, BackendError> {
         self.warn_if_insecure(log);
-        self.attach(xl_handle(handle)?, true, log)
+        self.for_attempt().attach(xl_handle(handle)?, true, log)
     }
 
     fn roll_back(&self, handle: &Handle, log: LogSink<'_>) -> Result<RollbackReport, BackendError> {
@@ -256,6 +314,6 @@ impl Backend for XlDeployBackend {
         log: LogSink<'_>,
     ) -> Result<(), BackendError> {
         self.warn_if_insecure(log);
-        self.run_undeploy(request, on_handle, log)
+        self.for_attempt().run_undeploy(request, on_handle, log)
     }
 }

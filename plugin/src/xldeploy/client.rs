@@ -1,19 +1,22 @@
 //! The HTTP side: one blocking reqwest client per backend (basic auth, verified TLS unless
-//! `insecure`, a timeout per request), every status checked and classed, and in-place retries
-//! of calls that are safe to repeat.
+//! `insecure`, extra trusted CAs from `ca_cert`, a timeout per request), every status checked
+//! and classed, and in-place retries of calls that are safe to repeat. Every request and every
+//! wait between retries honours the attempt's [`Interrupt`].
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use backon::{BlockingRetryable, ExponentialBuilder};
 use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 
-use crate::ErrorClass;
+use super::faults::{self, RetryAfter};
+use super::poll::pause;
 use crate::backend::{BackendError, LogSink};
+use crate::{ErrorClass, Interrupt};
 
 /// How calls that are safe to repeat are retried before the attempt fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +26,8 @@ pub struct HttpRetry {
     /// The first delay; it doubles (with jitter) up to 30 s.
     pub first_delay: Duration,
     /// A `Retry-After` longer than this is not waited for here: the attempt fails with
-    /// `rate_limited` and the failure policy decides.
+    /// `rate_limited` and the failure policy decides (honouring the hint up to its
+    /// `max_delay`; hints are cut to one hour before that).
     pub max_retry_after: Duration,
 }
 
@@ -106,6 +110,17 @@ pub(crate) struct HttpError {
 }
 
 impl HttpError {
+    /// The error that ends a call because the attempt must stop (`timeout` or
+    /// `interrupted`), worded without the call it interrupted.
+    fn stopped(interrupt: &Interrupt, cause: crate::StopCause) -> HttpError {
+        let e = interrupt.error(cause, "-");
+        HttpError {
+            class: e.class,
+            message: e.message.trim_start_matches("-: ").to_string(),
+            retry_after: None,
+        }
+    }
+
     fn is_transient(&self, retry: &HttpRetry) -> bool {
         match self.class {
             ErrorClass::RateLimited => self
@@ -124,6 +139,8 @@ pub(crate) struct Client {
     password: String,
     timeout: Duration,
     insecure: bool,
+    /// CAs trusted besides the system's (`ca_cert`).
+    extra_roots: Vec<reqwest::Certificate>,
     pub retry: HttpRetry,
     http: OnceLock<Result<reqwest::blocking::Client, String>>,
 }
@@ -146,6 +163,7 @@ impl Client {
         password: &str,
         timeout: Duration,
         insecure: bool,
+        extra_roots: Vec<reqwest::Certificate>,
         retry: HttpRetry,
     ) -> Client {
         Client {
@@ -154,6 +172,7 @@ impl Client {
             password: password.to_string(),
             timeout,
             insecure,
+            extra_roots,
             retry,
             http: OnceLock::new(),
         }
@@ -175,23 +194,32 @@ impl Client {
 
     fn http(&self) -> Result<&reqwest::blocking::Client, HttpError> {
         let built = self.http.get_or_init(|| {
-            reqwest::blocking::Client::builder()
+            let mut builder = reqwest::blocking::Client::builder()
                 .timeout(self.timeout)
                 .connect_timeout(self.timeout.min(Duration::from_secs(10)))
                 .danger_accept_invalid_certs(self.insecure)
-                .user_agent(concat!("relflow/", env!("CARGO_PKG_VERSION")))
+                .user_agent(concat!("relflow/", env!("CARGO_PKG_VERSION")));
+            for root in &self.extra_roots {
+                builder = builder.add_root_certificate(root.clone());
+            }
+            builder
                 .build()
                 .map_err(|e| format!("set up the HTTP client: {e}"))
         });
+        // Retrying cannot repair a client that cannot be built (bad TLS setup).
         built.as_ref().map_err(|message| HttpError {
-            class: ErrorClass::Connection,
+            class: ErrorClass::Precondition,
             message: message.clone(),
             retry_after: None,
         })
     }
 
-    /// One request, its status checked: the body of a 2xx answer, else a classed error.
-    pub fn send(&self, call: &Call) -> Result<String, HttpError> {
+    /// One request, its status checked: the body of a 2xx answer, else a classed error. Not
+    /// sent when the attempt must stop; never outlives the attempt's deadline.
+    pub fn send(&self, call: &Call, interrupt: &Interrupt) -> Result<String, HttpError> {
+        if let Some(cause) = interrupt.cause() {
+            return Err(HttpError::stopped(interrupt, cause));
+        }
         let http = self.http()?;
         let url = format!("{}{}", self.base, call.path);
         let mut request = match call.method {
@@ -210,11 +238,20 @@ impl Client {
                 .header(CONTENT_TYPE, "application/xml")
                 .body(body.clone());
         }
-        let response = request.send().map_err(|e| self.transport_error(&e))?;
+        if let Some(left) = interrupt.remaining() {
+            request = request.timeout(self.timeout.min(left.max(Duration::from_millis(1))));
+        }
+        let response = request.send().map_err(|e| match interrupt.cause() {
+            Some(cause) => HttpError::stopped(interrupt, cause),
+            None => self.transport_error(&e),
+        })?;
         self.read(response)
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> HttpError {
+        if let Some(reason) = faults::refused_certificate(e) {
+            return self.refused_certificate(&reason);
+        }
         let class = if e.is_timeout() {
             ErrorClass::Timeout
         } else {
@@ -235,18 +272,53 @@ impl Client {
         }
     }
 
+    /// Not transient: retrying cannot make an untrusted certificate trusted; a person must
+    /// trust the CA (`ca_cert`) or fix the server's certificate.
+    fn refused_certificate(&self, reason: &str) -> HttpError {
+        HttpError {
+            class: ErrorClass::Precondition,
+            message: self.redact(&format!(
+                "the TLS certificate of {} was refused: {reason}. If XL Deploy uses a private CA, \
+                 trust it with `ca_cert: path/to/ca.pem` on the xl-deploy backend (PEM, relative \
+                 to the pipeline's folder)",
+                self.base
+            )),
+            retry_after: None,
+        }
+    }
+
     fn read(&self, response: Response) -> Result<String, HttpError> {
         let status = response.status();
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .map(|v| {
+                (
+                    v.to_string(),
+                    faults::parse_retry_after(v, SystemTime::now()),
+                )
+            });
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response.text().map_err(|e| self.transport_error(&e))?;
+        if status.is_success() && faults::is_html(content_type.as_deref(), &body) {
+            return Err(HttpError {
+                class: ErrorClass::Protocol,
+                message: self.redact(&format!(
+                    "HTTP {status} with an HTML page instead of XL Deploy's answer: `{}`",
+                    faults::page_excerpt(&body)
+                )),
+                retry_after: None,
+            });
+        }
         if status.is_success() {
             return Ok(body);
         }
+        let hint = retry_after.as_ref().and_then(|(_, hint)| *hint);
         let class = match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorClass::Auth,
             StatusCode::NOT_FOUND => ErrorClass::NotFound,
@@ -261,35 +333,42 @@ impl Client {
         if !excerpt.is_empty() {
             message.push_str(&format!(": {excerpt}"));
         }
-        if let Some(hint) = retry_after {
-            message.push_str(&format!(" (Retry-After: {}s)", hint.as_secs()));
+        if let Some((raw, Some(hint))) = &retry_after {
+            message.push_str(&hint_note(raw, hint));
         }
         Err(HttpError {
             class,
             message: self.redact(&message),
-            retry_after,
+            retry_after: hint.map(|h| h.wait),
         })
     }
 
     /// A call that must not be repeated blindly (it creates something): exactly one request.
-    pub fn once(&self, call: &Call) -> Result<String, BackendError> {
-        self.send(call).map_err(|e| self.failed(call, e))
+    pub fn once(&self, call: &Call, interrupt: &Interrupt) -> Result<String, BackendError> {
+        self.send(call, interrupt).map_err(|e| self.failed(call, e))
     }
 
     /// A call that is safe to repeat: retried in place on connection errors, timeouts, 5xx and
     /// 429 (after its `Retry-After`), each retry announced in the log.
-    pub fn idempotent(&self, call: &Call, log: LogSink<'_>) -> Result<String, BackendError> {
-        self.with_retries(call, log, || self.send(call))
+    pub fn idempotent(
+        &self,
+        call: &Call,
+        interrupt: &Interrupt,
+        log: LogSink<'_>,
+    ) -> Result<String, BackendError> {
+        self.with_retries(call, interrupt, log, || self.send(call, interrupt))
             .map_err(|e| self.failed(call, e))
     }
 
     /// Runs `op` with the in-place retry schedule for `call`; `op` may do more than one request
-    /// (a conditional `start` checks the task state before trying again).
+    /// (a conditional `start` checks the task state before trying again). No retry once the
+    /// attempt must stop; the waits between tries end early when it must.
     pub fn with_retries<T>(
         &self,
         call: &Call,
+        interrupt: &Interrupt,
         log: LogSink<'_>,
-        op: impl FnMut() -> Result<T, HttpError>,
+        mut op: impl FnMut() -> Result<T, HttpError>,
     ) -> Result<T, HttpError> {
         let retry = self.retry;
         let backoff = ExponentialBuilder::default()
@@ -301,9 +380,14 @@ impl Client {
         // server's Retry-After travels from `notify` to the ('static) sleeper through this cell.
         let hint: Rc<Cell<Option<Duration>>> = Rc::default();
         let sleeper_hint = Rc::clone(&hint);
+        let sleeper_interrupt = interrupt.clone();
         let mut tries = 0;
+        let op = move || match interrupt.cause() {
+            Some(cause) => Err(HttpError::stopped(interrupt, cause)),
+            None => op(),
+        };
         op.retry(backoff)
-            .when(|e: &HttpError| e.is_transient(&retry))
+            .when(|e: &HttpError| e.is_transient(&retry) && interrupt.cause().is_none())
             .notify(|e: &HttpError, delay| {
                 tries += 1;
                 hint.set(e.retry_after);
@@ -316,7 +400,10 @@ impl Client {
                     retry.times
                 ));
             })
-            .sleep(move |delay| std::thread::sleep(sleeper_hint.take().unwrap_or(delay)))
+            .sleep(move |delay| {
+                // A stop ends the wait; the next try then returns the stop's error.
+                let _ = pause(&sleeper_interrupt, sleeper_hint.take().unwrap_or(delay));
+            })
             .call()
     }
 
@@ -325,6 +412,19 @@ impl Client {
             e.class,
             self.redact(&format!("{}: {}", call.describe(), e.message)),
         )
+    }
+}
+
+/// ` (Retry-After: 30s)`, noting when the server asked for more than relflow honours.
+fn hint_note(raw: &str, hint: &RetryAfter) -> String {
+    let secs = hint.wait.as_secs();
+    if hint.is_cut {
+        let raw: String = raw.trim().chars().take(40).collect();
+        format!(
+            " (Retry-After: {secs}s; the server asked for `{raw}`, relflow waits at most an hour)"
+        )
+    } else {
+        format!(" (Retry-After: {secs}s)")
     }
 }
 
@@ -353,6 +453,7 @@ mod tests {
             "s3cret",
             Duration::from_secs(1),
             false,
+            Vec::new(),
             HttpRetry::default(),
         );
         assert_eq!(client.base(), "http://admin:***@xld:4516");

@@ -1,10 +1,12 @@
 //! Deploy: exists? → prepare initial|update → prepare deployeds → validate →
-//! create the task → hand its id to the runner → start → poll → archive. Also re-attaching to
-//! a stored task (`resume`) and starting it again (`retry`).
+//! create the task (once: see `create.rs`) → hand its id to the runner → start → poll →
+//! archive. Also re-attaching to a stored task (`resume`) and starting it again (`retry`).
 
 use super::backend::XlDeployBackend;
 use super::client::Call;
-use super::poll;
+use super::create::Obtained;
+use super::intent::{self, Intent, TaskType};
+use super::poll::{self, Waited};
 use super::task::{Phase, TaskState};
 use super::xml::{self, Element, XmlError};
 use crate::ErrorClass;
@@ -85,25 +87,42 @@ impl XlDeployBackend {
         let target = Target::new(&request.application, environment);
         let package = target.package(&request.version);
         let what = format!("deploy {package} to {environment}");
-        let (spec, previous) = self.prepare(&target, &package, &what, log)?;
-        let task_id = self.validate_and_create(spec, &what, log)?;
+        let work_dir = &request.work_dir;
+        let adopted = self.adopt_lost(&target, Some(&request.version), work_dir, &what, log)?;
+        let obtained = match adopted {
+            Some(obtained) => obtained,
+            None => {
+                self.interrupt.check(&what)?;
+                let (spec, previous, task_type) = self.prepare(&target, &package, &what, log)?;
+                let spec = self.map_and_validate(spec, &what, log)?;
+                let recorded = Intent::new(
+                    &target.application,
+                    &target.environment,
+                    &request.version,
+                    task_type,
+                    previous,
+                );
+                self.create_once(&spec, recorded, work_dir, &what, log)?
+            }
+        };
         let handle = XlDeployHandle {
             format: HANDLE_FORMAT,
-            task_id,
+            task_id: obtained.task_id.clone(),
             application: target.application.clone(),
             version: request.version.clone(),
             environment: target.environment.clone(),
-            previous_version: previous,
+            previous_version: obtained.previous_version.clone(),
             is_undeploy: false,
             work_dir: request.work_dir.clone(),
             components: request.components.clone(),
         };
         self.hand_over(&handle, on_handle, log)?;
-        self.start_and_follow(&handle, log)
+        self.drive(&handle, &obtained, log)
     }
 
-    /// Gives the runner the task id before anything runs; when it cannot be stored, the
-    /// never-started task is cancelled so it does not linger in XL Deploy.
+    /// Gives the runner the task id before anything runs, then drops the create intent (the
+    /// stored handle takes over); when it cannot be stored, the never-started task is
+    /// cancelled so it does not linger in XL Deploy.
     pub(super) fn hand_over(
         &self,
         handle: &XlDeployHandle,
@@ -111,25 +130,44 @@ impl XlDeployBackend {
         log: LogSink<'_>,
     ) -> Result<(), BackendError> {
         if let Err(e) = on_handle(&Handle::XlDeploy(handle.clone())) {
-            let _ = self
-                .client
-                .once(&Call::delete(format!("/deployit/task/{}", handle.task_id)));
+            let cancel = Call::delete(format!("/deployit/task/{}", handle.task_id));
+            let _ = self.call_regardless(&cancel, log);
             return Err(e);
         }
+        intent::remove(&handle.work_dir);
         log(&format!("Execute task with id: {}", handle.task_id));
         Ok(())
     }
 
-    /// exists? → prepare/update or prepare/initial. Returns the spec and, for an update, the
-    /// package deployed now.
+    /// Runs a task this try created (start, follow) or adopted (whatever state it is in).
+    pub(super) fn drive(
+        &self,
+        handle: &XlDeployHandle,
+        obtained: &Obtained,
+        log: LogSink<'_>,
+    ) -> Result<DeployOutcome, BackendError> {
+        if obtained.is_adopted {
+            self.attach(handle, false, log)
+        } else {
+            self.start_and_follow(handle, log)
+        }
+    }
+
+    /// exists? → prepare/update or prepare/initial. Returns the spec, for an update the
+    /// package deployed now, and the kind of task it makes.
     fn prepare(
         &self,
         target: &Target,
         package: &str,
         what: &str,
         log: LogSink<'_>,
-    ) -> Result<(Element, Option<String>), BackendError> {
+    ) -> Result<(Element, Option<String>, TaskType), BackendError> {
         let exists = self.exists(target, what, log)?;
+        let task_type = if exists {
+            TaskType::Upgrade
+        } else {
+            TaskType::Initial
+        };
         let (call, previous) = if exists {
             log("Upgrading deployment");
             let previous = self.deployed_package(&target.application, &target.environment, log)?;
@@ -144,9 +182,9 @@ impl XlDeployBackend {
                 .query("environment", &target.environment);
             (call, None)
         };
-        let body = self.client.idempotent(&call, log).map_err(context(what))?;
+        let body = self.call(&call, log).map_err(context(what))?;
         let spec = xml::parse_deployment(&body).map_err(|e| protocol(what, &call, e))?;
-        Ok((spec, previous))
+        Ok((spec, previous, task_type))
     }
 
     pub(super) fn exists(
@@ -158,7 +196,7 @@ impl XlDeployBackend {
         let call = Call::get("/deployit/deployment/exists")
             .query("application", &target.application)
             .query("environment", &target.environment);
-        let body = self.client.idempotent(&call, log).map_err(context(what))?;
+        let body = self.call(&call, log).map_err(context(what))?;
         xml::parse_boolean(&body).map_err(|e| protocol(what, &call, e))
     }
 
@@ -175,7 +213,7 @@ impl XlDeployBackend {
             "/deployit/repository/ci/{}",
             target.deployed_application()
         ));
-        match self.client.idempotent(&call, log) {
+        match self.call(&call, log) {
             Ok(body) => xml::deployed_version(&body)
                 .map(Some)
                 .map_err(|e| protocol(&what, &call, e)),
@@ -184,19 +222,19 @@ impl XlDeployBackend {
         }
     }
 
-    /// prepare deployeds → options → validate → create the task (exactly one POST).
-    pub(super) fn validate_and_create(
+    /// prepare deployeds → options → validate: the spec to create the task from.
+    pub(super) fn map_and_validate(
         &self,
         spec: Element,
         what: &str,
         log: LogSink<'_>,
-    ) -> Result<String, BackendError> {
+    ) -> Result<Element, BackendError> {
         log("Mapping all deployables");
         let call = Call::post(
             "/deployit/deployment/prepare/deployeds",
             Some(spec.to_xml()),
         );
-        let body = self.client.idempotent(&call, log).map_err(context(what))?;
+        let body = self.call(&call, log).map_err(context(what))?;
         let mut spec = xml::parse_deployment(&body).map_err(|e| protocol(what, &call, e))?;
         xml::customize_deployment(
             &mut spec,
@@ -205,7 +243,7 @@ impl XlDeployBackend {
         )
         .map_err(|e| protocol(what, &call, e))?;
         let call = Call::post("/deployit/deployment/validate", Some(spec.to_xml()));
-        let body = self.client.idempotent(&call, log).map_err(context(what))?;
+        let body = self.call(&call, log).map_err(context(what))?;
         let validated = xml::parse_deployment(&body).map_err(|e| protocol(what, &call, e))?;
         let messages = xml::validation_messages(&validated);
         if let Some(first) = messages.first() {
@@ -222,27 +260,7 @@ impl XlDeployBackend {
                 ),
             ));
         }
-        self.create_task(&spec, what, log)
-    }
-
-    /// `POST /deployit/deployment`: never repeated, as a lost answer may mean a created task.
-    pub(super) fn create_task(
-        &self,
-        spec: &Element,
-        what: &str,
-        log: LogSink<'_>,
-    ) -> Result<String, BackendError> {
-        log("Creating a deployment task");
-        let call = Call::post("/deployit/deployment", Some(spec.to_xml()));
-        let body = self.client.once(&call).map_err(|e| {
-            let unsure = if e.class.is_transient() {
-                " (XL Deploy may have created the task anyway; look for it before deploying again)"
-            } else {
-                ""
-            };
-            BackendError::new(e.class, format!("{what}: {}{unsure}", e.message))
-        })?;
-        xml::parse_task_id(&body).map_err(|e| protocol(what, &call, e))
+        Ok(spec)
     }
 
     /// `POST /deployit/task/{id}/start`. Retried in place only after asking whether the task
@@ -252,9 +270,9 @@ impl XlDeployBackend {
         let state_call = Call::get(format!("/deployit/task/{task_id}"));
         let mut is_first = true;
         self.client
-            .with_retries(&call, log, || {
+            .with_retries(&call, &self.interrupt, log, || {
                 if !std::mem::take(&mut is_first) {
-                    let body = self.client.send(&state_call)?;
+                    let body = self.client.send(&state_call, &self.interrupt)?;
                     let state =
                         xml::parse_task_state(&body).map_err(|e| super::client::HttpError {
                             class: ErrorClass::Protocol,
@@ -265,7 +283,7 @@ impl XlDeployBackend {
                         return Ok(());
                     }
                 }
-                self.client.send(&call).map(|_| ())
+                self.client.send(&call, &self.interrupt).map(|_| ())
             })
             .map_err(|e| self.client.failed(&call, e))
     }
@@ -276,20 +294,39 @@ impl XlDeployBackend {
         log: LogSink<'_>,
     ) -> Result<DeployOutcome, BackendError> {
         let what = describe(handle);
-        self.start(&handle.task_id, log).map_err(context(&what))?;
+        // Not started once the attempt must stop: a retry or resume starts it.
+        self.interrupt.check(&what)?;
+        if let Err(e) = self.start(&handle.task_id, log) {
+            // Stopped while starting (retries of a lost answer): the task may have started.
+            return Err(match self.interrupt.cause() {
+                Some(cause) => self.stop_waiting(&handle.task_id, cause, None, &what, log),
+                None => context(&what)(e),
+            });
+        }
         self.follow(handle, log)
     }
 
+    /// Polls until the task settles, or until the attempt must stop (then the task is stopped
+    /// or left running, see `stop.rs`).
     fn follow(
         &self,
         handle: &XlDeployHandle,
         log: LogSink<'_>,
     ) -> Result<DeployOutcome, BackendError> {
         let what = describe(handle);
+        let id = &handle.task_id;
         let settings = self.poll_settings();
-        let state = poll::wait_until_settled(&self.client, &handle.task_id, &settings, None, log)
-            .map_err(context(&what))?;
-        self.settle(handle, &state, log)
+        let waited =
+            poll::wait_until_settled(&self.client, &self.interrupt, id, &settings, None, log)
+                .map_err(context(&what))?;
+        match waited {
+            Waited::Settled(state) => self.settle(handle, &state, log),
+            Waited::Stopped { cause, last } => {
+                // Before the first poll the task was just started: it may run.
+                let last = last.unwrap_or(TaskState::Executing);
+                Err(self.stop_waiting(id, cause, Some(&last), &what, log))
+            }
+        }
     }
 
     /// Turns a settled state into the outcome: success archives the task.
@@ -334,7 +371,7 @@ impl XlDeployBackend {
     /// failure is logged, not raised.
     pub(super) fn archive(&self, task_id: &str, log: LogSink<'_>) {
         let call = Call::post(format!("/deployit/task/{task_id}/archive"), None);
-        if let Err(e) = self.client.idempotent(&call, log) {
+        if let Err(e) = self.call(&call, log) {
             log(&format!(
                 "Could not archive task {task_id}: {} (the deployment itself succeeded)",
                 e.message
@@ -351,7 +388,7 @@ impl XlDeployBackend {
         log: LogSink<'_>,
     ) -> Result<DeployOutcome, BackendError> {
         let what = describe(handle);
-        let state = match poll::task_state(&self.client, &handle.task_id, log) {
+        let state = match poll::task_state(&self.client, &self.interrupt, &handle.task_id, log) {
             Err(e) if e.class == ErrorClass::NotFound => return self.gone(handle, log),
             other => other.map_err(context(&what))?,
         };

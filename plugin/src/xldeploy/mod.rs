@@ -12,7 +12,10 @@
 //! `XLDeployClient.py` (paths, query parameters, `state2`, validation messages, rollback,
 //! archive, stop, cancel, undeploy, orchestrators) and its `deploy.py` (the log lines);
 //! (D) `xebialabs-community/puppet-xldeploy`'s Ruby client (`exists` answers
-//! `<boolean>true</boolean>`).
+//! `<boolean>true</boolean>`); (E) the XL Deploy REST API reference (apidocs.digital.ai,
+//! `TaskBlockService`: "GET /tasks/v2/current — Returns the active tasks of the logged in user",
+//! a list of `TaskWithBlock`, whose `<metadata>` example holds `application`, `environment`,
+//! `taskType` (`INITIAL`), `environment_id` and `version`).
 //!
 //! | call | body in → out | source |
 //! |---|---|---|
@@ -23,7 +26,8 @@
 //! | `GET /deployit/deployment/prepare/undeploy?deployedApplication=Environments/Env/App` | → `<deployment type="UNDEPLOYMENT">` | C |
 //! | `POST /deployit/deployment/prepare/deployeds` | `<deployment>` → `<deployment>` with `<deployeds>` mapped | A, C |
 //! | `POST /deployit/deployment/validate` | `<deployment>` → `<deployment>`; errors as `<validation-messages><validation-message ci=".." property=".." level="ERROR">text</validation-message>` inside the CI at fault | A (names the block), C (reads `ci` and the text) |
-//! | `POST /deployit/deployment` | `<deployment>` → the task id as plain text | A, C |
+//! | `GET /deployit/tasks/v2/current` | → `<list><task id=.. state=..><metadata><application>App</application><environment_id>Environments/Env</environment_id><version>2.2</version><taskType>UPGRADE</taskType>..</metadata>..</task></list>` | E |
+//! | `POST /deployit/deployment` | `<deployment>` → the task id (a UUID) as plain text | A, C |
 //! | `POST /deployit/task/{id}/start` | → empty | B, C |
 //! | `GET /deployit/task/{id}` | → `<task id=.. state=.. state2=.. currentStep=.. totalSteps=.. failures=.. owner=..>` (`state2` preferred, `state` as fallback) | B, C |
 //! | `POST /deployit/task/{id}/stop` | → empty | C |
@@ -34,19 +38,29 @@
 //! Every request sends `Accept: application/xml` and, with a body, `Content-Type:
 //! application/xml`; any non-2xx status is an error classed by status (401/403 `auth`, 404
 //! `not_found`, 429 `rate_limited`, 5xx `http_5xx`, other 4xx `bad_request`); a body that is
-//! not the expected XML is `protocol`. Orchestrators go into the deployed application's
+//! not the expected XML, and any 2xx HTML page, is `protocol`; a refused TLS certificate is
+//! `precondition` (see `faults.rs`). `Retry-After` is read as seconds or an HTTP date and cut
+//! to one hour. Orchestrators go into the deployed application's
 //! `<orchestrator><value>..</value></orchestrator>` and deployed-application properties become
 //! its child elements (C: `add_orchestrators`, `set_deployed_application_properties`).
 //!
 //! Safe to repeat in place (connection errors, timeouts, 5xx, 429 after `Retry-After`): the
 //! GETs, prepare deployeds, validate, stop, archive, and `start` after re-reading the task
-//! state. Never repeated: `POST /deployit/deployment`, `POST .../rollback/{id}`, `DELETE`.
+//! state. Never repeated: `POST /deployit/deployment` (created at most once per attempt, see
+//! `create.rs`), `POST .../rollback/{id}`, `DELETE`.
+//!
+//! Every call and wait honours the attempt's [`crate::Interrupt`]: at its deadline and on
+//! abort the task being waited on is stopped (`stop.rs`); on a signal it is left running.
 
 mod backend;
 mod client;
+mod create;
 mod deploy;
+mod faults;
+mod intent;
 mod poll;
 mod rollback;
+mod stop;
 mod task;
 mod undeploy;
 mod xml;

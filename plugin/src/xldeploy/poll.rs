@@ -1,29 +1,65 @@
 //! Waits for a task to settle: polls fast at first and backs off to `polling_interval`, so a
 //! short deployment is seen finishing promptly and a long one costs few requests. One log line
-//! per state change.
+//! per state change. The wait ends early when the attempt must stop (its deadline, an abort,
+//! a signal): the flag is checked at every poll and at least every 200 ms in between.
 
 use std::time::{Duration, Instant};
 
 use super::client::{Call, Client};
 use super::task::{Phase, TaskState};
 use super::xml;
-use crate::ErrorClass;
 use crate::backend::{BackendError, LogSink};
+use crate::{ErrorClass, Interrupt, StopCause};
 
 /// The shortest wait between two polls (unless `polling_interval` is shorter).
 pub(crate) const FIRST_DELAY: Duration = Duration::from_millis(150);
+
+/// The longest a wait sleeps without looking at the attempt's stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(200);
 
 /// How long to wait and how often to ask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PollSettings {
     /// The longest wait between two polls.
     pub interval: Duration,
-    /// Polls at most this many times; 0 = no limit (until `timeout`, if any).
+    /// Polls at most this many times; 0 = no limit (until the attempt's deadline, if any).
     pub budget: u32,
-    pub timeout: Option<Duration>,
     /// STOPPED (a pause step, or a person pressed stop) settles the wait as a failure; when
     /// false relflow keeps waiting for someone to continue the task in XL Deploy.
     pub fail_on_pause: bool,
+}
+
+/// How a wait for a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// No longer in flight: EXECUTED/DONE, FAILED/ABORTED/STOPPED or CANCELLED.
+    Settled(TaskState),
+    /// The attempt must stop; `last` is the state last seen (the task may still run).
+    Stopped {
+        cause: StopCause,
+        last: Option<TaskState>,
+    },
+}
+
+/// Sleeps `duration`, in slices of at most 200 ms, unless the attempt must stop first (and
+/// never past its deadline). Returns why it stopped, if it did.
+pub(crate) fn pause(interrupt: &Interrupt, duration: Duration) -> Option<StopCause> {
+    let until = Instant::now() + duration;
+    loop {
+        if let Some(cause) = interrupt.cause() {
+            return Some(cause);
+        }
+        let now = Instant::now();
+        if now >= until {
+            return None;
+        }
+        let mut slice = (until - now).min(STOP_CHECK);
+        if let Some(left) = interrupt.remaining() {
+            // Wake at the deadline itself, not up to a slice after it.
+            slice = slice.min(left.max(Duration::from_millis(1)));
+        }
+        std::thread::sleep(slice);
+    }
 }
 
 /// The wait before the next poll, `elapsed` after the task was started: a twentieth of the
@@ -38,27 +74,28 @@ pub(crate) fn next_delay(elapsed: Duration, interval: Duration) -> Duration {
 /// Reads the task's state once.
 pub(crate) fn task_state(
     client: &Client,
+    interrupt: &Interrupt,
     task_id: &str,
     log: LogSink<'_>,
 ) -> Result<TaskState, BackendError> {
     let call = Call::get(format!("/deployit/task/{task_id}"));
-    let body = client.idempotent(&call, log)?;
+    let body = client.idempotent(&call, interrupt, log)?;
     let state = xml::parse_task_state(&body).map_err(|e| {
         BackendError::new(ErrorClass::Protocol, format!("{}: {e}", call.describe()))
     })?;
     Ok(TaskState::parse(&state))
 }
 
-/// Polls until the task is no longer in flight and returns that state: EXECUTED/DONE,
-/// FAILED/ABORTED/STOPPED or CANCELLED. `known` is the state the caller last saw, so the
-/// first line is written only when the state changed.
+/// Polls until the task is no longer in flight (see [`Waited`]). `known` is the state the
+/// caller last saw, so the first line is written only when the state changed.
 pub(crate) fn wait_until_settled(
     client: &Client,
+    interrupt: &Interrupt,
     task_id: &str,
     settings: &PollSettings,
     known: Option<TaskState>,
     log: LogSink<'_>,
-) -> Result<TaskState, BackendError> {
+) -> Result<Waited, BackendError> {
     let started = Instant::now();
     let mut last = known;
     let mut polls = 0u32;
@@ -68,20 +105,32 @@ pub(crate) fn wait_until_settled(
     loop {
         due += next_delay(due - started, settings.interval);
         let now = Instant::now();
-        match due.checked_duration_since(now) {
-            Some(wait) => std::thread::sleep(wait),
+        let stopped = match due.checked_duration_since(now) {
+            Some(wait) => pause(interrupt, wait),
             // A slow answer (or in-place retries) overran the slot: poll now, no burst after.
-            None => due = now,
+            None => {
+                due = now;
+                interrupt.cause()
+            }
+        };
+        if let Some(cause) = stopped {
+            return Ok(Waited::Stopped { cause, last });
         }
-        let state = task_state(client, task_id, log)?;
+        let state = match task_state(client, interrupt, task_id, log) {
+            Ok(state) => state,
+            Err(e) => match interrupt.cause() {
+                Some(cause) => return Ok(Waited::Stopped { cause, last }),
+                None => return Err(e),
+            },
+        };
         polls += 1;
         if last.as_ref() != Some(&state) {
             log(&format!("Task {task_id} now in state {state}"));
         }
         match state.phase() {
-            Phase::Succeeded | Phase::Cancelled => return Ok(state),
+            Phase::Succeeded | Phase::Cancelled => return Ok(Waited::Settled(state)),
             Phase::NeedsDecision if state != TaskState::Stopped || settings.fail_on_pause => {
-                return Ok(state);
+                return Ok(Waited::Settled(state));
             }
             Phase::Unknown => {
                 return Err(BackendError::new(
@@ -93,9 +142,7 @@ pub(crate) fn wait_until_settled(
             }
             Phase::InFlight | Phase::NeedsDecision => {}
         }
-        let over_budget = settings.budget > 0 && polls >= settings.budget;
-        let over_time = settings.timeout.is_some_and(|t| started.elapsed() >= t);
-        if over_budget || over_time {
+        if settings.budget > 0 && polls >= settings.budget {
             return Err(BackendError::new(
                 ErrorClass::Timeout,
                 format!(

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::backend::XlDeployBackend;
 use super::client::Call;
+use super::create::Obtained;
 use super::deploy::{Target, context, describe, protocol};
-use super::poll::{self, PollSettings};
+use super::intent::{self, Intent, TaskType};
+use super::poll::{self, PollSettings, Waited};
 use super::task::{Phase, TaskState};
 use super::xml;
 use crate::ErrorClass;
@@ -57,19 +59,15 @@ fn save_journal(work_dir: &Path, rollback_task_id: &str) -> Result<(), BackendEr
         rollback_task_id: rollback_task_id.to_string(),
     };
     let json = serde_json::to_vec(&journal).unwrap_or_default();
-    let tmp = path.with_extension("json.tmp");
-    std::fs::create_dir_all(work_dir)
-        .and_then(|()| std::fs::write(&tmp, json))
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| {
-            BackendError::new(
-                ErrorClass::Precondition,
-                format!(
-                    "record rollback task {rollback_task_id} in {}: {e}",
-                    path.display()
-                ),
-            )
-        })
+    intent::write_durably(&path, &json).map_err(|e| {
+        BackendError::new(
+            ErrorClass::Precondition,
+            format!(
+                "record rollback task {rollback_task_id} in {}: {e}",
+                path.display()
+            ),
+        )
+    })
 }
 
 fn report(handle: &XlDeployHandle, action: RevertAction) -> RollbackReport {
@@ -94,7 +92,7 @@ impl XlDeployBackend {
             return self.follow_rollback(handle, &rollback_id, &what, log);
         }
         let id = &handle.task_id;
-        let mut state = match poll::task_state(&self.client, id, log) {
+        let mut state = match poll::task_state(&self.client, &self.interrupt, id, log) {
             Err(e) if e.class == ErrorClass::NotFound => {
                 return self.roll_back_archived(handle, &what, log);
             }
@@ -102,23 +100,24 @@ impl XlDeployBackend {
         };
         if state == TaskState::Pending {
             // Never started: nothing changed in the environment; drop the task.
-            self.client
-                .once(&Call::delete(format!("/deployit/task/{id}")))
+            self.call_once(&Call::delete(format!("/deployit/task/{id}")))
                 .map_err(context(&what))?;
             log(&format!(
                 "Task {id} never started: cancelled it, nothing to roll back"
             ));
             return Ok(report(handle, RevertAction::Unchanged));
         }
-        if state.is_running() {
-            let call = Call::post(format!("/deployit/task/{id}/stop"), None);
-            self.client.idempotent(&call, log).map_err(context(&what))?;
+        if state.phase() == Phase::InFlight {
+            // Running: stop it first. Already stopping (at a deadline): wait until it is.
+            if state.is_running() {
+                let call = Call::post(format!("/deployit/task/{id}/stop"), None);
+                self.call(&call, log).map_err(context(&what))?;
+            }
             let settings = PollSettings {
                 fail_on_pause: true,
                 ..self.poll_settings()
             };
-            state = poll::wait_until_settled(&self.client, id, &settings, Some(state), log)
-                .map_err(context(&what))?;
+            state = self.settled(id, &settings, Some(state), &what, log)?;
         }
         match state {
             TaskState::Done => return self.roll_back_archived(handle, &what, log),
@@ -133,7 +132,7 @@ impl XlDeployBackend {
             _ => {}
         }
         let call = Call::post(format!("/deployit/deployment/rollback/{id}"), None);
-        let body = self.client.once(&call).map_err(context(&what))?;
+        let body = self.call_once(&call).map_err(context(&what))?;
         let rollback_id = xml::parse_task_id(&body).map_err(|e| protocol(&what, &call, e))?;
         save_journal(&handle.work_dir, &rollback_id)?;
         self.start(&rollback_id, log).map_err(context(&what))?;
@@ -149,7 +148,7 @@ impl XlDeployBackend {
         what: &str,
         log: LogSink<'_>,
     ) -> Result<RollbackReport, BackendError> {
-        let state = match poll::task_state(&self.client, rollback_id, log) {
+        let state = match poll::task_state(&self.client, &self.interrupt, rollback_id, log) {
             Err(e) if e.class == ErrorClass::NotFound => {
                 return self.check_rolled_back(handle, what, log);
             }
@@ -179,8 +178,7 @@ impl XlDeployBackend {
         log: LogSink<'_>,
     ) -> Result<RollbackReport, BackendError> {
         let settings = self.poll_settings();
-        let state = poll::wait_until_settled(&self.client, rollback_id, &settings, None, log)
-            .map_err(context(what))?;
+        let state = self.settled(rollback_id, &settings, None, what, log)?;
         match state.phase() {
             Phase::Succeeded => {
                 if state == TaskState::Executed {
@@ -192,6 +190,31 @@ impl XlDeployBackend {
                 ErrorClass::TaskFailed,
                 format!("{what}: XL Deploy rollback task {rollback_id} is {state}"),
             )),
+        }
+    }
+
+    /// Waits for `task_id` to settle. When the operation must stop first, the task is left
+    /// running (a rollback half-stopped is worse than one finished); the journal lets the
+    /// next rollback re-attach to it.
+    fn settled(
+        &self,
+        task_id: &str,
+        settings: &PollSettings,
+        known: Option<TaskState>,
+        what: &str,
+        log: LogSink<'_>,
+    ) -> Result<TaskState, BackendError> {
+        let waited =
+            poll::wait_until_settled(&self.client, &self.interrupt, task_id, settings, known, log)
+                .map_err(context(what))?;
+        match waited {
+            Waited::Settled(state) => Ok(state),
+            Waited::Stopped { cause, .. } => {
+                log(&format!(
+                    "Task {task_id} keeps running in XL Deploy; rolling back again re-attaches to it"
+                ));
+                Err(self.interrupt.error(cause, what))
+            }
         }
     }
 
@@ -245,7 +268,36 @@ impl XlDeployBackend {
             ));
         }
         let target = Target::new(&handle.application, &handle.environment);
-        let (call, spec) = match &handle.previous_version {
+        // The redeploy's version, or `None` for an undeployment (after an initial deployment).
+        let version = handle
+            .previous_version
+            .as_deref()
+            .map(|p| p.rsplit_once('/').map_or(p, |(_, v)| v));
+        let obtained = match self.adopt_lost(&target, version, &handle.work_dir, what, log)? {
+            Some(obtained) => obtained,
+            None => self.create_redeploy(handle, &target, version, what, log)?,
+        };
+        let rollback_id = obtained.task_id;
+        save_journal(&handle.work_dir, &rollback_id)?;
+        intent::remove(&handle.work_dir);
+        log(&format!("Execute task with id: {rollback_id}"));
+        if obtained.is_adopted {
+            return self.follow_rollback(handle, &rollback_id, what, log);
+        }
+        self.start(&rollback_id, log).map_err(context(what))?;
+        self.wait_rollback(handle, &rollback_id, what, log)
+    }
+
+    /// The task that puts the previous package back (`version`), or undeploys: created once.
+    fn create_redeploy(
+        &self,
+        handle: &XlDeployHandle,
+        target: &Target,
+        version: Option<&str>,
+        what: &str,
+        log: LogSink<'_>,
+    ) -> Result<Obtained, BackendError> {
+        let (call, task_type) = match &handle.previous_version {
             Some(previous) => {
                 log(&format!(
                     "Task {} is archived: rolling back by deploying {previous}",
@@ -254,7 +306,7 @@ impl XlDeployBackend {
                 let call = Call::get("/deployit/deployment/prepare/update")
                     .query("version", previous)
                     .query("deployedApplication", target.deployed_application());
-                (call, true)
+                (call, TaskType::Upgrade)
             }
             None => {
                 log(&format!(
@@ -264,20 +316,23 @@ impl XlDeployBackend {
                 ));
                 let call = Call::get("/deployit/deployment/prepare/undeploy")
                     .query("deployedApplication", target.deployed_application());
-                (call, false)
+                (call, TaskType::Undeploy)
             }
         };
-        let body = self.client.idempotent(&call, log).map_err(context(what))?;
-        let spec_xml = xml::parse_deployment(&body).map_err(|e| protocol(what, &call, e))?;
-        let rollback_id = if spec {
-            self.validate_and_create(spec_xml, what, log)?
-        } else {
-            self.create_task(&spec_xml, what, log)?
-        };
-        save_journal(&handle.work_dir, &rollback_id)?;
-        log(&format!("Execute task with id: {rollback_id}"));
-        self.start(&rollback_id, log).map_err(context(what))?;
-        self.wait_rollback(handle, &rollback_id, what, log)
+        let body = self.call(&call, log).map_err(context(what))?;
+        let mut spec = xml::parse_deployment(&body).map_err(|e| protocol(what, &call, e))?;
+        if task_type == TaskType::Upgrade {
+            spec = self.map_and_validate(spec, what, log)?;
+        }
+        let deployed_now = format!("{}/{}", handle.application, handle.version);
+        let recorded = Intent::new(
+            &target.application,
+            &target.environment,
+            version.unwrap_or(&handle.version),
+            task_type,
+            Some(deployed_now),
+        );
+        self.create_once(&spec, recorded, &handle.work_dir, what, log)
     }
 
     pub(super) fn run_cancel(
@@ -287,10 +342,7 @@ impl XlDeployBackend {
     ) -> Result<(), BackendError> {
         let id = &handle.task_id;
         let what = format!("cancel {}", describe(handle));
-        match self
-            .client
-            .once(&Call::delete(format!("/deployit/task/{id}")))
-        {
+        match self.call_once(&Call::delete(format!("/deployit/task/{id}"))) {
             Ok(_) => {
                 log(&format!(
                     "Task {id} cancelled without rollback: {} may be left half-updated",

@@ -240,20 +240,103 @@ pub(crate) fn deployed_version(body: &str) -> Result<String, XmlError> {
         .ok_or_else(|| XmlError(format!("<{}> has no <version ref=...>", root.name)))
 }
 
-/// A task id answered as plain text (XL Deploy's `text/plain`) or wrapped in one element.
+/// A task id answered as plain text (XL Deploy's `text/plain`) or wrapped in one element
+/// without children (`<string>..</string>`). XL Deploy's task ids are UUIDs; anything else
+/// (a word from an error page, say) is not taken for one.
 pub(crate) fn parse_task_id(body: &str) -> Result<String, XmlError> {
     let trimmed = body.trim();
     let id = if trimmed.starts_with('<') {
-        parse(trimmed)?.text.trim().to_string()
+        let root = parse(trimmed)?;
+        if !root.children.is_empty() {
+            return Err(XmlError(format!(
+                "expected a task id, got a <{}> document",
+                root.name
+            )));
+        }
+        root.text.trim().to_string()
     } else {
         trimmed.to_string()
     };
-    let is_id_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if id.is_empty() || id.len() > 128 || !id.chars().all(is_id_char) {
+    if !is_uuid(&id) {
         let shown: String = trimmed.chars().take(80).collect();
-        return Err(XmlError(format!("expected a task id, got `{shown}`")));
+        return Err(XmlError(format!(
+            "expected a task id (a UUID), got `{shown}`"
+        )));
     }
     Ok(id)
+}
+
+/// `95223aae-0e6c-45bf-9abe-fed0587a5892`: 8-4-4-4-12 hexadecimal digits.
+fn is_uuid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    let lengths = [8, 4, 4, 4, 12];
+    groups.len() == lengths.len()
+        && groups
+            .iter()
+            .zip(lengths)
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// One task of `GET /deployit/tasks/v2/current` (a `TaskWithBlock`): its id, state and the
+/// `<metadata>` entries (`application`, `environment`, `environment_id`, `version`, `taskType`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ActiveTask {
+    pub id: String,
+    pub state: String,
+    pub metadata: Vec<(String, String)>,
+}
+
+impl ActiveTask {
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET /deployit/tasks/v2/current`: `<list><task id=".." state="..">..<metadata>..</metadata>
+/// <block ../></task>..</list>`.
+pub(crate) fn parse_active_tasks(body: &str) -> Result<Vec<ActiveTask>, XmlError> {
+    let root = parse(body)?;
+    let tasks: Vec<&Element> = if root.name == "task" {
+        vec![&root]
+    } else if root.name == "list" {
+        root.children.iter().filter(|c| c.name == "task").collect()
+    } else {
+        return Err(XmlError(format!(
+            "expected a <list> of tasks, got <{}>",
+            root.name
+        )));
+    };
+    tasks
+        .into_iter()
+        .map(|task| {
+            let id = task
+                .attr("id")
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| XmlError("a <task> in the list has no id".into()))?;
+            let state = task
+                .attr("state2")
+                .filter(|s| !s.is_empty())
+                .or_else(|| task.attr("state"))
+                .unwrap_or_default();
+            let metadata = task
+                .child("metadata")
+                .map(|m| {
+                    m.children
+                        .iter()
+                        .map(|e| (e.name.clone(), e.text.trim().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(ActiveTask {
+                id: id.to_string(),
+                state: state.to_string(),
+                metadata,
+            })
+        })
+        .collect()
 }
 
 /// Applies the XL plugin's `orchestrators` and `deployed_application_properties` to the
@@ -335,12 +418,43 @@ mod tests {
         );
     }
 
+    const ID: &str = "95223aae-0e6c-45bf-9abe-fed0587a5892";
+
     #[test]
     fn task_ids_are_plain_text_and_error_pages_are_refused() {
-        assert_eq!(parse_task_id(" abc-123\n").unwrap(), "abc-123");
-        assert_eq!(parse_task_id("<string>abc-1</string>").unwrap(), "abc-1");
+        assert_eq!(parse_task_id(&format!(" {ID}\n")).unwrap(), ID);
+        assert_eq!(
+            parse_task_id(&format!("<string>{ID}</string>")).unwrap(),
+            ID
+        );
         assert!(parse_task_id("<html><body>Error</body></html>").is_err());
+        assert!(parse_task_id("<h1>maintenance</h1>").is_err());
+        assert!(parse_task_id("maintenance").is_err());
+        assert!(parse_task_id("95223aae-0e6c-45bf-9abe-fed0587a589").is_err());
         assert!(parse_task_id("").is_err());
+    }
+
+    #[test]
+    fn active_tasks_carry_their_metadata() {
+        let body = format!(
+            r#"<list><task id="{ID}" failures="0" owner="admin" state="PENDING">
+              <description>Update of Environments/Prod/PetPortal</description>
+              <metadata><application>PetPortal</application><environment>Prod</environment>
+                <taskType>UPGRADE</taskType><environment_id>Environments/Prod</environment_id>
+                <version>2.2</version></metadata>
+              <block id="0" state="PENDING" description="Deployment" root="true"/></task></list>"#
+        );
+        let tasks = parse_active_tasks(&body).unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].id, ID);
+        assert_eq!(tasks[0].state, "PENDING");
+        assert_eq!(
+            tasks[0].metadata("environment_id"),
+            Some("Environments/Prod")
+        );
+        assert_eq!(tasks[0].metadata("taskType"), Some("UPGRADE"));
+        assert_eq!(parse_active_tasks("<list/>").unwrap(), vec![]);
+        assert!(parse_active_tasks("<html><body>x</body></html>").is_err());
     }
 
     #[test]

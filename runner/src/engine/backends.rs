@@ -108,6 +108,7 @@ impl Engine {
                 password,
                 polling_interval,
                 insecure_skip_tls_verify,
+                ca_cert,
             }) => {
                 let config = XlDeployConfig {
                     url: render(url)?,
@@ -115,6 +116,10 @@ impl Engine {
                     password: render(password)?,
                     polling_interval: *polling_interval,
                     insecure: *insecure_skip_tls_verify,
+                    ca_cert: ca_cert
+                        .as_ref()
+                        .map(|path| render(path).map(|p| resolve(base, p)))
+                        .transpose()?,
                     application: Some(deploy.application.to_string()),
                     orchestrators: spec.xl.orchestrators.clone(),
                     deployed_application_properties: spec

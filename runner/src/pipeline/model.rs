@@ -161,6 +161,8 @@ pub enum Backend {
         password: Template,
         polling_interval: Duration,
         insecure_skip_tls_verify: bool,
+        /// A PEM file of CAs trusted besides the system's; relative to the pipeline's folder.
+        ca_cert: Option<Template>,
     },
     Exec {
         deploy: Vec<Template>,

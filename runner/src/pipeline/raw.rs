@@ -149,6 +149,7 @@ pub struct RawBackend {
     pub password: Option<Spanned<Scalar>>,
     pub polling_interval: Option<Spanned<Scalar>>,
     pub insecure: Option<Spanned<bool>>,
+    pub ca_cert: Option<Spanned<Scalar>>,
     // exec
     pub deploy: Option<Spanned<Vec<Spanned<Scalar>>>>,
     pub rollback: Option<Spanned<Vec<Spanned<Scalar>>>>,

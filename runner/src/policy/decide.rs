@@ -110,7 +110,8 @@ pub fn decide(
     if failure.class == ErrorClass::RateLimited
         && let Some(hint) = failure.retry_after
     {
-        delay = delay.max(hint);
+        // The server's hint is honoured up to the policy's own longest delay.
+        delay = delay.max(hint.min(retry.max_delay));
     }
     Decided {
         decision: Decision::Retry {
@@ -258,6 +259,16 @@ mod tests {
             d.decision,
             Decision::Retry {
                 delay: Duration::from_secs(30),
+                next_attempt: 2
+            }
+        );
+        // A longer hint is honoured up to the policy's max_delay (5m by default).
+        f.retry_after = Some(Duration::from_secs(3600));
+        let d = decide(p, &f, BUDGET, 0.0);
+        assert_eq!(
+            d.decision,
+            Decision::Retry {
+                delay: Duration::from_secs(300),
                 next_attempt: 2
             }
         );

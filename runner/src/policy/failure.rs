@@ -68,15 +68,18 @@ pub fn http_status_in(message: &str) -> Option<u16> {
     })
 }
 
-/// `(Retry-After: 30s)` or `Retry-After: 30` → 30 seconds.
+/// `(Retry-After: 30s)` or `Retry-After: 30` → 30 seconds; never more than an hour, however
+/// long the server (or a message) asks for.
 pub fn retry_after_in(message: &str) -> Option<Duration> {
+    const LONGEST: Duration = Duration::from_secs(3600);
     let (_, rest) = message.split_once("Retry-After:")?;
     let digits: String = rest
         .trim_start()
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
-    digits.parse::<u64>().ok().map(Duration::from_secs)
+    let secs = (!digits.is_empty()).then(|| digits.parse::<u64>().unwrap_or(u64::MAX))?;
+    Some(Duration::from_secs(secs).min(LONGEST))
 }
 
 /// `XL Deploy task 42 is FAILED` → `FAILED`; `... was cancelled` → `CANCELLED`.
@@ -117,6 +120,10 @@ mod tests {
         assert_eq!(http_status_in("HTTP 5000"), None);
         assert_eq!(http_status_in("exit 1"), None);
         assert_eq!(retry_after_in("Retry-After: soon"), None);
+        assert_eq!(
+            retry_after_in("HTTP 429 (Retry-After: 18446744073709551616s)"),
+            Some(Duration::from_secs(3600))
+        );
         assert_eq!(
             backend_state_in("XL Deploy task 1 was cancelled").as_deref(),
             Some("CANCELLED")

@@ -117,6 +117,11 @@ impl FakeXld {
         self
     }
 
+    /// Lets one answer held by [`FaultKind::HoldAnswer`] go (or the next one, if none waits).
+    pub fn release_held(&self) {
+        self.world().held.add_permits(1);
+    }
+
     /// Every answer comes this much later.
     pub fn with_latency(&self, latency: Duration) -> &Self {
         self.world().latency = latency;

@@ -60,10 +60,13 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, world: Arc<Mutex<Wor
     let method = parts.next().unwrap_or_default().to_string();
     let path = parts.next().unwrap_or_default();
     let path = path.split('?').next().unwrap_or_default().to_string();
-    let fault = world
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take_fault(&method, &path, true);
+    let (fault, held) = {
+        let mut world = world.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            world.take_fault(&method, &path, true),
+            Arc::clone(&world.held),
+        )
+    };
     if fault == Some(FaultKind::DropBefore) {
         return; // dropping `client` closes the connection unanswered
     }
@@ -85,5 +88,31 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, world: Arc<Mutex<Wor
         }
         return;
     }
+    if fault == Some(FaultKind::HoldAnswer) {
+        hold_answer(client, server, &held).await;
+        return;
+    }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+}
+
+/// Forwards the rest of the request, reads the server's whole answer (the fake closes each
+/// connection after one), and relays it only once the test releases it.
+async fn hold_answer(mut client: TcpStream, mut server: TcpStream, held: &tokio::sync::Semaphore) {
+    let (mut client_read, mut client_write) = client.split();
+    let (mut server_read, mut server_write) = server.split();
+    let forward = tokio::io::copy(&mut client_read, &mut server_write);
+    let mut answer = Vec::new();
+    let read_answer = server_read.read_to_end(&mut answer);
+    tokio::pin!(forward, read_answer);
+    let mut forwarding = true;
+    loop {
+        tokio::select! {
+            _ = &mut forward, if forwarding => forwarding = false,
+            _ = &mut read_answer => break,
+        }
+    }
+    if let Ok(permit) = held.acquire().await {
+        permit.forget();
+    }
+    let _ = client_write.write_all(&answer).await;
 }

@@ -85,6 +85,12 @@ impl Respond for Responder {
             Some(FaultKind::RateLimited { retry_after_secs }) => {
                 error_page(429).insert_header("retry-after", retry_after_secs.to_string().as_str())
             }
+            Some(FaultKind::RetryAfter(value)) => {
+                error_page(429).insert_header("retry-after", value.as_str())
+            }
+            Some(FaultKind::Html { status, body }) => {
+                ResponseTemplate::new(status).set_body_raw(body, "text/html")
+            }
             Some(FaultKind::Garbage) => xml("<task id=\"oops\" state=".to_string()),
             Some(FaultKind::Slow(extra)) => {
                 delay += extra;
@@ -161,6 +167,13 @@ fn answer(world: &mut World, request: &Request, method: &str, path: &str) -> Res
             None => text(400, "Cannot parse the deployment"),
         },
         ("POST", ["deployment"]) => create_task(world, &body),
+        ("GET", ["tasks", "v2", "current"]) => xml(shapes::active_tasks(
+            world
+                .tasks
+                .iter()
+                .filter(|(_, t)| !t.is_gone)
+                .map(|(id, t)| (id.as_str(), t)),
+        )),
         ("POST", ["deployment", "rollback", id]) => rollback(world, id),
         ("GET", ["task", id]) => match world.poll(id) {
             Some(state) => xml(shapes::task(id, &state, "Update deployment")),

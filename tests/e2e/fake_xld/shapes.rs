@@ -4,6 +4,8 @@ use quick_xml::Reader;
 use quick_xml::escape::escape;
 use quick_xml::events::Event;
 
+use super::world::{Task, TaskKind};
+
 /// What the fake needs from a `<deployment>` spec it is sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Spec {
@@ -157,6 +159,49 @@ pub fn task(id: &str, state: &str, description: &str) -> String {
 </task>"#,
         escape(description)
     )
+}
+
+/// `GET /deployit/tasks/v2/current`: a list of `TaskWithBlock`, each with the metadata XL
+/// Deploy documents (`application`, `environment`, `environment_id`, `version`, `taskType`).
+pub fn active_tasks<'a>(tasks: impl Iterator<Item = (&'a str, &'a Task)>) -> String {
+    let mut out = String::from("<list>");
+    for (id, task) in tasks {
+        let (environment, app, package) = match &task.kind {
+            TaskKind::Deploy {
+                environment,
+                app,
+                package,
+                previous,
+            } => (environment, app, package.as_ref().or(previous.as_ref())),
+            TaskKind::Rollback {
+                environment,
+                app,
+                restore,
+            } => (environment, app, restore.as_ref()),
+        };
+        let version = package
+            .and_then(|p| p.rsplit('/').next())
+            .unwrap_or_default();
+        let env_name = environment.rsplit('/').next().unwrap_or_default();
+        let state = &task.state;
+        let task_type = task.kind.task_type();
+        out.push_str(&format!(
+            r#"<task id="{id}" failures="{}" owner="admin" state="{state}">
+  <description>{task_type} of {}</description>
+  <activeBlocks/>
+  <metadata><application>{}</application><environment>{}</environment><taskType>{task_type}</taskType><environment_id>{}</environment_id><version>{}</version></metadata>
+  <block id="0" state="{state}" description="Deployment" root="true"/>
+</task>"#,
+            task.runs_failed,
+            escape(format!("{environment}/{app}").as_str()),
+            escape(app.as_str()),
+            escape(env_name),
+            escape(environment.as_str()),
+            escape(version),
+        ));
+    }
+    out.push_str("</list>");
+    out
 }
 
 /// `GET /deployit/repository/ci/Environments/Env/App`.

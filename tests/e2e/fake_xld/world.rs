@@ -2,6 +2,7 @@
 //! state machine, scripted behaviour, injected faults and the record of every request.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How the tasks of one kind run, scripted per test.
@@ -59,6 +60,11 @@ impl TaskScript {
             ..TaskScript::succeed()
         }
     }
+
+    /// Runs stay EXECUTING until stopped (or the test changes the script).
+    pub fn endless() -> TaskScript {
+        TaskScript::executing_for(u32::MAX)
+    }
 }
 
 /// A fault injected into matching requests, `times` times.
@@ -76,6 +82,13 @@ pub enum FaultKind {
     DropBefore,
     /// Let the server handle the request, then close the connection instead of answering.
     DropAfter,
+    /// Let the server handle the request, then hold its answer until the test calls
+    /// [`crate::fake_xld::FakeXld::release_held`] (needs the drop proxy).
+    HoldAnswer,
+    /// Answer with this status and an HTML page (`text/html`) holding `body`.
+    Html { status: u16, body: String },
+    /// 429 with this exact `Retry-After` header value (an HTTP date, a huge number...).
+    RetryAfter(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +144,18 @@ pub enum TaskKind {
     },
 }
 
+impl TaskKind {
+    /// `taskType` in the task's metadata, as XL Deploy names it.
+    pub fn task_type(&self) -> &'static str {
+        match self {
+            TaskKind::Deploy { package: None, .. } => "UNDEPLOY",
+            TaskKind::Deploy { previous: None, .. } => "INITIAL",
+            TaskKind::Deploy { .. } => "UPGRADE",
+            TaskKind::Rollback { .. } => "ROLLBACK",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Task {
     pub kind: TaskKind,
@@ -160,6 +185,8 @@ pub struct World {
     pub next_id: u64,
     /// Add `Connection: close` to every answer, so the drop proxy sees each request.
     pub close_connections: bool,
+    /// Answers held by [`FaultKind::HoldAnswer`] wait for a permit here.
+    pub held: Arc<tokio::sync::Semaphore>,
 }
 
 impl World {
@@ -178,6 +205,7 @@ impl World {
             requests: Vec::new(),
             next_id: 1,
             close_connections: false,
+            held: Arc::new(tokio::sync::Semaphore::new(0)),
         }
     }
 
@@ -189,7 +217,12 @@ impl World {
 
     /// Takes one use of the first fault matching the request, if any.
     pub fn take_fault(&mut self, method: &str, path: &str, drops: bool) -> Option<FaultKind> {
-        let is_drop = |k: &FaultKind| matches!(k, FaultKind::DropBefore | FaultKind::DropAfter);
+        let is_drop = |k: &FaultKind| {
+            matches!(
+                k,
+                FaultKind::DropBefore | FaultKind::DropAfter | FaultKind::HoldAnswer
+            )
+        };
         let fault = self.faults.iter_mut().find(|f| {
             f.times > 0
                 && f.method == method

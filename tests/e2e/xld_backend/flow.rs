@@ -16,6 +16,7 @@ async fn xld_initial_deploy_runs_the_xl_sequence_and_archives() {
             "GET /deployit/deployment/prepare/initial",
             "POST /deployit/deployment/prepare/deployeds",
             "POST /deployit/deployment/validate",
+            "GET /deployit/tasks/v2/current",
             "POST /deployit/deployment",
         ])
         .into_iter()

@@ -3,6 +3,7 @@
 //!
 //! Shared helpers live here; each child module holds one area.
 
+mod edges;
 mod faults;
 mod flow;
 mod operations;

@@ -23,6 +23,7 @@ fn fields_of(kind: &str) -> &'static [&'static str] {
             "polling_interval",
             "insecure",
             "lock_timeout",
+            "ca_cert",
         ],
         _ => &[
             "deploy",
@@ -43,7 +44,7 @@ const DEFAULT_POLLING: Duration = Duration::from_secs(10);
 impl RawBackend {
     /// Every field present (besides `kind`) and where its value stands.
     fn present_fields(&self) -> Vec<(&'static str, Pos)> {
-        let spans: [(&'static str, Option<Pos>); 14] = [
+        let spans: [(&'static str, Option<Pos>); 15] = [
             ("target", self.target.as_ref().map(|v| v.referenced.into())),
             (
                 "packages",
@@ -66,6 +67,10 @@ impl RawBackend {
             (
                 "insecure",
                 self.insecure.as_ref().map(|v| v.referenced.into()),
+            ),
+            (
+                "ca_cert",
+                self.ca_cert.as_ref().map(|v| v.referenced.into()),
             ),
             ("deploy", self.deploy.as_ref().map(|v| v.referenced.into())),
             (
@@ -184,12 +189,17 @@ impl Checker<'_> {
             ),
             None => Some(DEFAULT_POLLING),
         };
+        let ca_cert = match &b.ca_cert {
+            Some(path) => self.template(path).map(Some),
+            None => Some(None),
+        };
         Some(Backend::XlDeploy {
             url: url?,
             username: username?,
             password: password?,
             polling_interval: polling_interval?,
             insecure_skip_tls_verify: b.insecure.as_ref().is_some_and(|i| i.value),
+            ca_cert: ca_cert?,
         })
     }
 
