@@ -17,12 +17,30 @@ use std::sync::{Mutex, OnceLock};
 
 /// Every failpoint name, with what has just been made durable when it is hit.
 pub const NAMES: &[(&str, &str)] = &[
-    ("store.write", "a change of release state committed to the store (any event)"),
-    ("local.journal", "a step of the local backend's journal written"),
-    ("local.snapshot", "the pre-deployment snapshot of a local deploy completed"),
-    ("exec.journal", "the exec backend's record of a deploy command's start or end written"),
-    ("xld.create_intent", "the intent to create an XL Deploy task written, before the POST"),
-    ("xld.task_created", "the id of a created XL Deploy task stored"),
+    (
+        "store.write",
+        "a change of release state committed to the store (any event)",
+    ),
+    (
+        "local.journal",
+        "a step of the local backend's journal written",
+    ),
+    (
+        "local.snapshot",
+        "the pre-deployment snapshot of a local deploy completed",
+    ),
+    (
+        "exec.journal",
+        "the exec backend's record of a deploy command's start or end written",
+    ),
+    (
+        "xld.create_intent",
+        "the intent to create an XL Deploy task written, before the POST",
+    ),
+    (
+        "xld.task_created",
+        "the id of a created XL Deploy task stored",
+    ),
     ("rollback_job.write", "a rollback job's status committed"),
     ("lock.write", "a target lock taken or released"),
 ];

@@ -15,7 +15,7 @@ pub use backend::{
     RevertAction, RevertOutcome, RollbackReport, UndeployRequest, XlDeployHandle,
 };
 pub use error_class::ErrorClass;
-pub use interrupt::{Interrupt, StopCause};
 pub use exec::{Docker, ExecBackend};
+pub use interrupt::{Interrupt, StopCause};
 pub use local::{FreeSpaceProbe, LocalBackend};
 pub use xldeploy::{HttpRetry, XlDeployBackend, XlDeployConfig};

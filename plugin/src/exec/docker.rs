@@ -218,7 +218,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.class, ErrorClass::TaskFailed);
         assert!(
-            err.message.ends_with("docker compose up exited with code 1"),
+            err.message
+                .ends_with("docker compose up exited with code 1"),
             "{err}"
         );
         let missing = docker

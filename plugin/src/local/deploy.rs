@@ -12,10 +12,10 @@ use super::state::{
 };
 use super::{FreeSpaceProbe, LocalBackend, deliver};
 use crate::ErrorClass;
+use crate::Interrupt;
 use crate::backend::{
     BackendError, DeployOutcome, DeployRequest, HANDLE_FORMAT, Handle, LocalHandle, LogSink,
 };
-use crate::Interrupt;
 use crate::process::{self, ProcessSpec};
 
 /// Bytes that must stay free beyond the target folder and the update.

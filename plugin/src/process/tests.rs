@@ -50,10 +50,7 @@ fn merges_both_streams_in_order_and_reports_the_exit_code() {
     let (end, lines) = run_collect(&spec);
     assert!(matches!(end, ProcessEnd::Exited(3)), "{end:?}");
     assert_eq!(lines, vec!["one", "two", "hi there", "tail"]);
-    assert_eq!(
-        end.failure("sh").as_deref(),
-        Some("sh exited with code 3")
-    );
+    assert_eq!(end.failure("sh").as_deref(), Some("sh exited with code 3"));
 }
 
 #[test]
@@ -80,7 +77,10 @@ fn a_missing_program_is_a_spawn_failure_of_class_not_found() {
     assert!(matches!(end, ProcessEnd::SpawnFailed(_)), "{end:?}");
     let err = end.error("deploy web 1", spec.program()).unwrap();
     assert_eq!(err.class, ErrorClass::NotFound);
-    assert!(err.message.starts_with("deploy web 1: cannot start"), "{err}");
+    assert!(
+        err.message.starts_with("deploy web 1: cannot start"),
+        "{err}"
+    );
 }
 
 #[test]

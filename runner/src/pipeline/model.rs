@@ -149,6 +149,7 @@ pub enum Backend {
         target: Template,
         packages: Template,
         verify: Option<Vec<Template>>,
+        timeout: Option<Duration>,
     },
     XlDeploy {
         url: Template,
@@ -157,12 +158,14 @@ pub enum Backend {
         password: Template,
         polling_interval: Duration,
         insecure_skip_tls_verify: bool,
+        timeout: Option<Duration>,
     },
     Exec {
         deploy: Vec<Template>,
         rollback: Option<Vec<Template>>,
         current: Option<Vec<Template>>,
         status: Option<Vec<Template>>,
+        timeout: Option<Duration>,
     },
 }
 
@@ -172,6 +175,15 @@ impl Backend {
             Backend::Local { .. } => "local",
             Backend::XlDeploy { .. } => "xl-deploy",
             Backend::Exec { .. } => "exec",
+        }
+    }
+
+    /// Per-attempt timeout of the deploy and undeploy tasks on this backend that set none.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            Backend::Local { timeout, .. }
+            | Backend::XlDeploy { timeout, .. }
+            | Backend::Exec { timeout, .. } => *timeout,
         }
     }
 }

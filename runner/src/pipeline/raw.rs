@@ -150,6 +150,8 @@ pub struct RawBackend {
     pub rollback: Option<Spanned<Vec<Spanned<Scalar>>>>,
     pub current: Option<Spanned<Vec<Spanned<Scalar>>>>,
     pub status: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    // every kind
+    pub timeout: Option<Spanned<Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]

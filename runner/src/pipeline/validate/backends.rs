@@ -14,24 +14,28 @@ pub(super) const BACKEND_KINDS: [&str; 3] = ["local", "xl-deploy", "exec"];
 /// The fields each kind takes besides `kind`.
 fn fields_of(kind: &str) -> &'static [&'static str] {
     match kind {
-        "local" => &["target", "packages", "verify"],
+        "local" => &["target", "packages", "verify", "timeout"],
         "xl-deploy" => &[
             "url",
             "username",
             "password",
             "polling_interval",
             "insecure",
+            "timeout",
         ],
-        _ => &["deploy", "rollback", "current", "status"],
+        _ => &["deploy", "rollback", "current", "status", "timeout"],
     }
 }
 
 const DEFAULT_POLLING: Duration = Duration::from_secs(10);
+/// Bounds of a backend's `timeout`, as for a task's.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 
 impl RawBackend {
     /// Every field present (besides `kind`) and where its value stands.
     fn present_fields(&self) -> Vec<(&'static str, Pos)> {
-        let spans: [(&'static str, Option<Pos>); 12] = [
+        let spans: [(&'static str, Option<Pos>); 13] = [
             ("target", self.target.as_ref().map(|v| v.referenced.into())),
             (
                 "packages",
@@ -65,6 +69,10 @@ impl RawBackend {
                 self.current.as_ref().map(|v| v.referenced.into()),
             ),
             ("status", self.status.as_ref().map(|v| v.referenced.into())),
+            (
+                "timeout",
+                self.timeout.as_ref().map(|v| v.referenced.into()),
+            ),
         ];
         spans
             .into_iter()
@@ -116,6 +124,16 @@ impl Checker<'_> {
         }
     }
 
+    /// `timeout:` of a backend: the default per-attempt timeout of its tasks.
+    fn backend_timeout(&mut self, raw: &RawBackend, path: &str) -> Option<Option<Duration>> {
+        match &raw.timeout {
+            Some(t) => self
+                .duration(t, &format!("{path}.timeout"), MIN_TIMEOUT, MAX_TIMEOUT)
+                .map(Some),
+            None => Some(None),
+        }
+    }
+
     fn optional_argv(
         &mut self,
         value: Option<&Spanned<Vec<Spanned<Scalar>>>>,
@@ -141,10 +159,12 @@ impl Checker<'_> {
             None => Some(Template::literal("packages")),
         };
         let verify = self.optional_argv(b.verify.as_ref(), path, "verify");
+        let timeout = self.backend_timeout(b, path);
         Some(Backend::Local {
             target: target?,
             packages: packages?,
             verify: verify?,
+            timeout: timeout?,
         })
     }
 
@@ -167,12 +187,14 @@ impl Checker<'_> {
             ),
             None => Some(DEFAULT_POLLING),
         };
+        let timeout = self.backend_timeout(b, path);
         Some(Backend::XlDeploy {
             url: url?,
             username: username?,
             password: password?,
             polling_interval: polling_interval?,
             insecure_skip_tls_verify: b.insecure.as_ref().is_some_and(|i| i.value),
+            timeout: timeout?,
         })
     }
 
@@ -195,11 +217,13 @@ impl Checker<'_> {
         let rollback = self.optional_argv(b.rollback.as_ref(), path, "rollback");
         let current = self.optional_argv(b.current.as_ref(), path, "current");
         let status = self.optional_argv(b.status.as_ref(), path, "status");
+        let timeout = self.backend_timeout(b, path);
         Some(Backend::Exec {
             deploy: deploy?,
             rollback: rollback?,
             current: current?,
             status: status?,
+            timeout: timeout?,
         })
     }
 }
