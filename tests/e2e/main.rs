@@ -15,6 +15,7 @@ mod policies_commands;
 mod run_basics;
 mod scripted_policies;
 mod secrets;
+mod timeouts;
 mod tree;
 mod xld_backend;
 mod xld_cli;

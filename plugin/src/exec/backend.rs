@@ -543,6 +543,93 @@ mod tests {
         assert!(with.resume(&handle, &mut |_| {}).is_ok());
     }
 
+    fn handle_in(work_dir: &Path) -> Handle {
+        Handle::Exec(ExecHandle {
+            format: HANDLE_FORMAT,
+            work_dir: work_dir.to_path_buf(),
+            application: "web".into(),
+            version: "2.3".into(),
+            components: vec![],
+        })
+    }
+
+    #[test]
+    fn resume_first_ends_a_deploy_command_an_earlier_runner_left_running() {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let tmp = tempfile::tempdir().unwrap();
+        let pidfile = tmp.path().join("pid");
+        // A deploy command's group left running, as a killed runner without a watchdog would.
+        let mut left = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("echo $$ > '{}'; exec sleep 300", pidfile.display()),
+            ])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = loop {
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                break pid;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let id = ProcessId::of(pid);
+        let state = State::Running {
+            pid: Some(id.pid),
+            started: id.started,
+        };
+        save(tmp.path(), state).unwrap();
+        let backend = ExecBackend {
+            deploy: sh("true"),
+            ..Default::default()
+        };
+        let mut lines = Vec::new();
+        let err = backend
+            .resume(&handle_in(tmp.path()), &mut |l| lines.push(l.to_string()))
+            .unwrap_err();
+        assert_eq!(err.class, ErrorClass::Interrupted);
+        assert!(
+            lines[0].starts_with("The deploy command of an earlier runner was still running"),
+            "{lines:?}"
+        );
+        assert_eq!(left.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_deploy_command_past_the_deadline_is_ended_with_class_timeout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let backend = ExecBackend {
+            deploy: sh("echo started; sleep 30"),
+            interrupt: crate::Interrupt::none()
+                .with_timeout(Some(std::time::Duration::from_millis(200))),
+            ..Default::default()
+        };
+        let mut lines = Vec::new();
+        let err = backend
+            .deploy(&request(tmp.path()), &mut |_| Ok(()), &mut |l| {
+                lines.push(l.to_string())
+            })
+            .unwrap_err();
+        assert_eq!(err.class, ErrorClass::Timeout);
+        assert_eq!(err.message, "deploy web 2.3: `sh` timed out after 200ms");
+        assert!(lines.contains(&"started".to_string()), "{lines:?}");
+        // Its outcome is unknown: a resume without `status` cannot tell.
+        let resumed = ExecBackend {
+            deploy: sh("true"),
+            ..Default::default()
+        };
+        assert_eq!(
+            resumed
+                .resume(&handle_in(tmp.path()), &mut |_| {})
+                .unwrap_err()
+                .class,
+            ErrorClass::Interrupted
+        );
+    }
+
     #[test]
     fn current_prints_the_version() {
         let backend = ExecBackend {

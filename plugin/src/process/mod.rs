@@ -81,6 +81,16 @@ pub struct ProcessId {
     pub started: Option<u64>,
 }
 
+impl ProcessId {
+    /// Process `pid` as it is now (its start time read from `/proc`).
+    pub fn of(pid: u32) -> ProcessId {
+        ProcessId {
+            pid,
+            started: group::start_time(pid),
+        }
+    }
+}
+
 /// How the process ended.
 #[derive(Debug)]
 pub enum ProcessEnd {

@@ -84,10 +84,7 @@ pub(super) fn start(spec: &ProcessSpec) -> io::Result<Running> {
         }
     };
     Ok(Running {
-        id: ProcessId {
-            pid: child.id(),
-            started: group::start_time(child.id()),
-        },
+        id: ProcessId::of(child.id()),
         child,
         pgid,
         output: Some(reader),

@@ -195,10 +195,7 @@ fn a_leftover_group_is_found_and_ended() {
         .spawn()
         .unwrap();
     let pid = pid_in(&pidfile);
-    let id = ProcessId {
-        pid,
-        started: group::start_time(pid),
-    };
+    let id = ProcessId::of(pid);
     assert!(is_group_alive(&id));
     let reused = ProcessId {
         pid,
