@@ -97,6 +97,11 @@ impl Interrupt {
         self.deadline
     }
 
+    /// The timeout the deadline was set from (`timed out after ...`), if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// Time left before the deadline (`None` = no deadline).
     pub fn remaining(&self) -> Option<Duration> {
         self.deadline
@@ -135,7 +140,7 @@ impl Interrupt {
 }
 
 /// `3s`, `1.5s`, `2m`: short and exact enough for a log line.
-fn format_secs(d: Duration) -> String {
+pub(crate) fn format_secs(d: Duration) -> String {
     let ms = d.as_millis();
     if ms.is_multiple_of(60_000) && ms >= 60_000 {
         format!("{}m", ms / 60_000)

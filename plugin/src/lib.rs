@@ -6,7 +6,7 @@ pub mod exec;
 pub mod failpoint;
 pub mod interrupt;
 pub mod local;
-mod process;
+pub mod process;
 pub mod xldeploy;
 
 pub use backend::{

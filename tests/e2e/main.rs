@@ -18,6 +18,7 @@ mod run_basics;
 mod scripted_policies;
 mod secrets;
 mod target_locks;
+mod timeouts;
 mod tree;
 mod xld_backend;
 mod xld_cli;

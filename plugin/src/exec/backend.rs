@@ -10,7 +10,7 @@ use crate::backend::{
     Backend, BackendError, ComponentReverted, CurrentVersion, DeployOutcome, DeployRequest,
     ExecHandle, HANDLE_FORMAT, Handle, LogSink, RevertAction, RevertOutcome, RollbackReport,
 };
-use crate::process::{self, Run};
+use crate::process::{self, ProcessEnd, ProcessId, ProcessSpec};
 
 /// Drives a deployment through commands. Every argv is already rendered by the runner and is
 /// run without a shell; output lines go to the log. Commands also get `RELFLOW_APPLICATION`,
@@ -41,9 +41,21 @@ struct Record {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 enum State {
-    Running { pid: Option<u32> },
+    /// The deploy command runs (or ran when the runner died): its process group and the
+    /// leader's start time, so a later runner can end a group that is somehow still alive.
+    Running {
+        pid: Option<u32>,
+        #[serde(default)]
+        started: Option<u64>,
+    },
     Succeeded,
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
+    /// Ended at the attempt's deadline or on a stop before it finished: outcome unknown.
+    Stopped {
+        message: String,
+    },
 }
 
 fn record_path(work_dir: &Path) -> PathBuf {
@@ -61,7 +73,9 @@ fn save(work_dir: &Path, state: State) -> Result<(), BackendError> {
                 ErrorClass::TaskFailed,
                 format!("write {}: {e}", path.display()),
             )
-        })
+        })?;
+    crate::failpoint::hit("exec.journal");
+    Ok(())
 }
 
 fn load(work_dir: &Path) -> Result<State, BackendError> {
@@ -95,63 +109,120 @@ fn work_dir(handle: &Handle) -> Result<&ExecHandle, BackendError> {
     }
 }
 
+/// "exited 3", "was killed by signal 9", ...: how a command ended, after its name.
+fn describe(end: &ProcessEnd) -> String {
+    end.failure("")
+        .map(|m| m.trim_start().to_string())
+        .unwrap_or_else(|| "exited 0".to_string())
+}
+
 impl ExecBackend {
-    fn command<'a>(&'a self, argv: &'a [String], handle: &ExecHandle) -> Run<'a> {
-        let mut run = Run::new(argv);
-        run.cwd = self.cwd.as_deref();
-        run.env = vec![
-            ("RELFLOW_APPLICATION", handle.application.clone()),
-            ("RELFLOW_VERSION", handle.version.clone()),
-            ("RELFLOW_COMPONENTS", handle.components.join(",")),
-        ];
-        run
+    fn command(&self, argv: &[String], handle: &ExecHandle) -> ProcessSpec {
+        ProcessSpec {
+            argv: argv.to_vec(),
+            cwd: self.cwd.clone(),
+            env: vec![
+                ("RELFLOW_APPLICATION".into(), handle.application.clone()),
+                ("RELFLOW_VERSION".into(), handle.version.clone()),
+                ("RELFLOW_COMPONENTS".into(), handle.components.join(",")),
+            ],
+            search_path: None,
+            interrupt: self.interrupt.clone(),
+        }
     }
 
-    /// Runs `deploy`, recording its pid while it runs and its outcome after.
+    /// Ends the deploy command's process group when an earlier runner left it alive (it
+    /// cannot outlive a runner that dies, but a leftover must never race what follows).
+    fn end_leftover(&self, handle: &ExecHandle, log: LogSink<'_>) -> Result<(), BackendError> {
+        let Ok(State::Running {
+            pid: Some(pid),
+            started,
+        }) = load(&handle.work_dir)
+        else {
+            return Ok(());
+        };
+        if process::end_leftover_group(&ProcessId { pid, started }) {
+            log(&format!(
+                "The deploy command of an earlier runner was still running (process group {pid}); ended it"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `deploy`, recording its process group while it runs and its outcome after.
     fn run_deploy(
         &self,
         handle: &ExecHandle,
         log: LogSink<'_>,
     ) -> Result<DeployOutcome, BackendError> {
         let what = format!("deploy {} {}", handle.application, handle.version);
-        save(&handle.work_dir, State::Running { pid: None })?;
+        self.end_leftover(handle, log)?;
+        self.interrupt.check(&what)?;
+        save(
+            &handle.work_dir,
+            State::Running {
+                pid: None,
+                started: None,
+            },
+        )?;
         log(&process::show(&self.deploy));
-        let run = self.command(&self.deploy, handle);
+        let spec = self.command(&self.deploy, handle);
         let work_dir = handle.work_dir.clone();
-        let finished = process::run(&run, log, &mut |pid| {
-            let _ = save(&work_dir, State::Running { pid: Some(pid) });
-        })
-        .map_err(|e| BackendError::new(e.class, format!("{what}: {}", e.message)))?;
-        if !finished.is_success() {
-            let program = self.deploy.first().map(String::as_str).unwrap_or_default();
-            let message = format!("{what}: `{program}` {}", finished.describe());
-            save(
-                &handle.work_dir,
-                State::Failed {
-                    message: message.clone(),
-                },
-            )?;
-            return Err(BackendError::new(ErrorClass::TaskFailed, message));
-        }
-        save(&handle.work_dir, State::Succeeded)?;
-        Ok(DeployOutcome {
-            handle: Handle::Exec(handle.clone()),
-            components: Vec::new(),
-            is_verified: false,
-        })
+        let end = process::run(
+            &spec,
+            &mut |id| {
+                let _ = save(
+                    &work_dir,
+                    State::Running {
+                        pid: Some(id.pid),
+                        started: id.started,
+                    },
+                );
+            },
+            &mut |line| log(&line),
+        );
+        let Some(error) = end.error(&what, spec.program()) else {
+            save(&handle.work_dir, State::Succeeded)?;
+            return Ok(DeployOutcome {
+                handle: Handle::Exec(handle.clone()),
+                components: Vec::new(),
+                is_verified: false,
+            });
+        };
+        let message = error.message.clone();
+        let state = match end {
+            ProcessEnd::TimedOut(_) | ProcessEnd::Interrupted(_) => State::Stopped { message },
+            _ => State::Failed { message },
+        };
+        save(&handle.work_dir, state)?;
+        Err(error)
     }
 
-    /// Runs an optional command; `Ok(None)` when it is not configured.
+    /// Runs an optional command (rollback, current, status), keeping its stdout.
     fn run_optional(
         &self,
         argv: &[String],
         handle: &ExecHandle,
         log: LogSink<'_>,
-    ) -> Result<process::Finished, BackendError> {
+    ) -> Result<(ProcessEnd, Vec<String>), BackendError> {
         log(&process::show(argv));
-        let mut run = self.command(argv, handle);
-        run.keep_stdout = true;
-        process::run(&run, log, &mut |_| {})
+        let spec = self.command(argv, handle);
+        let mut stdout = Vec::new();
+        let end = process::run(&spec, &mut |_| {}, &mut |line| {
+            log(&line);
+            stdout.push(line);
+        });
+        match (&end, end.class()) {
+            (
+                ProcessEnd::SpawnFailed(_) | ProcessEnd::TimedOut(_) | ProcessEnd::Interrupted(_),
+                Some(class),
+            ) => {
+                let program = format!("`{}`", spec.program());
+                let message = end.failure(&program).unwrap_or(program);
+                Err(BackendError::new(class, message))
+            }
+            _ => Ok((end, stdout)),
+        }
     }
 }
 
@@ -175,13 +246,20 @@ impl Backend for ExecBackend {
                 format!("create {}: {e}", handle.work_dir.display()),
             )
         })?;
-        save(&handle.work_dir, State::Running { pid: None })?;
+        save(
+            &handle.work_dir,
+            State::Running {
+                pid: None,
+                started: None,
+            },
+        )?;
         on_handle(&Handle::Exec(handle.clone()))?;
         self.run_deploy(&handle, log)
     }
 
     /// A finished deploy command reports its recorded outcome. One that was running when the
-    /// runner died is asked about through `status`; without `status` the attempt is
+    /// runner died (its process group is ended first, should it still live) or that was
+    /// stopped is asked about through `status`; without `status` the attempt is
     /// `interrupted`, which the failure policy may retry.
     fn resume(&self, handle: &Handle, log: LogSink<'_>) -> Result<DeployOutcome, BackendError> {
         let h = work_dir(handle)?;
@@ -191,10 +269,11 @@ impl Backend for ExecBackend {
             components: Vec::new(),
             is_verified: false,
         };
+        self.end_leftover(h, log)?;
         match load(&h.work_dir)? {
             State::Succeeded => Ok(done()),
             State::Failed { message } => Err(BackendError::new(ErrorClass::TaskFailed, message)),
-            State::Running { .. } => {
+            State::Running { .. } | State::Stopped { .. } => {
                 let Some(status) = &self.status else {
                     return Err(BackendError::new(
                         ErrorClass::Interrupted,
@@ -203,12 +282,14 @@ impl Backend for ExecBackend {
                         ),
                     ));
                 };
-                let finished = self.run_optional(status, h, log)?;
-                if finished.is_success() {
+                let (end, _) = self
+                    .run_optional(status, h, log)
+                    .map_err(|e| BackendError::new(e.class, format!("{what}: {}", e.message)))?;
+                if end.is_success() {
                     save(&h.work_dir, State::Succeeded)?;
                     return Ok(done());
                 }
-                let message = format!("{what}: the status command {}", finished.describe());
+                let message = format!("{what}: the status command {}", describe(&end));
                 save(
                     &h.work_dir,
                     State::Failed {
@@ -235,15 +316,16 @@ impl Backend for ExecBackend {
                 ),
             ));
         };
+        self.end_leftover(h, log)?;
         let outcome = match self.run_optional(argv, h, log) {
-            Ok(finished) if finished.is_success() => RevertOutcome::Ok,
-            Ok(finished) => RevertOutcome::Failed {
+            Ok((end, _)) if end.is_success() => RevertOutcome::Ok,
+            Ok((end, _)) => RevertOutcome::Failed {
                 class: ErrorClass::TaskFailed,
                 message: format!(
                     "roll back {} {}: the rollback command {}",
                     h.application,
                     h.version,
-                    finished.describe()
+                    describe(&end)
                 ),
             },
             Err(e) => RevertOutcome::Failed {
@@ -280,18 +362,22 @@ impl Backend for ExecBackend {
         ))
     }
 
-    /// Sends SIGTERM to the deploy command while it runs; nothing to do once it ended.
+    /// Sends SIGTERM to the deploy command's process group while it runs; nothing to do once
+    /// it ended.
     fn cancel(&self, handle: &Handle, log: LogSink<'_>) -> Result<(), BackendError> {
         let h = work_dir(handle)?;
         match load(&h.work_dir)? {
-            State::Running { pid: Some(pid) } => {
-                let Ok(pid) = libc::pid_t::try_from(pid) else {
+            State::Running {
+                pid: Some(pid),
+                started,
+            } if process::is_group_alive(&ProcessId { pid, started }) => {
+                let Ok(pgid) = libc::pid_t::try_from(pid) else {
                     return Ok(());
                 };
-                // SAFETY: kill has no memory effects; a stale pid fails with ESRCH.
-                if unsafe { libc::kill(pid, libc::SIGTERM) } == 0 {
+                // SAFETY: kill has no memory effects; the group was just seen alive.
+                if unsafe { libc::kill(-pgid, libc::SIGTERM) } == 0 {
                     log(&format!(
-                        "Sent SIGTERM to the deploy command (pid {pid}); the target may be in an unknown state"
+                        "Sent SIGTERM to the deploy command (process group {pid}); the target may be in an unknown state"
                     ));
                 }
                 Ok(())
@@ -314,18 +400,19 @@ impl Backend for ExecBackend {
             version: String::new(),
             components: Vec::new(),
         };
-        let finished = self.run_optional(argv, &none, log)?;
-        if !finished.is_success() {
+        let (end, stdout) = self.run_optional(argv, &none, log).map_err(|e| {
+            BackendError::new(e.class, format!("read the current version: {}", e.message))
+        })?;
+        if !end.is_success() {
             return Err(BackendError::new(
                 ErrorClass::TaskFailed,
                 format!(
                     "read the current version: the current command {}",
-                    finished.describe()
+                    describe(&end)
                 ),
             ));
         }
-        let version = finished
-            .stdout
+        let version = stdout
             .iter()
             .rev()
             .map(|l| l.trim())
@@ -340,123 +427,5 @@ impl Backend for ExecBackend {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sh(script: &str) -> Vec<String> {
-        vec!["sh".into(), "-c".into(), script.into()]
-    }
-
-    fn request(work_dir: &Path) -> DeployRequest {
-        DeployRequest {
-            application: "web".into(),
-            version: "2.3".into(),
-            components: vec![],
-            work_dir: work_dir.to_path_buf(),
-            verify: None,
-            environment: None,
-        }
-    }
-
-    #[test]
-    fn deploy_reports_handle_first_streams_output_and_resume_reads_the_outcome() {
-        let tmp = tempfile::tempdir().unwrap();
-        let backend = ExecBackend {
-            deploy: sh("echo deploying $RELFLOW_APPLICATION $RELFLOW_VERSION"),
-            ..Default::default()
-        };
-        let mut lines = Vec::new();
-        let mut handles = Vec::new();
-        let outcome = backend
-            .deploy(
-                &request(tmp.path()),
-                &mut |h| {
-                    handles.push(h.to_json());
-                    Ok(())
-                },
-                &mut |l| lines.push(l.to_string()),
-            )
-            .unwrap();
-        assert_eq!(handles.len(), 1);
-        assert!(
-            lines.contains(&"deploying web 2.3".to_string()),
-            "{lines:?}"
-        );
-        let resumed = backend.resume(&outcome.handle, &mut |_| {}).unwrap();
-        assert_eq!(resumed.handle, outcome.handle);
-    }
-
-    #[test]
-    fn failing_deploy_is_task_failed_and_rollback_runs_the_rollback_command() {
-        let tmp = tempfile::tempdir().unwrap();
-        let marker = tmp.path().join("rolled-back");
-        let backend = ExecBackend {
-            deploy: sh("exit 4"),
-            rollback: Some(vec!["touch".into(), marker.display().to_string()]),
-            ..Default::default()
-        };
-        let mut handle = None;
-        let err = backend
-            .deploy(
-                &request(&tmp.path().join("w")),
-                &mut |h| {
-                    handle = Some(h.clone());
-                    Ok(())
-                },
-                &mut |_| {},
-            )
-            .unwrap_err();
-        assert_eq!(err.class, ErrorClass::TaskFailed);
-        assert!(err.message.ends_with("`sh` exited 4"), "{err}");
-        let handle = handle.unwrap();
-        assert_eq!(
-            backend.resume(&handle, &mut |_| {}).unwrap_err().class,
-            ErrorClass::TaskFailed
-        );
-        let report = backend.roll_back(&handle, &mut |_| {}).unwrap();
-        assert_eq!(report.failure(), None);
-        assert!(marker.exists());
-        let err = backend
-            .roll_back_components(&handle, &["api".into()], &mut |_| {})
-            .unwrap_err();
-        assert_eq!(err.class, ErrorClass::Validation);
-    }
-
-    #[test]
-    fn resume_after_a_crash_asks_status_or_is_interrupted() {
-        let tmp = tempfile::tempdir().unwrap();
-        save(tmp.path(), State::Running { pid: None }).unwrap();
-        let handle = Handle::Exec(ExecHandle {
-            format: HANDLE_FORMAT,
-            work_dir: tmp.path().to_path_buf(),
-            application: "web".into(),
-            version: "1".into(),
-            components: vec![],
-        });
-        let without = ExecBackend {
-            deploy: sh("true"),
-            ..Default::default()
-        };
-        assert_eq!(
-            without.resume(&handle, &mut |_| {}).unwrap_err().class,
-            ErrorClass::Interrupted
-        );
-        let with = ExecBackend {
-            deploy: sh("true"),
-            status: Some(sh("exit 0")),
-            ..Default::default()
-        };
-        assert!(with.resume(&handle, &mut |_| {}).is_ok());
-    }
-
-    #[test]
-    fn current_prints_the_version() {
-        let backend = ExecBackend {
-            deploy: sh("true"),
-            current: Some(sh("echo; echo 2.3; echo")),
-            ..Default::default()
-        };
-        let current = backend.current_version(&mut |_| {}).unwrap().unwrap();
-        assert_eq!(current.version, "2.3");
-    }
-}
+#[path = "backend_tests.rs"]
+mod tests;

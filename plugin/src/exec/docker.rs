@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::ErrorClass;
 use crate::backend::{BackendError, LogSink};
-use crate::process::{self, Run};
+use crate::process::{self, ProcessEnd, ProcessSpec};
 
 /// The `docker` CLI to call. `search_path` replaces the child's `PATH` (which is also where the
 /// program is looked up); `None` keeps relflow's own.
@@ -14,6 +14,8 @@ use crate::process::{self, Run};
 pub struct Docker {
     pub program: String,
     pub search_path: Option<OsString>,
+    /// The deadline and stop flag every `docker` call is bound by.
+    pub interrupt: crate::Interrupt,
 }
 
 impl Default for Docker {
@@ -21,6 +23,7 @@ impl Default for Docker {
         Docker {
             program: "docker".to_string(),
             search_path: None,
+            interrupt: crate::Interrupt::none(),
         }
     }
 }
@@ -98,12 +101,9 @@ impl Docker {
         let what = format!("restart container {container} on {previous_image}");
         let wrap = |e: BackendError| BackendError::new(e.class, format!("{what}: {}", e.message));
         for verb in ["stop", "rm"] {
-            let finished = self.docker(&[verb, container], log).map_err(wrap)?;
-            if !finished.is_success() {
-                log(&format!(
-                    "docker {verb} {container} {}; going on",
-                    finished.describe()
-                ));
+            let end = self.docker(&[verb, container], log).map_err(wrap)?;
+            if let Some(why) = end.failure(&format!("docker {verb} {container}")) {
+                log(&format!("{why}; going on"));
             }
         }
         let mut args = vec!["run", "-d", "--name", container];
@@ -117,25 +117,34 @@ impl Docker {
         Ok(())
     }
 
-    fn docker(&self, args: &[&str], log: LogSink<'_>) -> Result<process::Finished, BackendError> {
+    /// Runs `docker ARGS...`; `Err` when it could not run to its end (not found, deadline,
+    /// stop), `Ok` with how it exited otherwise.
+    fn docker(&self, args: &[&str], log: LogSink<'_>) -> Result<ProcessEnd, BackendError> {
         let argv: Vec<String> = std::iter::once(self.program.as_str())
             .chain(args.iter().copied())
             .map(String::from)
             .collect();
         log(&process::show(&argv));
-        let mut run = Run::new(&argv);
-        run.search_path = self.search_path.as_deref();
-        process::run(&run, log, &mut |_| {})
+        let mut spec = ProcessSpec::new(argv);
+        spec.search_path = self.search_path.clone();
+        spec.interrupt = self.interrupt.clone();
+        let end = process::run(&spec, &mut |_| {}, &mut |line| log(&line));
+        match (&end, end.class()) {
+            (
+                ProcessEnd::SpawnFailed(_) | ProcessEnd::TimedOut(_) | ProcessEnd::Interrupted(_),
+                Some(class),
+            ) => Err(BackendError::new(
+                class,
+                end.failure(&self.program).unwrap_or_default(),
+            )),
+            _ => Ok(end),
+        }
     }
 
-    fn must_succeed(&self, finished: process::Finished, what: &str) -> Result<(), BackendError> {
-        if finished.is_success() {
-            Ok(())
-        } else {
-            Err(BackendError::new(
-                ErrorClass::TaskFailed,
-                format!("{what} {}", finished.describe()),
-            ))
+    fn must_succeed(&self, end: ProcessEnd, what: &str) -> Result<(), BackendError> {
+        match end.failure(what) {
+            None => Ok(()),
+            Some(message) => Err(BackendError::new(ErrorClass::TaskFailed, message)),
         }
     }
 }
@@ -166,6 +175,7 @@ mod tests {
             Docker {
                 program: "docker".into(),
                 search_path: Some(path),
+                ..Docker::default()
             },
             calls,
         )
@@ -207,7 +217,11 @@ mod tests {
             .revert_compose(&current, &previous, &mut |_| {})
             .unwrap_err();
         assert_eq!(err.class, ErrorClass::TaskFailed);
-        assert!(err.message.ends_with("docker compose up exited 1"), "{err}");
+        assert!(
+            err.message
+                .ends_with("docker compose up exited with code 1"),
+            "{err}"
+        );
         let missing = docker
             .revert_compose(&current, &tmp.path().join("nope"), &mut |_| {})
             .unwrap_err();

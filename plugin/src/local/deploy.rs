@@ -12,10 +12,11 @@ use super::state::{
 };
 use super::{FreeSpaceProbe, LocalBackend, deliver};
 use crate::ErrorClass;
+use crate::Interrupt;
 use crate::backend::{
     BackendError, DeployOutcome, DeployRequest, HANDLE_FORMAT, Handle, LocalHandle, LogSink,
 };
-use crate::process::{self, Run};
+use crate::process::{self, ProcessSpec};
 
 /// Bytes that must stay free beyond the target folder and the update.
 pub const FREE_SPACE_MARGIN: u64 = 10 * 1024 * 1024;
@@ -86,7 +87,7 @@ pub(crate) fn start(
         set_phase(&layout, Phase::Planned)?;
     }
     on_handle(&handle_of(&layout, &plan))?;
-    run(&backend.free_space, &layout, &plan, &package, how, log)
+    run(backend, &layout, &plan, &package, how, log)
 }
 
 fn check_same_deployment(earlier: &Plan, plan: &Plan, work_dir: &Path) -> Result<(), BackendError> {
@@ -134,9 +135,10 @@ pub(crate) fn handle_of(layout: &Layout, plan: &Plan) -> Handle {
     })
 }
 
-/// Runs the deployment from the phase its journal records.
+/// Runs the deployment from the phase its journal records. The backend's interrupt is checked
+/// between steps and bounds the health check.
 pub(crate) fn run(
-    probe: &FreeSpaceProbe,
+    backend: &LocalBackend,
     layout: &Layout,
     plan: &Plan,
     package: &Package,
@@ -161,14 +163,18 @@ pub(crate) fn run(
         }
         Phase::Completed if how == Continue::Resume => return outcome(layout, plan),
         Phase::Delivered if how == Continue::Resume => {
-            return verify_and_complete(layout, plan, log);
+            return verify_and_complete(layout, plan, &backend.interrupt, log);
         }
-        Phase::Planned | Phase::Snapshotting => check_free_space(probe, layout, plan, &what)?,
+        Phase::Planned | Phase::Snapshotting => {
+            check_free_space(&backend.free_space, layout, plan, &what)?;
+        }
         Phase::Delivering | Phase::Delivered | Phase::Completed | Phase::Cancelled => {}
     }
+    backend.interrupt.check(&what)?;
     let _ = std::fs::remove_file(layout.cancel_marker());
     set_phase(layout, Phase::Snapshotting)?;
     snapshot::take(layout, plan, log)?;
+    backend.interrupt.check(&what)?;
     set_phase(layout, Phase::Delivering)?;
     let index = load_snapshot_index(layout)?;
     std::fs::create_dir_all(&layout.target)
@@ -181,12 +187,14 @@ pub(crate) fn run(
         return Err(e);
     }
     set_phase(layout, Phase::Delivered)?;
-    verify_and_complete(layout, plan, log)
+    verify_and_complete(layout, plan, &backend.interrupt, log)
 }
 
+/// Runs the health check, if any, then marks the deployment completed.
 fn verify_and_complete(
     layout: &Layout,
     plan: &Plan,
+    interrupt: &Interrupt,
     log: LogSink<'_>,
 ) -> Result<DeployOutcome, BackendError> {
     if fsops::exists(&layout.cancel_marker()) {
@@ -194,30 +202,30 @@ fn verify_and_complete(
         return Err(deliver::cancelled(plan, layout));
     }
     if let Some(argv) = &plan.verify {
-        log(&format!(
-            "Running the health check: {}",
-            process::show(argv)
-        ));
-        let mut run = Run::new(argv);
-        run.cwd = Some(&layout.target);
-        run.env = vec![
-            ("RELFLOW_APPLICATION", plan.application.clone()),
-            ("RELFLOW_VERSION", plan.version.clone()),
-        ];
         let what = format!(
-            "deploy {} {} into {}",
+            "deploy {} {} into {}: health check",
             plan.application,
             plan.version,
             layout.target.display()
         );
-        let finished = process::run(&run, log, &mut |_| {}).map_err(|e| {
-            BackendError::new(e.class, format!("{what}: health check: {}", e.message))
-        })?;
-        if !finished.is_success() {
-            return Err(BackendError::new(
-                ErrorClass::TaskFailed,
-                format!("{what}: health check {}", finished.describe()),
-            ));
+        interrupt.check(&what)?;
+        log(&format!(
+            "Running the health check: {}",
+            process::show(argv)
+        ));
+        let spec = ProcessSpec {
+            argv: argv.clone(),
+            cwd: Some(layout.target.clone()),
+            env: vec![
+                ("RELFLOW_APPLICATION".into(), plan.application.clone()),
+                ("RELFLOW_VERSION".into(), plan.version.clone()),
+            ],
+            search_path: None,
+            interrupt: interrupt.clone(),
+        };
+        let end = process::run(&spec, &mut |_| {}, &mut |line| log(&line));
+        if let Some(error) = end.error(&what, spec.program()) {
+            return Err(error);
         }
         log("Health check passed");
     }

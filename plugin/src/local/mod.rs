@@ -148,7 +148,7 @@ impl LocalBackend {
                     &plan.version,
                 )
             })?;
-        deploy::run(&self.free_space, &layout, &plan, &package, how, log)
+        deploy::run(self, &layout, &plan, &package, how, log)
     }
 }
 

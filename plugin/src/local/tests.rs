@@ -155,7 +155,11 @@ fn failed_health_check_then_rollback_restores_the_previous_version_byte_for_byte
     let (result, handle, lines) = deploy(&backend, &fx.request("2.2", "b"));
     let err = result.unwrap_err();
     assert_eq!(err.class, ErrorClass::TaskFailed);
-    assert!(err.message.ends_with("health check exited 3"), "{err}");
+    assert!(
+        err.message
+            .ends_with("health check: `sh` exited with code 3"),
+        "{err}"
+    );
     assert!(lines.contains(&"unhealthy".to_string()), "{lines:?}");
     assert!(fx.target().join("api/server").exists() && !fx.target().join("web/old.css").exists());
 

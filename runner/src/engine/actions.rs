@@ -13,6 +13,15 @@ use crate::policy::{Action, ActionCommand, OnFailure, Trigger};
 /// How long an action may run before it is stopped.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The `docker` CLI for the docker actions, each call bound by [`ACTION_TIMEOUT`] (like a
+/// `run:` action, not by the release's stop flag: actions belong to the rollback order).
+fn docker_for_actions() -> relflow_plugin::Docker {
+    relflow_plugin::Docker {
+        interrupt: relflow_plugin::Interrupt::none().with_timeout(Some(ACTION_TIMEOUT)),
+        ..relflow_plugin::Docker::default()
+    }
+}
+
 /// The actions a task's own `on_failure` declares (with their index, for step ids).
 pub(super) fn actions_of(task: &Task) -> Vec<(usize, &Action)> {
     match &task.on_failure {
@@ -64,9 +73,10 @@ impl Engine {
                         previous.display()
                     ),
                 )?;
+                let docker = docker_for_actions();
                 let result = self
                     .call_blocking(failing, move |_, log| {
-                        relflow_plugin::exec::revert_compose(&file, &previous, log)
+                        docker.revert_compose(&file, &previous, log)
                     })
                     .await?;
                 return Ok(result.map_err(|e| e.to_string()));
@@ -92,10 +102,10 @@ impl Engine {
                         owner.name
                     ),
                 )?;
+                let docker = docker_for_actions();
                 let result = self
                     .call_blocking(failing, move |_, log| {
-                        relflow_plugin::Docker::default()
-                            .restart_previous_container(&container, &image, &run_args, log)
+                        docker.restart_previous_container(&container, &image, &run_args, log)
                     })
                     .await?;
                 return Ok(result.map_err(|e| e.to_string()));

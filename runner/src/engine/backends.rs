@@ -81,6 +81,7 @@ impl Engine {
                 target,
                 packages,
                 verify,
+                ..
             }) => {
                 let mut local = LocalBackend::new(
                     resolve(base, render(target)?),
@@ -94,6 +95,7 @@ impl Engine {
                 rollback,
                 current,
                 status,
+                ..
             }) => Ok(AnyBackend::Exec(ExecBackend {
                 deploy: argv(deploy)?,
                 rollback: optional(rollback)?,
@@ -109,6 +111,7 @@ impl Engine {
                 polling_interval,
                 insecure_skip_tls_verify,
                 ca_cert,
+                timeout,
             }) => {
                 let config = XlDeployConfig {
                     url: render(url)?,
@@ -128,7 +131,7 @@ impl Engine {
                         .clone(),
                     fail_on_pause: spec.xl.fail_on_pause,
                     polling_budget: spec.xl.polling_budget,
-                    task_timeout: task.timeout,
+                    task_timeout: task.timeout.or(*timeout),
                     ..XlDeployConfig::default()
                 };
                 XlDeployBackend::new(config)

@@ -3,7 +3,7 @@
 //! handle is stored before the backend is allowed to go on.
 
 use relflow_plugin::{
-    AnyBackend, Backend, BackendError, DeployOutcome, DeployRequest, ErrorClass, Handle,
+    AnyBackend, Backend, BackendError, DeployOutcome, DeployRequest, ErrorClass, Handle, Interrupt,
     UndeployRequest,
 };
 use tokio::sync::mpsc;
@@ -137,6 +137,19 @@ impl Engine {
         Ok((handle, interrupted))
     }
 
+    /// What bounds one attempt of a deploy or undeploy task: the release's stop flag, and a
+    /// deadline from the task's `timeout`, else its backend's. The backend hands it to every
+    /// process it starts and checks it between steps.
+    fn attempt_interrupt(&self, task: &Task, spec: &DeploySpec) -> Interrupt {
+        let timeout = task.timeout.or_else(|| {
+            self.pipeline
+                .backends
+                .get(&spec.backend)
+                .and_then(crate::pipeline::Backend::timeout)
+        });
+        self.interrupt.with_timeout(timeout)
+    }
+
     /// Renders what a deploy or undeploy task acts on; `Err` is the attempt's failure.
     fn prepare(
         &self,
@@ -212,7 +225,8 @@ impl Engine {
             verify: p.verify,
             environment: p.environment,
         };
-        let backend = p.backend;
+        let mut backend = p.backend;
+        backend.set_interrupt(self.attempt_interrupt(task, spec));
         let (handle, interrupted) = self.handle_of(task_ref)?;
         let handle = handle.map(|h| Handle::from_json(&h)).transpose();
         let result = match handle {
@@ -281,8 +295,10 @@ impl Engine {
             task_ref,
             format!("Undeploying {application} with backend {}", spec.backend),
         )?;
+        let mut backend = p.backend;
+        backend.set_interrupt(self.attempt_interrupt(task, spec));
         let result = self
-            .call_backend(task_ref, p.backend, move |b, on_handle, log| {
+            .call_backend(task_ref, backend, move |b, on_handle, log| {
                 b.undeploy(&request, on_handle, log)
             })
             .await?;

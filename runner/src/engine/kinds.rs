@@ -135,16 +135,15 @@ impl Engine {
                 program_is_file: true,
             },
             TaskKind::Wait(duration) => {
-                self.output(
-                    task_ref,
-                    format!(
-                        "Waiting {}",
-                        crate::pipeline::duration::format_duration(*duration)
-                    ),
-                )?;
+                let shown = crate::pipeline::duration::format_duration(*duration);
+                self.output(task_ref, format!("Waiting {shown}"))?;
                 // tokio's timer ticks in milliseconds: even a zero sleep would cost one tick.
                 if !duration.is_zero() {
-                    tokio::time::sleep(*duration).await;
+                    let interrupt = self.interrupt.with_timeout(task.timeout);
+                    let what = format!("wait {shown}");
+                    if let Err(e) = wait_for(*duration, &interrupt, &what).await {
+                        return Ok(failed(e.class, e.message, attempt));
+                    }
                 }
                 return Ok(AttemptResult::Succeeded);
             }
@@ -185,7 +184,9 @@ impl Engine {
             shown = spec.args.get(1).cloned().into_iter().collect();
         }
         self.output(task_ref, format!("$ {}", shell_words(&shown)))?;
-        let end = self.run_logged(&spec, task_ref, None).await?;
+        let end = self
+            .run_logged_with(&spec, &self.interrupt, task_ref, None)
+            .await?;
         let program = &shown[0];
         let outputs = output_file.as_deref().map(read_outputs).transpose();
         if let Some(file) = &output_file {
@@ -218,6 +219,11 @@ impl Engine {
             ),
             ProcessEnd::TimedOut(_) => failed(
                 ErrorClass::Timeout,
+                end.failure(program).unwrap_or_default(),
+                attempt,
+            ),
+            ProcessEnd::Interrupted(_) => failed(
+                ErrorClass::Interrupted,
                 end.failure(program).unwrap_or_default(),
                 attempt,
             ),
@@ -298,16 +304,31 @@ impl Engine {
         })
     }
 
-    /// Runs a process, writing each of its lines to `task_ref`'s log (and into `keep`, when
-    /// given). Fails only when the log cannot be written.
+    /// Runs a process of the failure handling (an action, a fix-forward resolver), writing
+    /// each of its lines to `task_ref`'s log (and into `keep`, when given). It is bounded by
+    /// its own timeout only: it may run after the release's stop flag was raised (`abort
+    /// --rollback` runs the rollback order). Fails only when the log cannot be written.
     pub(super) async fn run_logged(
         &self,
         spec: &ProcessSpec,
         task_ref: &TaskRef,
+        keep: Option<&mut Vec<String>>,
+    ) -> Result<ProcessEnd, EngineError> {
+        self.run_logged_with(spec, &relflow_plugin::Interrupt::none(), task_ref, keep)
+            .await
+    }
+
+    /// [`Engine::run_logged`] with `interrupt`'s stop flag (a task attempt passes the
+    /// release's, so an abort or a signal ends it).
+    pub(super) async fn run_logged_with(
+        &self,
+        spec: &ProcessSpec,
+        interrupt: &relflow_plugin::Interrupt,
+        task_ref: &TaskRef,
         mut keep: Option<&mut Vec<String>>,
     ) -> Result<ProcessEnd, EngineError> {
         let mut write_error = None;
-        let end = run_process(spec, &mut |line| {
+        let end = run_process(spec, interrupt, &mut |line| {
             if let Some(kept) = keep.as_deref_mut() {
                 kept.push(line.clone());
             }
@@ -350,6 +371,29 @@ impl Engine {
             vars.clone()
         };
         self.emit(Event::VariablesSet { values: all })
+    }
+}
+
+/// Waits `duration`, or fails when `interrupt` fires first (class `timeout` at the task's
+/// deadline, `interrupted` on an abort or a signal).
+async fn wait_for(
+    duration: Duration,
+    interrupt: &relflow_plugin::Interrupt,
+    what: &str,
+) -> Result<(), relflow_plugin::BackendError> {
+    const TICK: Duration = Duration::from_millis(100);
+    let end = tokio::time::Instant::now() + duration;
+    loop {
+        interrupt.check(what)?;
+        let now = tokio::time::Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        let mut wake = (now + TICK).min(end);
+        if let Some(left) = interrupt.remaining() {
+            wake = wake.min(now + left);
+        }
+        tokio::time::sleep_until(wake).await;
     }
 }
 

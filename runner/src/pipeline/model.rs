@@ -153,6 +153,7 @@ pub enum Backend {
         target: Template,
         packages: Template,
         verify: Option<Vec<Template>>,
+        timeout: Option<Duration>,
     },
     XlDeploy {
         url: Template,
@@ -163,12 +164,14 @@ pub enum Backend {
         insecure_skip_tls_verify: bool,
         /// A PEM file of CAs trusted besides the system's; relative to the pipeline's folder.
         ca_cert: Option<Template>,
+        timeout: Option<Duration>,
     },
     Exec {
         deploy: Vec<Template>,
         rollback: Option<Vec<Template>>,
         current: Option<Vec<Template>>,
         status: Option<Vec<Template>>,
+        timeout: Option<Duration>,
     },
 }
 
@@ -178,6 +181,15 @@ impl Backend {
             Backend::Local { .. } => "local",
             Backend::XlDeploy { .. } => "xl-deploy",
             Backend::Exec { .. } => "exec",
+        }
+    }
+
+    /// Per-attempt timeout of the deploy and undeploy tasks on this backend that set none.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            Backend::Local { timeout, .. }
+            | Backend::XlDeploy { timeout, .. }
+            | Backend::Exec { timeout, .. } => *timeout,
         }
     }
 }

@@ -159,6 +159,7 @@ pub struct RawBackend {
     pub lock: Option<Spanned<Scalar>>,
     // every kind
     pub lock_timeout: Option<Spanned<Scalar>>,
+    pub timeout: Option<Spanned<Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]

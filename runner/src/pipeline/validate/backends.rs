@@ -15,7 +15,7 @@ pub(super) const BACKEND_KINDS: [&str; 3] = ["local", "xl-deploy", "exec"];
 /// The fields each kind takes besides `kind`.
 fn fields_of(kind: &str) -> &'static [&'static str] {
     match kind {
-        "local" => &["target", "packages", "verify", "lock_timeout"],
+        "local" => &["target", "packages", "verify", "lock_timeout", "timeout"],
         "xl-deploy" => &[
             "url",
             "username",
@@ -24,6 +24,7 @@ fn fields_of(kind: &str) -> &'static [&'static str] {
             "insecure",
             "lock_timeout",
             "ca_cert",
+            "timeout",
         ],
         _ => &[
             "deploy",
@@ -32,6 +33,7 @@ fn fields_of(kind: &str) -> &'static [&'static str] {
             "status",
             "lock",
             "lock_timeout",
+            "timeout",
         ],
     }
 }
@@ -40,11 +42,14 @@ fn fields_of(kind: &str) -> &'static [&'static str] {
 pub(super) const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 
 const DEFAULT_POLLING: Duration = Duration::from_secs(10);
+/// Bounds of a backend's `timeout`, as for a task's.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 
 impl RawBackend {
     /// Every field present (besides `kind`) and where its value stands.
     fn present_fields(&self) -> Vec<(&'static str, Pos)> {
-        let spans: [(&'static str, Option<Pos>); 15] = [
+        let spans: [(&'static str, Option<Pos>); 16] = [
             ("target", self.target.as_ref().map(|v| v.referenced.into())),
             (
                 "packages",
@@ -86,6 +91,10 @@ impl RawBackend {
             (
                 "lock_timeout",
                 self.lock_timeout.as_ref().map(|v| v.referenced.into()),
+            ),
+            (
+                "timeout",
+                self.timeout.as_ref().map(|v| v.referenced.into()),
             ),
         ];
         spans
@@ -138,6 +147,16 @@ impl Checker<'_> {
         }
     }
 
+    /// `timeout:` of a backend: the default per-attempt timeout of its tasks.
+    fn backend_timeout(&mut self, raw: &RawBackend, path: &str) -> Option<Option<Duration>> {
+        match &raw.timeout {
+            Some(t) => self
+                .duration(t, &format!("{path}.timeout"), MIN_TIMEOUT, MAX_TIMEOUT)
+                .map(Some),
+            None => Some(None),
+        }
+    }
+
     fn optional_argv(
         &mut self,
         value: Option<&Spanned<Vec<Spanned<Scalar>>>>,
@@ -163,10 +182,12 @@ impl Checker<'_> {
             None => Some(Template::literal("packages")),
         };
         let verify = self.optional_argv(b.verify.as_ref(), path, "verify");
+        let timeout = self.backend_timeout(b, path);
         Some(Backend::Local {
             target: target?,
             packages: packages?,
             verify: verify?,
+            timeout: timeout?,
         })
     }
 
@@ -193,6 +214,7 @@ impl Checker<'_> {
             Some(path) => self.template(path).map(Some),
             None => Some(None),
         };
+        let timeout = self.backend_timeout(b, path);
         Some(Backend::XlDeploy {
             url: url?,
             username: username?,
@@ -200,6 +222,7 @@ impl Checker<'_> {
             polling_interval: polling_interval?,
             insecure_skip_tls_verify: b.insecure.as_ref().is_some_and(|i| i.value),
             ca_cert: ca_cert?,
+            timeout: timeout?,
         })
     }
 
@@ -262,11 +285,13 @@ impl Checker<'_> {
         let rollback = self.optional_argv(b.rollback.as_ref(), path, "rollback");
         let current = self.optional_argv(b.current.as_ref(), path, "current");
         let status = self.optional_argv(b.status.as_ref(), path, "status");
+        let timeout = self.backend_timeout(b, path);
         Some(Backend::Exec {
             deploy: deploy?,
             rollback: rollback?,
             current: current?,
             status: status?,
+            timeout: timeout?,
         })
     }
 }
