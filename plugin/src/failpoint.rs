@@ -125,7 +125,11 @@ pub fn hit_with(name: &str, detail: impl FnOnce() -> String) {
     };
     if let Some(trace) = config.trace.as_mut() {
         let detail = detail();
-        let _ = writeln!(trace, "{name} {detail}");
+        let _ = if detail.is_empty() {
+            writeln!(trace, "{name}")
+        } else {
+            writeln!(trace, "{name} {detail}")
+        };
         let _ = trace.sync_data();
     }
     if config.name == name || config.name == "*" {

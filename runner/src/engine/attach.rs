@@ -120,6 +120,7 @@ pub fn attach(
         variables: RefCell::new(record.variables),
         person_ordered: RefCell::default(),
         unfinished: RefCell::default(),
+        undecided: RefCell::default(),
         env: Box::new(env),
         interrupt: control.interrupt.clone(),
         control,

@@ -25,6 +25,9 @@ impl Engine {
         if let Some(outcome) = self.finish_interrupted_ending().await? {
             return Ok(outcome);
         }
+        if let Some(outcome) = self.finish_interrupted_decisions().await? {
+            return Ok(outcome);
+        }
         self.emit(Event::ReleaseStatus {
             status: ReleaseStatus::Running,
             reason: None,
@@ -51,6 +54,40 @@ impl Engine {
             reason: None,
         })?;
         Ok(Outcome::Completed)
+    }
+
+    /// Task runs a killed runner left between a failure and the end of its handling (the
+    /// decision not made, or made and half-executed) are finished first: a rollback that
+    /// reverted an earlier task must not make that task look like the place to halt.
+    async fn finish_interrupted_decisions(&self) -> Result<Option<Outcome>, EngineError> {
+        let mut pending: Vec<i64> = self.unfinished.borrow().keys().copied().collect();
+        pending.extend(self.undecided.borrow().iter().copied());
+        pending.sort_unstable();
+        for id in pending {
+            let runs = self.with_store(|s| s.task_runs(&self.release))?;
+            let phases = self.with_store(|s| s.phase_runs(&self.release))?;
+            let (Some(record), Some(phase_run)) = (
+                runs.iter().find(|t| t.id == id),
+                phases
+                    .iter()
+                    .find(|p| runs.iter().any(|t| t.id == id && t.phase_run_id == p.id)),
+            ) else {
+                continue;
+            };
+            let phase = self.phase_def(&phase_run.phase)?;
+            let (task, _) = self.task_def(phase, &record.task)?;
+            let phase_ref = PhaseRef {
+                id: phase_run.id,
+                label: phase_run.label(),
+            };
+            let end = self.run_task(phase, &phase_ref, record, task).await?;
+            if let Some(PhaseEnd::Stop(outcome)) =
+                self.step_end(&phase_ref, &[end], &[record]).await?
+            {
+                return Ok(Some(outcome));
+            }
+        }
+        Ok(None)
     }
 
     pub(super) fn phase_def(&self, name: &str) -> Result<&Phase, EngineError> {

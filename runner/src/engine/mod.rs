@@ -4,6 +4,7 @@
 mod actions;
 pub mod approval;
 mod attach;
+mod attempt;
 mod backends;
 mod commands;
 pub mod control;
@@ -108,6 +109,8 @@ pub struct Engine {
     person_ordered: RefCell<std::collections::HashSet<i64>>,
     /// Task runs whose final decision a killed runner left half-done (found on resume).
     unfinished: RefCell<std::collections::HashMap<i64, crate::policy::Then>>,
+    /// Task runs whose last attempt failed before the policy decided (found on resume).
+    undecided: RefCell<std::collections::HashSet<i64>>,
     env: Box<EnvLookup>,
     /// Raised when a person aborts the release from another shell or the runner gets
     /// SIGINT/SIGTERM; each attempt gets a clone with its own deadline (`timeout:`).

@@ -27,6 +27,14 @@ fn unfinished_decision(decisions: &[DecisionRecord], task_run: i64) -> Option<Th
     .find(|then| then.keyword() == last.decision)
 }
 
+/// Whether a decision about `task_run` was recorded at or after `attempt_ended` (ms).
+fn is_decided(decisions: &[DecisionRecord], task_run: i64, attempt_ended: Option<i64>) -> bool {
+    let ended = attempt_ended.unwrap_or(i64::MAX);
+    decisions
+        .iter()
+        .any(|d| d.task_run_id == Some(task_run) && d.decision != STEP_DECISION && d.at >= ended)
+}
+
 impl Engine {
     /// Marks attempts left `running` by a dead runner as `interrupted` (class `interrupted`)
     /// and puts their tasks back to `planned` for a new attempt. Call only with the lease held.
@@ -48,6 +56,25 @@ impl Engine {
                 continue;
             }
             let task_ref = TaskRef::of(task, &phases);
+            let last = attempts.iter().rfind(|a| a.task_run_id == task.id);
+            match last.map(|a| (a.status, a.ended_at)) {
+                // Killed after the attempt succeeded, before the task was marked: it is done.
+                Some((AttemptStatus::Succeeded, _)) => {
+                    self.emit(Event::TaskStatus {
+                        task: task_ref,
+                        status: TaskStatus::Completed,
+                        error: None,
+                    })?;
+                    continue;
+                }
+                // Killed after the attempt failed, before the policy decided: decide on resume
+                // (running it again would bypass the policy).
+                Some((AttemptStatus::Failed, ended)) if !is_decided(&decisions, task.id, ended) => {
+                    self.undecided.borrow_mut().insert(task.id);
+                    continue;
+                }
+                _ => {}
+            }
             let error = FailureInfo {
                 class: ErrorClass::Interrupted,
                 message: "the runner stopped while this attempt ran".to_string(),

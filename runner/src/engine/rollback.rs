@@ -7,7 +7,7 @@ use crate::engine::backends::DeployVars;
 use crate::engine::event::{Event, TaskRef};
 use crate::engine::{Engine, EngineError};
 use crate::pipeline::{Phase, Task, TaskKind};
-use crate::store::{RollbackJobStatus, TaskRunRecord, TaskStatus};
+use crate::store::{ABANDONED_JOB, RollbackJobStatus, TaskRunRecord, TaskStatus};
 
 /// A rollback request that does not fit the release.
 #[derive(Debug, thiserror::Error)]
@@ -289,6 +289,20 @@ impl Engine {
         let Some(Ok(handle)) = run.handle.as_deref().map(Handle::from_json) else {
             return Ok(());
         };
+        // Finishing a job a killed `relflow rollback` left half-done: the target may already
+        // hold what the snapshot restores; the backend's rollback journal knows what is left.
+        let jobs = self.with_store(|s| s.rollback_jobs(&self.release))?;
+        if jobs
+            .iter()
+            .rfind(|j| j.task_run_id == run.id)
+            .is_some_and(|j| {
+                j.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(ABANDONED_JOB))
+            })
+        {
+            return Ok(());
+        }
         let phase = self.phase_def(phase_name)?;
         let (task, _) = self.task_def(phase, &run.task)?;
         let Ok(backend) = self.backend_for_handle(phase, task, &handle) else {
@@ -400,8 +414,8 @@ impl Engine {
             Ok(()) => (RollbackJobStatus::Completed, None),
             Err(message) => (RollbackJobStatus::Exception, Some(message)),
         };
-        self.rollback_line(task_ref, format!("rollback job {job} {status}"))?;
-        self.emit(job_event(status, error))?;
+        // The deployment's own status first: a runner killed before the job's end leaves a job
+        // that the next command finds already done (see `repair_abandoned_rollback_jobs`).
         if status == RollbackJobStatus::Completed && reverted_all {
             self.emit(Event::TaskStatus {
                 task: task_ref.clone(),
@@ -409,6 +423,8 @@ impl Engine {
                 error: None,
             })?;
         }
+        self.rollback_line(task_ref, format!("rollback job {job} {status}"))?;
+        self.emit(job_event(status, error))?;
         Ok((job, status))
     }
 }

@@ -4,14 +4,14 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use crate::engine::attempt::AttemptEnd;
 use crate::engine::control::Stop;
 use crate::engine::event::{Event, FailureInfo, PhaseRef, TaskRef};
-use crate::engine::kinds::AttemptResult;
 use crate::engine::{Engine, EngineError};
 use crate::pipeline::duration::format_duration;
 use crate::pipeline::{Phase, Task, TaskKind};
 use crate::policy::{self, Decision, EffectivePolicy, OnFailure, Then};
-use crate::store::{AttemptStatus, TaskRunRecord, TaskStatus, now_ms};
+use crate::store::{TaskRunRecord, TaskStatus, now_ms};
 
 /// How a task run left its step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,56 +107,27 @@ impl Engine {
             }
         }
         let mut attempt = u32::try_from(record.attempts).unwrap_or(0);
+        // A runner killed between an attempt's failure and the policy's decision: decide now.
+        let mut undecided = match self.undecided.borrow_mut().remove(&record.id) {
+            true => Some(self.last_failure(record)?),
+            false => None,
+        };
         loop {
-            attempt += 1;
-            // Deploy and undeploy tasks hold their target's lock (waiting for it if need be).
-            let locked = self.hold_target_lock(phase, &task_ref, task).await?;
-            self.set_status(&task_ref, TaskStatus::Running, None)?;
-            self.emit(Event::AttemptStarted {
-                task: task_ref.clone(),
-                attempt,
-            })?;
-            let result = match locked {
-                Some(e) => crate::engine::kinds::failed(e.class, e.message, attempt),
-                None => self.execute(phase, &task_ref, task, attempt).await?,
-            };
-            let failure = match result {
-                AttemptResult::Succeeded => {
-                    self.emit(Event::AttemptFinished {
-                        task: task_ref.clone(),
-                        attempt,
-                        status: AttemptStatus::Succeeded,
-                        error: None,
-                        exit_code: Some(0).filter(|_| is_process(task)),
-                    })?;
-                    self.set_status(&task_ref, TaskStatus::Completed, None)?;
-                    return Ok(TaskEnd::Settled);
-                }
-                AttemptResult::Failed { failure, exit_code }
-                    if self
-                        .control
-                        .pending()
-                        .is_some_and(|s| !matches!(s, Stop::Pause { .. })) =>
-                {
-                    return self.stopped_attempt(&task_ref, attempt, &failure, exit_code);
-                }
-                AttemptResult::Failed { failure, exit_code } => {
-                    let info = FailureInfo {
-                        class: failure.class,
-                        message: failure.message.clone(),
-                    };
+            let failure = match undecided.take() {
+                Some(failure) => {
                     self.output(
                         &task_ref,
-                        format!("Attempt {attempt} failed: {}: {}", info.class, info.message),
+                        format!("Deciding what follows attempt {attempt}, which failed before the runner stopped"),
                     )?;
-                    self.emit(Event::AttemptFinished {
-                        task: task_ref.clone(),
-                        attempt,
-                        status: AttemptStatus::Failed,
-                        error: Some(info),
-                        exit_code,
-                    })?;
-                    *failure
+                    failure
+                }
+                None => {
+                    attempt += 1;
+                    match self.run_attempt(phase, &task_ref, task, attempt).await? {
+                        AttemptEnd::Succeeded => return Ok(TaskEnd::Settled),
+                        AttemptEnd::Stopped => return Ok(TaskEnd::Stopped),
+                        AttemptEnd::Failed(failure) => *failure,
+                    }
                 }
             };
             // An attempt a person ordered is not retried by the policy: it pauses if it fails.
@@ -314,42 +285,6 @@ impl Engine {
 }
 
 impl Engine {
-    /// An attempt a stop ended: `cancelled` on abort (the task too); `interrupted` on a signal,
-    /// the task back to `planned` so `resume` starts (or re-attaches) a new attempt. With the
-    /// lease lost nothing is written.
-    fn stopped_attempt(
-        &self,
-        task_ref: &TaskRef,
-        attempt: u32,
-        failure: &policy::Failure,
-        exit_code: Option<i32>,
-    ) -> Result<TaskEnd, EngineError> {
-        let (attempt_status, task_status) = match self.control.pending() {
-            Some(Stop::LeaseLost) | None => return Ok(TaskEnd::Stopped),
-            Some(Stop::Abort { .. }) => (AttemptStatus::Cancelled, TaskStatus::Cancelled),
-            Some(Stop::Signal(_) | Stop::Pause { .. }) => {
-                (AttemptStatus::Interrupted, TaskStatus::Planned)
-            }
-        };
-        let info = FailureInfo {
-            class: failure.class,
-            message: failure.message.clone(),
-        };
-        self.output(
-            task_ref,
-            format!("Attempt {attempt} was stopped: {}", info.message),
-        )?;
-        self.emit(Event::AttemptFinished {
-            task: task_ref.clone(),
-            attempt,
-            status: attempt_status,
-            error: Some(info.clone()),
-            exit_code,
-        })?;
-        self.set_status(task_ref, task_status, Some(info))?;
-        Ok(TaskEnd::Stopped)
-    }
-
     /// A stop came during a retry wait: an abort cancels the task; otherwise it keeps
     /// `waiting_retry` and its stored time, so `resume` continues the same schedule.
     fn stopped_while_waiting(&self, task_ref: &TaskRef) -> Result<TaskEnd, EngineError> {
@@ -365,10 +300,6 @@ impl Engine {
         }
         Ok(TaskEnd::Stopped)
     }
-}
-
-fn is_process(task: &Task) -> bool {
-    matches!(task.kind, TaskKind::Command(_) | TaskKind::Script(_))
 }
 
 fn count<T>(items: impl Iterator<Item = T>) -> u32 {

@@ -22,6 +22,7 @@ pub use lease::{
     process_start,
 };
 pub use records::*;
+pub use rollback_jobs::ABANDONED_JOB;
 pub use schema::SCHEMA_VERSION;
 pub use status::{AttemptStatus, PhaseStatus, ReleaseStatus, RollbackJobStatus, TaskStatus};
 

@@ -6,6 +6,9 @@ use super::records::RollbackJobRecord;
 use super::status::RollbackJobStatus;
 use super::{Store, StoreError, now_ms};
 
+/// How the reason of a job a killed `relflow rollback` left open begins.
+pub const ABANDONED_JOB: &str = "the relflow rollback running this job stopped before it ended";
+
 impl Store {
     /// Records a new `queued` job; returns its id.
     pub fn create_rollback_job(
@@ -47,21 +50,28 @@ impl Store {
     /// left alone.
     pub fn repair_abandoned_rollback_jobs(&self) -> Result<usize, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT j.id, j.release_id, t.task FROM rollback_jobs j JOIN task_runs t ON t.id = j.task_run_id
+            "SELECT j.id, j.release_id, t.task, t.status FROM rollback_jobs j JOIN task_runs t ON t.id = j.task_run_id
              WHERE j.status IN ('queued', 'in_progress')",
         )?;
-        let open: Vec<(i64, String, String)> = stmt
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        let open: Vec<(i64, String, String, String)> = stmt
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?
             .collect::<Result<_, _>>()?;
         let mut repaired = 0;
-        for (job, release, task) in open {
+        for (job, release, task, task_status) in open {
             if self.lease_holder(&release)?.is_some() {
                 continue;
             }
-            let reason = format!(
-                "the relflow rollback running this job stopped before it ended; the deployment may be partly reverted: run `relflow rollback {release} --task {task}` again to finish it"
-            );
-            self.set_rollback_job_status(job, RollbackJobStatus::Exception, Some(&reason))?;
+            if task_status == "rolled_back" {
+                // The job had reverted the whole deployment; only its own end was not written.
+                self.set_rollback_job_status(job, RollbackJobStatus::Completed, None)?;
+            } else {
+                let reason = format!(
+                    "{ABANDONED_JOB}; the deployment may be partly reverted: run `relflow rollback {release} --task {task}` again to finish it"
+                );
+                self.set_rollback_job_status(job, RollbackJobStatus::Exception, Some(&reason))?;
+            }
             crate::failpoint::hit("store.rollback_job");
             repaired += 1;
         }
