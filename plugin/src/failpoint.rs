@@ -9,7 +9,8 @@
 //! - `RELFLOW_FAILPOINT_TRACE=FILE`: every hit is appended to FILE (`NAME DETAIL` per line), so a
 //!   test can first list the points a scenario passes, then crash at each in turn.
 //!
-//! The names in use are listed in [`NAMES`]; tests check that each is reached.
+//! The names in use are listed in [`NAMES`]; `tests/e2e/crash_points.rs` kills the runner at
+//! every point a deploy, a retry, a release rollback, a rollback job and a cancel pass.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,10 @@ pub const NAMES: &[(&str, &str)] = &[
         "a step of the local backend's journal written",
     ),
     (
+        "local.component",
+        "a component renamed into place (delivery or rollback)",
+    ),
+    (
         "local.snapshot",
         "the pre-deployment snapshot of a local deploy completed",
     ),
@@ -63,7 +68,6 @@ pub const NAMES: &[(&str, &str)] = &[
         "xld.task_created",
         "the id of a created XL Deploy task stored",
     ),
-    ("rollback_job.write", "a rollback job's status committed"),
     ("lock.write", "a target lock taken or released"),
 ];
 

@@ -41,6 +41,9 @@ struct Record {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 enum State {
+    /// Written just before the deploy command is started: a runner killed here never ran it
+    /// (or it was ended at birth with the runner), so `resume` starts it.
+    Starting,
     /// The deploy command runs (or ran when the runner died): its process group and the
     /// leader's start time, so a later runner can end a group that is somehow still alive.
     Running {
@@ -158,13 +161,7 @@ impl ExecBackend {
         let what = format!("deploy {} {}", handle.application, handle.version);
         self.end_leftover(handle, log)?;
         self.interrupt.check(&what)?;
-        save(
-            &handle.work_dir,
-            State::Running {
-                pid: None,
-                started: None,
-            },
-        )?;
+        save(&handle.work_dir, State::Starting)?;
         log(&process::show(&self.deploy));
         let spec = self.command(&self.deploy, handle);
         let work_dir = handle.work_dir.clone();
@@ -246,13 +243,7 @@ impl Backend for ExecBackend {
                 format!("create {}: {e}", handle.work_dir.display()),
             )
         })?;
-        save(
-            &handle.work_dir,
-            State::Running {
-                pid: None,
-                started: None,
-            },
-        )?;
+        save(&handle.work_dir, State::Starting)?;
         on_handle(&Handle::Exec(handle.clone()))?;
         self.run_deploy(&handle, log)
     }
@@ -270,10 +261,21 @@ impl Backend for ExecBackend {
             is_verified: false,
         };
         self.end_leftover(h, log)?;
+        // No record, or one written before the command was started: the runner stopped
+        // before the deploy command ran, so running it now runs it once.
+        let never_started = match load(&h.work_dir) {
+            Err(e) if e.class == ErrorClass::NotFound => true,
+            Ok(State::Starting) => true,
+            _ => false,
+        };
+        if never_started {
+            log("The deploy command had not started before the runner stopped: starting it");
+            return self.run_deploy(h, log);
+        }
         match load(&h.work_dir)? {
             State::Succeeded => Ok(done()),
             State::Failed { message } => Err(BackendError::new(ErrorClass::TaskFailed, message)),
-            State::Running { .. } | State::Stopped { .. } => {
+            State::Starting | State::Running { .. } | State::Stopped { .. } => {
                 let Some(status) = &self.status else {
                     return Err(BackendError::new(
                         ErrorClass::Interrupted,

@@ -212,3 +212,24 @@ fn current_prints_the_version() {
     let current = backend.current_version(&mut |_| {}).unwrap().unwrap();
     assert_eq!(current.version, "2.3");
 }
+
+#[test]
+fn resume_starts_a_deploy_command_the_runner_never_started() {
+    let tmp = tempfile::tempdir().unwrap();
+    save(tmp.path(), State::Starting).unwrap();
+    let marker = tmp.path().join("ran");
+    let handle = Handle::Exec(ExecHandle {
+        format: HANDLE_FORMAT,
+        work_dir: tmp.path().to_path_buf(),
+        application: "web".into(),
+        version: "1".into(),
+        components: vec![],
+    });
+    let backend = ExecBackend {
+        deploy: vec!["touch".into(), marker.display().to_string()],
+        ..Default::default()
+    };
+    backend.resume(&handle, &mut |_| {}).unwrap();
+    assert!(marker.exists(), "the deploy command ran");
+    assert_eq!(load(tmp.path()).unwrap(), State::Succeeded);
+}

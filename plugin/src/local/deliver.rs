@@ -134,6 +134,7 @@ pub(crate) fn swap_in(staged: &Path, dst: &Path, trash: &Path) -> Result<(), Bac
         staged.display(),
         dst.display()
     )))?;
+    crate::failpoint::hit_with("local.component", || dst.display().to_string());
     fsops::remove_tree(trash).map_err(io_error(format!("remove {}", trash.display())))
 }
 

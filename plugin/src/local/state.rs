@@ -202,7 +202,10 @@ pub(crate) fn set_phase(layout: &Layout, phase: Phase) -> Result<(), BackendErro
 
 pub(crate) fn save_journal(layout: &Layout, journal: &Journal) -> Result<(), BackendError> {
     let path = layout.journal();
-    fsops::write_json_durably(&path, journal).map_err(io_error(format!("write {}", path.display())))
+    fsops::write_json_durably(&path, journal)
+        .map_err(io_error(format!("write {}", path.display())))?;
+    crate::failpoint::hit_with("local.journal", || format!("{:?}", journal.phase));
+    Ok(())
 }
 
 pub(crate) fn load_snapshot_index(layout: &Layout) -> Result<SnapshotIndex, BackendError> {
@@ -220,7 +223,10 @@ pub(crate) fn save_snapshot_index(
     index: &SnapshotIndex,
 ) -> Result<(), BackendError> {
     let path = layout.snapshot_index();
-    fsops::write_json_durably(&path, index).map_err(io_error(format!("write {}", path.display())))
+    fsops::write_json_durably(&path, index)
+        .map_err(io_error(format!("write {}", path.display())))?;
+    crate::failpoint::hit("local.snapshot");
+    Ok(())
 }
 
 /// Reads `.relflow-version` in `target`; `None` when there is none.
