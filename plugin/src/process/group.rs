@@ -47,9 +47,28 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
-/// Start time of `pid` in clock ticks after boot.
-pub(super) fn start_time(pid: u32) -> Option<u64> {
+/// Start time of `pid` in clock ticks after boot: with the pid, it names one process (a
+/// reused pid has another start time).
+pub fn start_time(pid: u32) -> Option<u64> {
     stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Whether `pid` is a live (not zombie) process on this host, and the same one when its
+/// start time is known. Leases and lock records judge their holders with it.
+pub fn is_running(pid: u32, start: Option<u64>) -> bool {
+    let Some(fields) = stat_fields(pid) else {
+        return false;
+    };
+    let is_zombie = fields.first().is_some_and(|state| state == "Z");
+    let same = start.is_none_or(|start| fields.get(19).and_then(|s| s.parse().ok()) == Some(start));
+    pid > 0 && !is_zombie && same
+}
+
+/// This host's name, as leases and lock records store it.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
 }
 
 /// The state letter of `pid` (`R`, `S`, `Z`, ...), `None` when it does not exist.

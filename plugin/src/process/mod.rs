@@ -28,7 +28,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub use group::{end_leftover_group, is_group_alive};
+pub use group::{end_leftover_group, host_name, is_group_alive, is_running, start_time};
 
 use crate::{BackendError, ErrorClass, Interrupt, StopCause};
 

@@ -225,3 +225,13 @@ fn failures_read_as_messages() {
         r"$ helm 'a b' 'it'\''s'"
     );
 }
+
+#[test]
+fn this_process_runs_and_a_reused_pid_does_not_count() {
+    let me = std::process::id();
+    let start = super::start_time(me);
+    assert!(start.is_some());
+    assert!(super::is_running(me, start));
+    assert!(!super::is_running(me, start.map(|s| s + 1)));
+    assert!(!super::is_running(0, None));
+}

@@ -5,11 +5,10 @@ use std::path::Path;
 
 use rusqlite::{OpenFlags, OptionalExtension};
 
-use super::{HeldBy, LockRecord, host_name};
-use crate::store::{ReleaseStatus, TaskStatus, now_ms};
+use relflow_plugin::process::{host_name, is_running};
 
-/// A lease heartbeat older than this means its runner is gone (as `store::lease` judges).
-const HEARTBEAT_STALE_MS: i64 = 30_000;
+use super::{HeldBy, LockRecord};
+use crate::store::{ReleaseStatus, TaskStatus};
 
 /// A task run that ends in one of these no longer needs its target's lock.
 pub fn frees_lock(status: TaskStatus) -> bool {
@@ -22,43 +21,6 @@ pub fn frees_lock(status: TaskStatus) -> bool {
             | TaskStatus::Cancelled
             | TaskStatus::Superseded
     )
-}
-
-/// The start time of process `pid` (clock ticks after boot), to tell a reused pid apart.
-pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22; the fields after the `)` closing the command name start at field 3.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
-}
-
-/// Whether `pid` is a live (not zombie) process on this host, and the same one when its start
-/// time is known.
-pub fn is_running(pid: u32, start: Option<u64>) -> bool {
-    let Ok(raw) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if raw <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 sends nothing; it only asks whether the pid exists.
-    let exists = unsafe { libc::kill(raw, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    if !exists {
-        return false;
-    }
-    let is_zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false);
-    !is_zombie && start.is_none_or(|start| process_start(pid) == Some(start))
 }
 
 /// What is known about a lock's holder.
@@ -135,7 +97,7 @@ pub fn assess(record: &LockRecord) -> HolderState {
     let holder = &record.holder;
     let is_local = holder.host == host_name();
     let is_runner_running = is_local.then(|| is_running(holder.pid, holder.pid_start));
-    let probe = probe_store(&holder.state_dir, &holder.release, &record.runs, is_local);
+    let probe = probe_store(&holder.state_dir, &holder.release, &record.runs);
     match probe {
         Some(probe) => HolderState {
             is_runner_running,
@@ -159,12 +121,7 @@ struct StoreProbe {
 }
 
 /// Reads the holder's store read-only; `None` when it is gone or unreadable.
-fn probe_store(
-    state_dir: &Path,
-    release: &str,
-    runs: &[HeldBy],
-    is_local: bool,
-) -> Option<StoreProbe> {
+fn probe_store(state_dir: &Path, release: &str, runs: &[HeldBy]) -> Option<StoreProbe> {
     let db = state_dir.join("relflow.db");
     if !db.is_file() {
         return None;
@@ -180,19 +137,11 @@ fn probe_store(
         )
         .optional()
         .ok()?;
-    let lease: Option<(i64, String, i64)> = conn
-        .query_row(
-            "SELECT pid, host, heartbeat_at FROM leases WHERE release_id = ?1",
-            [release],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
-        .optional()
-        .ok()?;
-    let is_lease_live = lease.is_some_and(|(pid, host, heartbeat)| {
-        let is_fresh = now_ms() - heartbeat < HEARTBEAT_STALE_MS;
-        let is_here = is_local && host == host_name();
-        is_fresh && (!is_here || u32::try_from(pid).is_ok_and(|pid| is_running(pid, None)))
-    });
+    // A lease judged as the store judges it (a live runner on this host, however old its
+    // heartbeat; on another host, a fresh heartbeat).
+    let is_lease_live = crate::store::read_lease_holder(&conn, release)
+        .ok()?
+        .is_some_and(|holder| holder.is_live());
     let mut statuses = Vec::new();
     for run in runs {
         let status: Option<TaskStatus> = conn
@@ -256,15 +205,5 @@ mod tests {
         assert!(state(None, None, &[Running]).is_live(), "another host");
         assert!(state(Some(false), Some(false), &[Completed]).has_ended_without_freeing());
         assert!(!state(Some(false), Some(false), &[Failed]).has_ended_without_freeing());
-    }
-
-    #[test]
-    fn this_process_runs_and_a_reused_pid_does_not_count() {
-        let me = std::process::id();
-        let start = process_start(me);
-        assert!(start.is_some());
-        assert!(is_running(me, start));
-        assert!(!is_running(me, start.map(|s| s + 1)));
-        assert!(!is_running(0, None));
     }
 }

@@ -23,11 +23,12 @@ mod record;
 
 use std::path::PathBuf;
 
-pub use holder::{HolderState, assess, frees_lock, is_running, process_start};
+pub use holder::{HolderState, assess, frees_lock};
 pub use key::{LockKey, lock_dir};
 pub use record::{
     Claim, HeldBy, Holder, Listed, LockRecord, Taken, free, list, log_unlock, read, release, take,
 };
+pub use relflow_plugin::process::{host_name, is_running, start_time as process_start};
 
 /// A lock could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +45,4 @@ pub enum LockError {
     Corrupt { path: PathBuf, reason: String },
     #[error("the folder {path} stayed locked by another process for {secs}s")]
     Busy { path: PathBuf, secs: u64 },
-}
-
-/// The name of this host, as lock records and leases record it.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string())
 }

@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 
+use relflow_plugin::process::{host_name, is_running, start_time};
+
 use super::control::ControlRequest;
 use super::{Store, StoreError, now_ms, open_connection};
 
@@ -70,11 +72,8 @@ impl LeaseHolder {
             return false;
         }
         if self.host == host_name() {
-            is_process_alive(self.pid)
-                && match self.process_start {
-                    Some(start) => process_start(self.pid) == Some(start),
-                    None => true,
-                }
+            let start = self.process_start.and_then(|s| u64::try_from(s).ok());
+            u32::try_from(self.pid).is_ok_and(|pid| is_running(pid, start))
         } else {
             now_ms() - self.heartbeat_at < LEASE_TTL_MS
         }
@@ -91,46 +90,9 @@ pub struct Lease {
     keeper: Option<JoinHandle<()>>,
 }
 
-/// This host's name, as leases record it.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string())
-}
-
-/// When `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`).
-pub fn process_start(pid: i64) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    // After the command: state is field 3, so starttime (22) is the 20th here.
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether `pid` names a live (non-zombie) process on this host.
-pub fn is_process_alive(pid: i64) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists.
-    let exists = unsafe { libc::kill(pid, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    if !exists {
-        return false;
-    }
-    // A zombie has exited but is not yet reaped: it holds nothing.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-        Err(_) => true,
-    }
-}
-
-fn read_holder(
+/// The lease row of `release` in any connection to a store (lock records read other state
+/// directories' stores read-only with it).
+pub fn read_holder(
     conn: &rusqlite::Connection,
     release: &str,
 ) -> Result<Option<LeaseHolder>, StoreError> {
@@ -149,6 +111,11 @@ fn read_holder(
             },
         )
         .optional()?)
+}
+
+/// This process's start time, as the lease records it.
+fn own_start() -> Option<i64> {
+    start_time(std::process::id()).and_then(|s| i64::try_from(s).ok())
 }
 
 impl Store {
@@ -180,7 +147,7 @@ impl Store {
         tx.execute(
             "INSERT OR REPLACE INTO leases (release_id, pid, host, token, heartbeat_at, epoch, process_start)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![release, me, host, format!("{me}-{epoch}"), now_ms(), epoch, process_start(me)],
+            params![release, me, host, format!("{me}-{epoch}"), now_ms(), epoch, own_start()],
         )
         .map_err(StoreError::from)?;
         tx.commit().map_err(StoreError::from)?;
@@ -338,13 +305,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn our_own_process_start_is_read_and_stable() {
-        let me = i64::from(std::process::id());
-        let start = process_start(me).expect("start time of this process");
-        assert_eq!(process_start(me), Some(start));
-    }
-
-    #[test]
     fn a_reused_pid_is_not_the_holder() {
         let me = i64::from(std::process::id());
         let holder = LeaseHolder {
@@ -352,11 +312,11 @@ mod tests {
             host: host_name(),
             heartbeat_at: 0,
             epoch: 1,
-            process_start: process_start(me).map(|s| s + 1),
+            process_start: own_start().map(|s| s + 1),
         };
         assert!(!holder.is_live());
         let same = LeaseHolder {
-            process_start: process_start(me),
+            process_start: own_start(),
             ..holder
         };
         assert!(

@@ -18,8 +18,7 @@ use rusqlite::Connection;
 
 pub use control::{ControlAction, ControlRequest};
 pub use lease::{
-    LEASE_TTL_MS, Lease, LeaseError, LeaseHolder, LeaseNews, host_name, is_process_alive,
-    process_start,
+    LEASE_TTL_MS, Lease, LeaseError, LeaseHolder, LeaseNews, read_holder as read_lease_holder,
 };
 pub use records::*;
 pub use rollback_jobs::ABANDONED_JOB;
