@@ -19,10 +19,11 @@ pub(crate) fn deliver(
     plan: &Plan,
     package: &Package,
     index: &SnapshotIndex,
+    keep_setid: bool,
     log: LogSink<'_>,
 ) -> Result<Vec<DeliveredComponent>, BackendError> {
     let staging = layout.staging();
-    let result = deliver_through(layout, plan, package, index, log);
+    let result = deliver_through(layout, plan, package, index, keep_setid, log);
     let cleanup =
         fsops::remove_tree(&staging).map_err(io_error(format!("remove {}", staging.display())));
     let delivered = result?;
@@ -38,6 +39,7 @@ fn deliver_through(
     plan: &Plan,
     package: &Package,
     index: &SnapshotIndex,
+    keep_setid: bool,
     log: LogSink<'_>,
 ) -> Result<Vec<DeliveredComponent>, BackendError> {
     let (new, old) = prepare_staging(layout)?;
@@ -46,7 +48,7 @@ fn deliver_through(
         plan.components.len(),
         package.path.display()
     ));
-    super::package::stage(package, &plan.components, &new)?;
+    super::package::stage(package, &plan.components, &new, keep_setid)?;
     let files_path = layout.manifest_files();
     let files =
         File::create(&files_path).map_err(io_error(format!("create {}", files_path.display())))?;

@@ -179,7 +179,7 @@ pub(crate) fn run(
     let index = load_snapshot_index(layout)?;
     std::fs::create_dir_all(&layout.target)
         .map_err(io_error(format!("create {}", layout.target.display())))?;
-    let result = deliver::deliver(layout, plan, package, &index, log);
+    let result = deliver::deliver(layout, plan, package, &index, backend.keep_setid, log);
     if let Err(e) = result {
         if fsops::exists(&layout.cancel_marker()) {
             set_phase(layout, Phase::Cancelled)?;

@@ -19,12 +19,18 @@ pub(crate) struct Copied {
 /// Copies `src` (file, symlink or folder) to `dst`, which must not exist. File contents are
 /// streamed; modes, symlink targets and mtimes are kept. Ownership is not (needs root).
 pub(crate) fn copy_tree(src: &Path, dst: &Path) -> io::Result<Copied> {
+    copy_tree_masked(src, dst, 0o7777)
+}
+
+/// [`copy_tree`], with every file's and folder's mode ANDed with `mode_mask` (to strip
+/// setuid/setgid bits from a package).
+pub(crate) fn copy_tree_masked(src: &Path, dst: &Path, mode_mask: u32) -> io::Result<Copied> {
     let mut copied = Copied::default();
-    copy_entry(src, dst, &mut copied)?;
+    copy_entry(src, dst, mode_mask, &mut copied)?;
     Ok(copied)
 }
 
-fn copy_entry(src: &Path, dst: &Path, copied: &mut Copied) -> io::Result<()> {
+fn copy_entry(src: &Path, dst: &Path, mask: u32, copied: &mut Copied) -> io::Result<()> {
     let meta = fs::symlink_metadata(src)?;
     let kind = meta.file_type();
     if kind.is_symlink() {
@@ -37,9 +43,9 @@ fn copy_entry(src: &Path, dst: &Path, copied: &mut Copied) -> io::Result<()> {
         fs::set_permissions(dst, Permissions::from_mode(0o700))?;
         for entry in fs::read_dir(src)? {
             let entry = entry?;
-            copy_entry(&entry.path(), &dst.join(entry.file_name()), copied)?;
+            copy_entry(&entry.path(), &dst.join(entry.file_name()), mask, copied)?;
         }
-        fs::set_permissions(dst, Permissions::from_mode(meta.mode() & 0o7777))?;
+        fs::set_permissions(dst, Permissions::from_mode(meta.mode() & 0o7777 & mask))?;
         File::open(dst)?.set_times(times(&meta))?;
     } else if kind.is_file() {
         let mut input = File::open(src)?;
@@ -49,7 +55,7 @@ fn copy_entry(src: &Path, dst: &Path, copied: &mut Copied) -> io::Result<()> {
             .mode(0o600)
             .open(dst)?;
         copied.bytes += io::copy(&mut input, &mut output)?;
-        output.set_permissions(Permissions::from_mode(meta.mode() & 0o7777))?;
+        output.set_permissions(Permissions::from_mode(meta.mode() & 0o7777 & mask))?;
         output.set_times(times(&meta))?;
         copied.files += 1;
     } else {
@@ -77,17 +83,27 @@ fn times(meta: &fs::Metadata) -> FileTimes {
         .set_modified(at(meta.mtime(), meta.mtime_nsec()))
 }
 
-/// std cannot set a symlink's own times; `utimensat(AT_SYMLINK_NOFOLLOW)` can.
 fn set_symlink_mtime(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    set_link_times(
+        path,
+        (meta.atime(), meta.atime_nsec()),
+        (meta.mtime(), meta.mtime_nsec()),
+    )
+}
+
+/// Sets a symlink's own access and modification times to `secs.nanos`.
+pub(crate) fn set_link_mtime(path: &Path, secs: i64, nanos: i64) -> io::Result<()> {
+    set_link_times(path, (secs, nanos), (secs, nanos))
+}
+
+/// std cannot set a symlink's own times; `utimensat(AT_SYMLINK_NOFOLLOW)` can.
+fn set_link_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
     let c_path = CString::new(path.as_os_str().as_bytes())?;
-    let stamp = |secs: i64, nanos: i64| libc::timespec {
+    let stamp = |(secs, nanos): (i64, i64)| libc::timespec {
         tv_sec: secs as libc::time_t,
         tv_nsec: nanos as _,
     };
-    let stamps = [
-        stamp(meta.atime(), meta.atime_nsec()),
-        stamp(meta.mtime(), meta.mtime_nsec()),
-    ];
+    let stamps = [stamp(atime), stamp(mtime)];
     // SAFETY: c_path is a valid NUL-terminated string and stamps holds the two timespecs
     // utimensat reads; neither outlives the call.
     let rc = unsafe {

@@ -12,17 +12,27 @@
 //!   `manifest-files.txt`: one `added|replaced<TAB><component>/<path>` line per file;
 //! - `cancel`: present once `cancel` was asked for.
 //!
+//! Packages are hostile input: every entry must stay inside its component (no link out, no
+//! write through a link, no device), and setuid/setgid bits are stripped unless the backend
+//! keeps them (see `confine.rs`, `tarball.rs`).
+//!
 //! In the target: the components, `.relflow-version` (JSON: `application`, `version`,
 //! `components`, `deployed_at`, and `reverted_components` after a partial rollback), and
 //! while an operation runs `.relflow-staging-<run_id>/` (removed afterwards).
 
+mod confine;
 mod deliver;
 mod deploy;
 mod fsops;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
+#[cfg(test)]
+mod hostile_tests;
 mod package;
 mod rollback;
 mod snapshot;
 mod state;
+mod tarball;
 #[cfg(test)]
 mod tests;
 
@@ -100,6 +110,8 @@ pub struct LocalBackend {
     /// Default health check (argv, run with cwd = target) when the request has none.
     pub verify: Option<Vec<String>>,
     pub free_space: FreeSpaceProbe,
+    /// Deliver setuid/setgid bits as the package has them; by default they are stripped.
+    pub keep_setid: bool,
     /// The attempt's deadline and stop flag; the health check is ended when it fires.
     pub interrupt: crate::Interrupt,
 }
@@ -111,6 +123,7 @@ impl LocalBackend {
             packages: packages.into(),
             verify: None,
             free_space: FreeSpaceProbe::Statvfs,
+            keep_setid: false,
             interrupt: crate::Interrupt::none(),
         }
     }

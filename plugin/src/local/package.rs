@@ -1,17 +1,14 @@
-//! Finds a package (folder or `.tar.gz`), lists its components, checks tar entries and
-//! stages components into a folder.
+//! Finds a package (folder or `.tar.gz`), lists and checks its components, and stages them
+//! into a folder.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, Permissions};
-use std::io::{self, BufReader};
-use std::os::unix::fs::PermissionsExt;
+use std::fs;
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
-use tar::EntryType;
-
+use super::confine::{self, Refusal};
 use super::fsops;
 use super::state::{PackageKind, STAGING_PREFIX, VERSION_FILE, io_error};
+use super::tarball;
 use crate::ErrorClass;
 use crate::backend::BackendError;
 
@@ -48,7 +45,7 @@ pub(crate) fn find(
             components,
         })
     } else if tarball.is_file() {
-        let components = scan_tarball(&tarball)?;
+        let components = tarball::scan(&tarball)?;
         Ok(Package {
             path: tarball,
             kind: PackageKind::Tarball,
@@ -71,16 +68,26 @@ fn folder_components(folder: &Path) -> Result<BTreeMap<String, u64>, BackendErro
     let mut components = BTreeMap::new();
     for entry in fs::read_dir(folder).map_err(read_error())? {
         let entry = entry.map_err(read_error())?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        check_component_name(&name, folder)?;
-        let size = fsops::tree_size(&entry.path()).map_err(read_error())?;
-        components.insert(name, size);
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str() else {
+            return Err(refused(
+                "read package",
+                folder,
+                Refusal::Entry(file_name.into(), "has a name that is not UTF-8".into()),
+            ));
+        };
+        check_component_name(name, folder)?;
+        let size = confine::check_folder_component(folder, Path::new(name))
+            .map_err(|refusal| refused("read package", folder, refusal))?;
+        components.insert(name.to_string(), size);
     }
     Ok(components)
 }
 
-fn check_component_name(name: &str, package: &Path) -> Result<(), BackendError> {
-    if name == VERSION_FILE || name.starts_with(STAGING_PREFIX) {
+/// Names relflow writes in the target (`.relflow-version`, its temporary file, staging
+/// folders) cannot be components.
+pub(crate) fn check_component_name(name: &str, package: &Path) -> Result<(), BackendError> {
+    if name.starts_with(VERSION_FILE) || name.starts_with(STAGING_PREFIX) {
         return Err(BackendError::new(
             ErrorClass::Validation,
             format!(
@@ -120,212 +127,54 @@ pub(crate) fn select(package: &Package, wanted: &[String]) -> Result<Vec<String>
     Ok(selected)
 }
 
-fn open_tarball(
-    path: &Path,
-) -> Result<tar::Archive<flate2::read::GzDecoder<BufReader<File>>>, BackendError> {
-    let file = File::open(path).map_err(io_error(format!("open {}", path.display())))?;
-    Ok(tar::Archive::new(flate2::read::GzDecoder::new(
-        BufReader::new(file),
-    )))
-}
-
-/// Reads every header once: refuses unsafe entries before anything is touched, and sums sizes.
-fn scan_tarball(path: &Path) -> Result<BTreeMap<String, u64>, BackendError> {
-    let mut archive = open_tarball(path)?;
-    let read_error = || io_error(format!("read {}", path.display()));
-    let mut components = BTreeMap::new();
-    for entry in archive.entries().map_err(read_error())? {
-        let entry = entry.map_err(read_error())?;
-        let Some(checked) = check_entry(&entry, path)? else {
-            continue;
-        };
-        check_component_name(&checked.component, path)?;
-        *components.entry(checked.component).or_insert(0) += checked.size;
-    }
-    Ok(components)
-}
-
-struct CheckedEntry {
-    component: String,
-    relative: PathBuf,
-    size: u64,
-}
-
-fn refuse(tarball: &Path, entry: &str, why: &str) -> BackendError {
-    BackendError::new(
-        ErrorClass::Validation,
-        format!("extract {}: entry `{entry}` {why}", tarball.display()),
-    )
-}
-
-/// Returns the entry's safe relative path, `None` for entries that are skipped (metadata
-/// headers, the archive root), or an error for entries that would escape the target.
-fn check_entry<R: io::Read>(
-    entry: &tar::Entry<'_, R>,
-    tarball: &Path,
-) -> Result<Option<CheckedEntry>, BackendError> {
-    let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-    let kind = entry.header().entry_type();
-    if matches!(
-        kind,
-        EntryType::XGlobalHeader
-            | EntryType::XHeader
-            | EntryType::GNULongName
-            | EntryType::GNULongLink
-    ) {
-        return Ok(None);
-    }
-    if raw.starts_with('/') {
-        return Err(refuse(tarball, &raw, "has an absolute path"));
-    }
-    let mut relative = PathBuf::new();
-    for part in Path::new(&raw).components() {
-        match part {
-            Component::Normal(p) => relative.push(p),
-            Component::CurDir => {}
-            _ => return Err(refuse(tarball, &raw, "contains `..`")),
-        }
-    }
-    match kind {
-        EntryType::Regular | EntryType::Continuous | EntryType::Directory => {}
-        EntryType::Symlink => check_link(entry, tarball, &raw, &relative, true)?,
-        EntryType::Link => check_link(entry, tarball, &raw, &relative, false)?,
-        EntryType::Char | EntryType::Block | EntryType::Fifo => {
-            return Err(refuse(tarball, &raw, "is a device file or fifo"));
-        }
-        _ => {
-            return Err(refuse(
-                tarball,
-                &raw,
-                "has an entry type relflow does not extract",
-            ));
-        }
-    }
-    let Some(Component::Normal(first)) = relative.components().next() else {
-        return Ok(None);
-    };
-    let component = first.to_string_lossy().into_owned();
-    let size = if matches!(kind, EntryType::Regular | EntryType::Continuous) {
-        entry.header().size().unwrap_or(0)
-    } else {
-        0
-    };
-    Ok(Some(CheckedEntry {
-        component,
-        relative,
-        size,
-    }))
-}
-
-/// A symlink's target is resolved from its folder; a hardlink's from the archive root. Either
-/// must stay inside the target.
-fn check_link<R: io::Read>(
-    entry: &tar::Entry<'_, R>,
-    tarball: &Path,
-    raw: &str,
-    relative: &Path,
-    is_symlink: bool,
-) -> Result<(), BackendError> {
-    let link = entry
-        .link_name_bytes()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    if link.is_empty() || link.starts_with('/') {
-        return Err(refuse(
-            tarball,
-            raw,
-            &format!("links to `{link}`, outside the target"),
-        ));
-    }
-    let mut depth: i64 = if is_symlink {
-        relative.components().count() as i64 - 1
-    } else {
-        0
-    };
-    for part in Path::new(&link).components() {
-        match part {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-        if depth < 0 {
-            return Err(refuse(
-                tarball,
-                raw,
-                &format!("links to `{link}`, outside the target"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Puts the selected components of `package` into `staging` (which must exist), streaming.
+/// Puts the selected components of `package` into `staging` (which must exist), streaming,
+/// then checks what was staged as it will be delivered: the package may have changed since it
+/// was scanned. Setuid/setgid bits are stripped unless `keep_setid`.
 pub(crate) fn stage(
     package: &Package,
     selected: &[String],
     staging: &Path,
+    keep_setid: bool,
 ) -> Result<(), BackendError> {
+    let mode_mask = if keep_setid { 0o7777 } else { 0o1777 };
+    let mut folders = Vec::new();
     match package.kind {
         PackageKind::Folder => {
             for component in selected {
                 let (src, dst) = (package.path.join(component), staging.join(component));
-                fsops::copy_tree(&src, &dst).map_err(io_error(format!(
+                fsops::copy_tree_masked(&src, &dst, mode_mask).map_err(io_error(format!(
                     "stage {} into {}",
                     src.display(),
                     dst.display()
                 )))?;
             }
-            Ok(())
         }
-        PackageKind::Tarball => extract(&package.path, selected, staging),
+        PackageKind::Tarball => {
+            folders = tarball::extract(&package.path, selected, staging, mode_mask)?;
+        }
     }
+    for component in selected {
+        confine::check_folder_component(staging, Path::new(component))
+            .map_err(|refusal| refused("stage", &package.path, refusal))?;
+    }
+    tarball::finish_folders(&folders).map_err(io_error(format!(
+        "extract {} into {}",
+        package.path.display(),
+        staging.display()
+    )))
 }
 
-fn extract(tarball: &Path, selected: &[String], staging: &Path) -> Result<(), BackendError> {
-    let mut archive = open_tarball(tarball)?;
-    let extract_error = || {
-        io_error(format!(
-            "extract {} into {}",
-            tarball.display(),
-            staging.display()
-        ))
-    };
-    // Folders are made writable while filling them; their own mode and mtime come last.
-    let mut folders = Vec::new();
-    for entry in archive.entries().map_err(extract_error())? {
-        let mut entry = entry.map_err(extract_error())?;
-        let Some(checked) = check_entry(&entry, tarball)? else {
-            continue;
-        };
-        if !selected.contains(&checked.component) {
-            continue;
-        }
-        let dst = staging.join(&checked.relative);
-        if entry.header().entry_type() == EntryType::Directory {
-            fs::create_dir_all(&dst).map_err(extract_error())?;
-            fs::set_permissions(&dst, Permissions::from_mode(0o700)).map_err(extract_error())?;
-            let mode = entry.header().mode().unwrap_or(0o755) & 0o7777;
-            folders.push((dst, mode, entry.header().mtime().unwrap_or(0)));
-            continue;
-        }
-        if let Some(parent) = dst.parent() {
-            fs::create_dir_all(parent).map_err(extract_error())?;
-        }
-        entry.set_preserve_permissions(true);
-        entry.set_preserve_mtime(true);
-        entry.set_unpack_xattrs(false);
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        if !entry.unpack_in(staging).map_err(extract_error())? {
-            return Err(refuse(tarball, &raw, "would be written outside the target"));
-        }
+/// A refusal of `package` as a validation error naming the entry, or an I/O error.
+fn refused(verb: &str, package: &Path, refusal: Refusal) -> BackendError {
+    match refusal {
+        Refusal::Io(e) => io_error(format!("{verb} {}", package.display()))(e),
+        Refusal::Entry(entry, why) => BackendError::new(
+            ErrorClass::Validation,
+            format!(
+                "{verb} {}: entry `{}` {why}",
+                package.display(),
+                entry.display()
+            ),
+        ),
     }
-    for (folder, mode, mtime) in folders.into_iter().rev() {
-        fs::set_permissions(&folder, Permissions::from_mode(mode)).map_err(extract_error())?;
-        let stamp = UNIX_EPOCH + Duration::from_secs(mtime);
-        let times = fs::FileTimes::new().set_modified(stamp).set_accessed(stamp);
-        File::open(&folder)
-            .and_then(|f| f.set_times(times))
-            .map_err(extract_error())?;
-    }
-    Ok(())
 }

@@ -81,6 +81,7 @@ impl Engine {
                 target,
                 packages,
                 verify,
+                keep_setid,
                 ..
             }) => {
                 let mut local = LocalBackend::new(
@@ -88,6 +89,7 @@ impl Engine {
                     resolve(base, render(packages)?),
                 );
                 local.verify = optional(verify)?;
+                local.keep_setid = *keep_setid;
                 Ok(AnyBackend::Local(local))
             }
             Some(Backend::Exec {

@@ -153,6 +153,8 @@ pub enum Backend {
         target: Template,
         packages: Template,
         verify: Option<Vec<Template>>,
+        /// Deliver setuid/setgid bits as the package has them; stripped otherwise.
+        keep_setid: bool,
         timeout: Option<Duration>,
     },
     XlDeploy {

@@ -120,6 +120,8 @@ pub struct RawDeploy {
     pub environment: Option<Spanned<Scalar>>,
     pub components: Option<Vec<Spanned<Scalar>>>,
     pub verify: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    /// local: deliver setuid/setgid bits as the package has them (default: stripped).
+    pub keep_setid: Option<Spanned<bool>>,
     // xl-deploy only
     pub orchestrators: Option<Spanned<Vec<Spanned<Scalar>>>>,
     pub deployed_application_properties: Option<Spanned<BTreeMap<String, Spanned<Scalar>>>>,
@@ -143,6 +145,8 @@ pub struct RawBackend {
     pub target: Option<Spanned<Scalar>>,
     pub packages: Option<Spanned<Scalar>>,
     pub verify: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    /// local: deliver setuid/setgid bits as the package has them (default: stripped).
+    pub keep_setid: Option<Spanned<bool>>,
     // xl-deploy
     pub url: Option<Spanned<Scalar>>,
     pub username: Option<Spanned<Scalar>>,

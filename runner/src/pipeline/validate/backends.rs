@@ -15,7 +15,14 @@ pub(super) const BACKEND_KINDS: [&str; 3] = ["local", "xl-deploy", "exec"];
 /// The fields each kind takes besides `kind`.
 fn fields_of(kind: &str) -> &'static [&'static str] {
     match kind {
-        "local" => &["target", "packages", "verify", "lock_timeout", "timeout"],
+        "local" => &[
+            "target",
+            "packages",
+            "verify",
+            "keep_setid",
+            "lock_timeout",
+            "timeout",
+        ],
         "xl-deploy" => &[
             "url",
             "username",
@@ -49,13 +56,17 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 impl RawBackend {
     /// Every field present (besides `kind`) and where its value stands.
     fn present_fields(&self) -> Vec<(&'static str, Pos)> {
-        let spans: [(&'static str, Option<Pos>); 16] = [
+        let spans: [(&'static str, Option<Pos>); 17] = [
             ("target", self.target.as_ref().map(|v| v.referenced.into())),
             (
                 "packages",
                 self.packages.as_ref().map(|v| v.referenced.into()),
             ),
             ("verify", self.verify.as_ref().map(|v| v.referenced.into())),
+            (
+                "keep_setid",
+                self.keep_setid.as_ref().map(|v| v.referenced.into()),
+            ),
             ("url", self.url.as_ref().map(|v| v.referenced.into())),
             (
                 "username",
@@ -187,6 +198,7 @@ impl Checker<'_> {
             target: target?,
             packages: packages?,
             verify: verify?,
+            keep_setid: b.keep_setid.as_ref().is_some_and(|k| k.value),
             timeout: timeout?,
         })
     }
