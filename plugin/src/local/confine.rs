@@ -60,11 +60,11 @@ impl PackageTree {
             (Some(_), Node::Dir) => return Err("would turn a file or link into a folder".into()),
             _ => {}
         }
-        if parts.len() == 1 && matches!(node, Node::Symlink(_)) {
-            return Err(
-                "is a symlink as a whole component; a component must be a folder or a file"
-                    .to_string(),
-            );
+        if let (1, Node::Symlink(target)) = (parts.len(), &node) {
+            return Err(format!(
+                "is a symlink to `{}` as a whole component; a component must be a folder or a file",
+                target.display()
+            ));
         }
         self.nodes.insert(path.to_path_buf(), node);
         Ok(())

@@ -120,8 +120,6 @@ pub struct RawDeploy {
     pub environment: Option<Spanned<Scalar>>,
     pub components: Option<Vec<Spanned<Scalar>>>,
     pub verify: Option<Spanned<Vec<Spanned<Scalar>>>>,
-    /// local: deliver setuid/setgid bits as the package has them (default: stripped).
-    pub keep_setid: Option<Spanned<bool>>,
     // xl-deploy only
     pub orchestrators: Option<Spanned<Vec<Spanned<Scalar>>>>,
     pub deployed_application_properties: Option<Spanned<BTreeMap<String, Spanned<Scalar>>>>,
