@@ -151,50 +151,59 @@ fn plain(raw: &[u8]) -> Option<PathBuf> {
 }
 
 /// Creates the entries under `dir` as a folder package, never writing through a link it made
-/// (entries that would are left out).
+/// (entries that would are left out, as are entries the filesystem refuses: an empty link
+/// target, a name too long).
 pub fn build_folder(dir: &Path, entries: &[Entry]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     let mut folders = Vec::new();
     for entry in entries {
-        let Some(relative) = plain(&entry.path) else {
-            continue;
-        };
-        if !real_folders_above(dir, &relative)? {
-            continue;
-        }
-        let path = dir.join(&relative);
-        if fs::symlink_metadata(&path).is_ok() {
-            continue;
-        }
-        match entry.kind {
-            EntryKind::Dir => {
-                fs::create_dir(&path)?;
-                folders.push((path, entry.mode | 0o700));
-            }
-            EntryKind::File => {
-                fs::write(&path, &entry.data)?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))?;
-            }
-            EntryKind::Symlink => symlink(OsStr::from_bytes(&entry.link), &path)?,
-            EntryKind::HardLink => {
-                if let Some(source) = plain(&entry.link)
-                    && real_folders_above(dir, &source)?
-                    && fs::symlink_metadata(dir.join(&source)).is_ok_and(|m| m.is_file())
-                {
-                    fs::hard_link(dir.join(&source), &path)?;
-                }
-            }
-            EntryKind::Fifo => {
-                let c_path = CString::new(path.as_os_str().as_bytes())?;
-                // SAFETY: c_path is a valid NUL-terminated path that outlives the call.
-                if unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) } != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+        if let Some(relative) = plain(&entry.path)
+            && real_folders_above(dir, &relative).unwrap_or(false)
+        {
+            let path = dir.join(&relative);
+            if fs::symlink_metadata(&path).is_err() {
+                // Refusals of the filesystem only leave the entry out of the package.
+                let _ = create(dir, &path, entry, &mut folders);
             }
         }
     }
     for (path, mode) in folders.into_iter().rev() {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+fn create(
+    dir: &Path,
+    path: &Path,
+    entry: &Entry,
+    folders: &mut Vec<(PathBuf, u32)>,
+) -> std::io::Result<()> {
+    match entry.kind {
+        EntryKind::Dir => {
+            fs::create_dir(path)?;
+            folders.push((path.to_path_buf(), entry.mode | 0o700));
+        }
+        EntryKind::File => {
+            fs::write(path, &entry.data)?;
+            fs::set_permissions(path, fs::Permissions::from_mode(entry.mode))?;
+        }
+        EntryKind::Symlink => symlink(OsStr::from_bytes(&entry.link), path)?,
+        EntryKind::HardLink => {
+            if let Some(source) = plain(&entry.link)
+                && real_folders_above(dir, &source)?
+                && fs::symlink_metadata(dir.join(&source)).is_ok_and(|m| m.is_file())
+            {
+                fs::hard_link(dir.join(&source), path)?;
+            }
+        }
+        EntryKind::Fifo => {
+            let c_path = CString::new(path.as_os_str().as_bytes())?;
+            // SAFETY: c_path is a valid NUL-terminated path that outlives the call.
+            if unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
     }
     Ok(())
 }
@@ -225,7 +234,8 @@ pub fn check_case(scratch: &Path, case: &Case) -> Result<(), String> {
         .iter()
         .fold(scratch.to_path_buf(), |p, d| p.join(d))
         .join("target");
-    fs::create_dir_all(target.parent().unwrap_or(scratch)).map_err(io("create the target"))?;
+    // Made beforehand: creating it would change its parent's mtime, outside the target.
+    fs::create_dir_all(&target).map_err(io("create the target"))?;
     let outside = scratch.join("outside");
     fs::create_dir_all(outside.join("dir")).map_err(io("create outside"))?;
     fs::write(outside.join("secret.txt"), "keep me\n").map_err(io("write outside"))?;

@@ -61,7 +61,7 @@ fn tarball_entries_escaping_the_target_are_refused_with_nothing_written() {
             "api",
             Symlink,
             "../outside",
-            "is a symlink as a whole component".into(),
+            "is a symlink to `../outside` as a whole component".into(),
         ),
         (
             "web/h",
@@ -181,7 +181,7 @@ fn folder_packages_with_links_out_or_a_linked_component_are_refused() {
         (
             "web",
             "../../elsewhere",
-            "is a symlink as a whole component".into(),
+            "is a symlink to `../../elsewhere` as a whole component".into(),
         ),
         (
             "web/loop",
