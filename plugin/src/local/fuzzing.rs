@@ -249,6 +249,8 @@ pub fn check_case(scratch: &Path, case: &Case) -> Result<(), String> {
         build_folder(&app.join("1.0"), &case.entries).map_err(io("build the folder"))?;
     }
     let work = scratch.join("work");
+    // Made beforehand too: the deploy creates it otherwise, changing the scratch folder.
+    fs::create_dir_all(&work).map_err(io("create the work folder"))?;
     let skip = [target.clone(), work.clone()];
     let before = snapshot(scratch, &skip).map_err(io("walk before"))?;
 
