@@ -14,7 +14,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::diagnostic::Diagnostic;
 use super::model::{Backend, FlowRollback, Phase, Pipeline};
-use super::raw::{RawBackend, RawFlowRollback, RawPhase, RawPipeline, Scalar, Text};
+use super::raw::{RawBackend, RawFlowRollback, RawPhase, RawPipeline, RawVariable, Scalar, Text};
 use checks::{is_env_name, is_step_name};
 pub(super) use policy::Level;
 
@@ -78,6 +78,9 @@ pub(super) struct Checker<'a> {
     in_backend_commands: bool,
     /// Every `${env.NAME}` the pipeline's templates use.
     env_references: std::collections::BTreeSet<String>,
+    /// Variables declared `secret: true` / `required: true`.
+    secret_variables: std::collections::BTreeSet<String>,
+    required_variables: std::collections::BTreeSet<String>,
 }
 
 impl<'a> Checker<'a> {
@@ -93,6 +96,8 @@ impl<'a> Checker<'a> {
             task_names: HashMap::new(),
             in_backend_commands: false,
             env_references: std::collections::BTreeSet::new(),
+            secret_variables: std::collections::BTreeSet::new(),
+            required_variables: std::collections::BTreeSet::new(),
         }
     }
 
@@ -152,6 +157,8 @@ impl<'a> Checker<'a> {
             retry_budget: retry_budget?,
             phases: phases?,
             env_references: std::mem::take(&mut self.env_references),
+            secret_variables: std::mem::take(&mut self.secret_variables),
+            required_variables: std::mem::take(&mut self.required_variables),
         })
     }
 
@@ -180,7 +187,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn variables(&mut self, entries: &[(Spanned<Text>, Spanned<Scalar>)]) {
+    fn variables(&mut self, entries: &[(Spanned<Text>, Spanned<RawVariable>)]) {
         for (key, value) in entries {
             let name = &key.value.0;
             let mut chars = name.chars();
@@ -203,7 +210,29 @@ impl<'a> Checker<'a> {
                 );
             }
             // Declared even when invalid, so references to it are not reported twice.
-            self.variables.insert(name.clone(), value.value.0.clone());
+            let default = match &value.value {
+                // Kept as written: `version: 2.10` is "2.10", not the number 2.1.
+                RawVariable::Number(parsed) => {
+                    let span = value.referenced.span();
+                    span.byte_offset()
+                        .zip(span.byte_len())
+                        .and_then(|(at, len)| {
+                            let at = usize::try_from(at).ok()?;
+                            self.source.get(at..at + usize::try_from(len).ok()?)
+                        })
+                        .unwrap_or(&parsed.0)
+                        .trim()
+                        .to_string()
+                }
+                other => other.value().unwrap_or_default().to_string(),
+            };
+            self.variables.insert(name.clone(), default);
+            if value.value.is_secret() {
+                self.secret_variables.insert(name.clone());
+            }
+            if value.value.is_required() {
+                self.required_variables.insert(name.clone());
+            }
         }
     }
 
