@@ -1,7 +1,7 @@
 //! Executing one attempt of each task kind.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -103,7 +103,7 @@ impl Engine {
             env: &*self.env,
         };
         let rendered = template.render(&ctx)?;
-        let mut reporter = self.reporter.borrow_mut();
+        let reporter = self.reporter.borrow();
         for secret in &rendered.secrets {
             reporter.redactor.add(secret);
         }
@@ -269,13 +269,15 @@ impl Engine {
         let task_dir =
             paths::task_dir(&state_dir, &self.release, &task_ref.phase.label, &task.name);
         crate::store::create_private_dir(&task_dir).map_err(|e| e.to_string())?;
-        let output_file = task_dir.join("relflow_output.env");
+        let output_file = task_dir.join(crate::engine::secrets::OUTPUT_FILE);
         std::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .mode(0o600)
             .open(&output_file)
+            // A file left by a killed runner keeps its mode on open: set it, whatever the umask.
+            .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o600)))
             .map_err(|e| format!("cannot create {}: {e}", output_file.display()))?;
         let mut env = vec![
             (

@@ -6,6 +6,7 @@ mod queries;
 mod records;
 mod rollback_jobs;
 mod schema;
+pub mod secrets;
 pub mod status;
 mod writes;
 

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// `MIGRATIONS[n]` takes a store from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
@@ -113,6 +113,17 @@ CREATE TABLE control_requests (
     handled_at   INTEGER
 );
 CREATE INDEX control_requests_open ON control_requests (release_id, handled_at);
+"#,
+    // 5: secret values (secret variables, the pipeline text with its literal secrets),
+    // encrypted with the key in `secret.key` (see `secrets.rs`).
+    r#"
+CREATE TABLE secret_values (
+    release_id TEXT NOT NULL REFERENCES releases(id),
+    name       TEXT NOT NULL,
+    nonce      BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    PRIMARY KEY (release_id, name)
+);
 "#,
 ];
 
