@@ -63,6 +63,7 @@ pub fn start_release(
     }
     let redactor = secrets::secrets_of(pipeline, &|name| std::env::var(name).ok())?;
     secrets::add_secret_variables(&redactor, &pipeline.secret_variables, variables);
+    redactor.install_global();
     let masked = secrets::mask_release(pipeline, &redactor, source, variables);
     let phases: Vec<PlannedPhase> = pipeline.phases.iter().map(plan_phase).collect();
     let file = std::path::absolute(&pipeline.file).unwrap_or_else(|_| pipeline.file.clone());
@@ -124,7 +125,7 @@ pub fn attach(
             error,
         },
     )?;
-    let lost = secrets::lost_secrets(&pipeline.secret_variables, &restored);
+    let lost = secrets::lost_secrets(&pipeline, &restored);
     if !lost.is_empty() {
         return Err(AttachError::SecretLost {
             release: release.to_string(),

@@ -175,15 +175,34 @@ pub fn restore(store: &Store, record: &ReleaseRecord) -> Result<Restored, Attach
     })
 }
 
-/// The secret variables whose stored value is masked and whose real value was not kept (a
-/// runner killed between creating a release and keeping its secrets).
-pub fn lost_secrets(declared: &BTreeSet<String>, restored: &Restored) -> Vec<String> {
-    declared
+/// The secrets whose stored value is masked and whose real value was not kept (a runner
+/// killed between creating a release and keeping its secrets): secret variables that read
+/// `***`, and backend passwords that read `***` in the stored text.
+pub fn lost_secrets(pipeline: &Pipeline, restored: &Restored) -> Vec<String> {
+    let mut lost: Vec<String> = pipeline
+        .secret_variables
         .iter()
         .filter(|name| restored.variables.get(*name).is_some_and(|v| v == MASK))
         .filter(|name| !restored.kept.contains_key(&variable_entry(name)))
         .cloned()
-        .collect()
+        .collect();
+    if !restored.kept.contains_key(PIPELINE_TEXT) {
+        lost.extend(
+            pipeline
+                .backends
+                .iter()
+                .filter(|(_, backend)| has_masked_password(backend))
+                .map(|(name, _)| format!("the password of backend {name}")),
+        );
+    }
+    lost
+}
+
+fn has_masked_password(backend: &pipeline::Backend) -> bool {
+    match backend {
+        pipeline::Backend::XlDeploy { password, .. } => password.source() == MASK,
+        _ => false,
+    }
 }
 
 /// Deletes every `$RELFLOW_OUTPUT` file a killed runner left under `release_dir`: it may
