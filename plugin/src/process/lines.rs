@@ -127,6 +127,43 @@ mod tests {
         assert_eq!(lines[2], "end");
     }
 
+    /// Keeps `TOKEN` whole, as the runner's redactor keeps its secrets.
+    struct KeepToken;
+    const TOKEN: &[u8] = b"Sup3r-S3cret-Val_42";
+
+    impl CutGuard for KeepToken {
+        fn hold(&self) -> usize {
+            TOKEN.len()
+        }
+        fn cut(&self, line: &[u8], at: usize) -> usize {
+            let from = at.saturating_sub(TOKEN.len());
+            line[from..]
+                .windows(TOKEN.len())
+                .position(|w| w == TOKEN)
+                .map(|i| from + i)
+                .filter(|&start| start < at && start + TOKEN.len() > at)
+                .unwrap_or(at)
+        }
+    }
+
+    #[test]
+    fn a_guarded_cut_keeps_a_secret_whole_across_reads() {
+        set_cut_guard(&KeepToken);
+        let mut long = vec![b'x'; MAX_LINE - 9];
+        long.extend_from_slice(TOKEN);
+        // The secret arrives in two reads, its start before the cut and its end after.
+        let (first, second) = long.split_at(MAX_LINE - 4);
+        let lines = cut(&[first, second, b" tail\n"]);
+        assert_eq!(
+            lines.len(),
+            2,
+            "{:?}",
+            lines.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(lines[0].len(), MAX_LINE - 9);
+        assert_eq!(lines[1], "Sup3r-S3cret-Val_42 tail");
+    }
+
     #[test]
     fn a_long_last_line_without_newline_is_split_too() {
         let long = vec![b'x'; MAX_LINE + 10];

@@ -76,6 +76,33 @@ fn work_files_of_a_fresh_deploy_are_private_under_umask_000() {
     assert_eq!(mode(&sb.path().join(WORK).join("manifest.json")), 0o600);
 }
 
+/// The exec backend's record of its deploy command is a work file too: 0600 under umask 000.
+#[test]
+fn the_exec_backend_record_is_private_under_umask_000() {
+    let sb = sandbox();
+    sb.write(
+        "p.yaml",
+        r#"
+name: execd
+backends:
+  cmd: { kind: exec, deploy: [sh, -c, 'echo "deploying ${application} ${version} with $1"', sh, "${env.SECRET}"] }
+phases:
+  - name: deploy
+    tasks:
+      - name: deploy-app
+        deploy: { backend: cmd, package: App/1.0 }
+"#,
+    );
+    super::run_with_umask(&sb, "000", &["run", "p.yaml"]).expect_code(0);
+    let work = sb
+        .path()
+        .join(".relflow/releases/execd-1/deploy/deploy-app/deploy");
+    assert_eq!(mode(&work.join("exec.json")), 0o600);
+    let log = sb.read(".relflow/releases/execd-1/deploy/deploy-app/script_output.log");
+    assert!(log.contains("deploying App 1.0 with ***"), "{log}");
+    assert_files_clean(&sb.path().join(".relflow"), &forbidden());
+}
+
 /// Finding 2: `relflow_output.env` (where a task writes `token=...`) stayed on disk after the
 /// runner was killed and the release aborted. Abort (like any command that takes the release
 /// over) deletes it; and it is created 0600 whatever the umask.
