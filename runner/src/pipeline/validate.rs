@@ -517,6 +517,22 @@ mod tests {
     }
 
     #[test]
+    fn variables_take_a_value_or_a_mapping_with_secret_and_required() {
+        let p = load(
+            "name: p\nvariables:\n  plain: 2.10\n  token: { value: 1.50, secret: true }\n  \
+             needed: { required: true }\nphases:\n  - name: a\n    tasks:\n      - { name: w, wait: 0s }\n",
+        )
+        .unwrap();
+        assert_eq!(p.variables["plain"], "2.10");
+        assert_eq!(p.variables["token"], "1.50");
+        assert_eq!(p.variables["needed"], "");
+        assert!(p.secret_variables.contains("token") && p.secret_variables.len() == 1);
+        assert!(p.required_variables.contains("needed") && p.required_variables.len() == 1);
+        let msgs = messages("name: p\nvariables: { t: { secrt: true } }\nphases: []\n");
+        assert!(msgs[0].contains("unknown field `secrt`"), "{msgs:?}");
+    }
+
+    #[test]
     fn pipeline_defaults_fill_what_is_not_written() {
         let source = one_task(
             "      - parallel:\n          tasks:\n            - { name: x, manual: }\n            \
