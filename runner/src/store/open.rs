@@ -119,10 +119,23 @@ pub(super) fn store_file_exists(db: &Path) -> Result<bool, StoreError> {
     let meta = match fs::metadata(db) {
         Ok(meta) => meta,
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            return match dangling(db) {
-                Some(problem) => Err(damaged(db, problem)),
-                None => Ok(false),
-            };
+            if let Some(problem) = dangling(db) {
+                return Err(damaged(db, problem));
+            }
+            // A new store must not start beside the log of a lost one: SQLite would replay
+            // the old pages into it.
+            let wal = PathBuf::from(format!("{}-wal", db.display()));
+            if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                return Err(damaged(
+                    db,
+                    format!(
+                        "it is missing, but its write-ahead log {} is there (the store was \
+                         removed without it)",
+                        wal.display()
+                    ),
+                ));
+            }
+            return Ok(false);
         }
         Err(e) => return Err(unusable(db, describe_io(&e))),
     };
@@ -322,6 +335,10 @@ mod tests {
         fs::create_dir(&db).unwrap();
         let err = store_file_exists(&db).unwrap_err().to_string();
         assert!(err.contains("it is a directory, not a file"), "{err}");
+        fs::remove_dir(&db).unwrap();
+        fs::write(dir.path().join("relflow.db-wal"), "old pages").unwrap();
+        let err = store_file_exists(&db).unwrap_err().to_string();
+        assert!(err.contains("it is missing, but its write-ahead log"), "{err}");
     }
 
     #[test]
