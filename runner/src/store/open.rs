@@ -338,7 +338,10 @@ mod tests {
         fs::remove_dir(&db).unwrap();
         fs::write(dir.path().join("relflow.db-wal"), "old pages").unwrap();
         let err = store_file_exists(&db).unwrap_err().to_string();
-        assert!(err.contains("it is missing, but its write-ahead log"), "{err}");
+        assert!(
+            err.contains("it is missing, but its write-ahead log"),
+            "{err}"
+        );
     }
 
     #[test]
