@@ -21,6 +21,7 @@ mod restart;
 mod rollback;
 mod rollback_order;
 mod script_policy;
+mod shell;
 mod stop;
 mod target_lock;
 mod task;

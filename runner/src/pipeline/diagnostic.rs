@@ -38,7 +38,9 @@ impl Diagnostic {
     /// Renders the diagnostic; `source` is the file's text, used to show the line.
     /// Ends with a newline.
     pub fn render(&self, source: Option<&str>) -> String {
-        let mut out = format!("error: {}\n", self.message);
+        // A message may quote the offending text: bounded like the excerpt.
+        let (message, _) = excerpt(&self.message, 1, MAX_MESSAGE_CHARS);
+        let mut out = format!("error: {message}\n");
         if self.line == 0 {
             let _ = writeln!(out, " --> {}", self.file.display());
             return out;
@@ -59,18 +61,47 @@ impl Diagnostic {
             .chars()
             .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
             .collect();
+        let (shown, column) = excerpt(shown.trim_end_matches('\r'), self.column, MAX_EXCERPT_CHARS);
         // Under a tab, the caret line has a tab too, so the caret lines up in any terminal.
         let indent: String = shown
             .chars()
             .chain(std::iter::repeat(' '))
-            .take(self.column.saturating_sub(1))
+            .take(column.saturating_sub(1))
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
         let _ = writeln!(out, "{pad} |");
-        let _ = writeln!(out, "{} | {}", self.line, shown.trim_end_matches('\r'));
+        let _ = writeln!(out, "{} | {shown}", self.line);
         let _ = writeln!(out, "{pad} | {indent}^");
         out
     }
+}
+
+/// The widest source line shown, in characters: a longer line (a 200 KB line of generated
+/// YAML) is cut around the caret, each cut marked with `...`.
+const MAX_EXCERPT_CHARS: usize = 200;
+/// The longest message shown, in characters (a message may quote what it is about).
+const MAX_MESSAGE_CHARS: usize = 1000;
+const CUT: &str = "...";
+
+/// `line` cut to `width` characters around the 1-based `column`; the caret's new column.
+fn excerpt(line: &str, column: usize, width: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= width {
+        return (line.to_string(), column);
+    }
+    let caret = column.saturating_sub(1).min(chars.len());
+    let end = (caret.saturating_sub(width / 2) + width).min(chars.len());
+    let start = end - width;
+    let mut out = String::new();
+    if start > 0 {
+        out.push_str(CUT);
+    }
+    out.extend(chars.get(start..end).unwrap_or_default());
+    if end < chars.len() {
+        out.push_str(CUT);
+    }
+    let shift = if start > 0 { CUT.len() } else { 0 };
+    (out, column.saturating_sub(start) + shift)
 }
 
 #[cfg(test)]
@@ -112,6 +143,27 @@ mod tests {
         let source = "é\tx: 1\n";
         let out = at(1, 3).render(Some(source));
         assert!(out.ends_with("1 | é\tx: 1\n  |  \t^\n"), "{out:?}");
+    }
+
+    #[test]
+    fn diagnostic_cuts_a_long_line_around_the_caret() {
+        let source = format!("key: {}BAD{}\n", "x".repeat(100_000), "y".repeat(100_000));
+        let out = at(1, 100_006).render(Some(&source));
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(out.len() < 600, "{} bytes", out.len());
+        let shown = lines[3].strip_prefix("1 | ").unwrap();
+        assert!(
+            shown.starts_with("...x") && shown.ends_with("y..."),
+            "{shown}"
+        );
+        let caret = lines[4].find('^').unwrap();
+        assert_eq!(&lines[3][caret..caret + 3], "BAD", "{out}");
+        // The start of a long line keeps its start.
+        let out = at(1, 1).render(Some(&source));
+        assert!(
+            out.contains("1 | key: xxx") && out.contains("x...\n  | ^\n"),
+            "{out}"
+        );
     }
 
     #[test]
