@@ -8,6 +8,7 @@ mod examples;
 mod fake_xld;
 mod follow_and_state;
 mod harness;
+mod hostile_state;
 mod live_control;
 mod load_errors;
 mod local_deploys;

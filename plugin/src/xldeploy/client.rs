@@ -421,6 +421,12 @@ impl Client {
                 let _ = pause(&sleeper_interrupt, sleeper_hint.take().unwrap_or(delay));
             })
             .call()
+            // A stop raised while the last answer was on its way wins over that answer's
+            // error: the attempt ended because it was told to, not because of the server.
+            .map_err(|e| match interrupt.cause() {
+                Some(cause) => HttpError::stopped(interrupt, cause),
+                None => e,
+            })
     }
 
     pub fn failed(&self, call: &Call, e: HttpError) -> BackendError {

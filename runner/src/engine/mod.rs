@@ -22,6 +22,7 @@ mod rollback;
 mod rollback_order;
 mod script_policy;
 pub mod secrets;
+mod shell;
 mod stop;
 mod target_lock;
 mod task;

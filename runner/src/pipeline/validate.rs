@@ -15,7 +15,7 @@ use serde_saphyr::{Location, Spanned};
 use super::diagnostic::Diagnostic;
 use super::model::{Backend, FlowRollback, Phase, Pipeline};
 use super::raw::{RawBackend, RawFlowRollback, RawPhase, RawPipeline, RawVariable, Scalar, Text};
-use checks::{is_env_name, is_step_name};
+use checks::{is_env_name, is_step_name, name_too_long};
 pub(super) use policy::Level;
 
 /// Default `retry_budget`.
@@ -167,6 +167,10 @@ impl<'a> Checker<'a> {
             return None;
         }
         let text = &name.value.0;
+        if let Some(problem) = name_too_long(text, "pipeline") {
+            self.error(name.referenced, format!("name: {problem}"));
+            return None;
+        }
         let mut chars = text.chars();
         let first_ok = chars
             .next()
@@ -324,6 +328,10 @@ impl<'a> Checker<'a> {
             return None;
         }
         let text = &name.value.0;
+        if let Some(problem) = name_too_long(text, what) {
+            self.error(name.referenced, format!("{path}: {problem}"));
+            return None;
+        }
         if is_step_name(text) {
             return Some(text.clone());
         }
