@@ -222,3 +222,36 @@ pub fn remove_output_files(release_dir: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_or_holding_a_secret_is_kept() {
+        let redactor = Redactor::new();
+        redactor.add("Sup3r-S3cret-Val_42");
+        let declared = BTreeSet::from(["token".to_string()]);
+        let variables = BTreeMap::from([
+            ("token".to_string(), "made-by-a-task".to_string()),
+            ("copy".to_string(), "Bearer Sup3r-S3cret-Val_42".to_string()),
+            ("plain".to_string(), "1.0".to_string()),
+            ("empty".to_string(), String::new()),
+        ]);
+        let kept = secret_values_of(&declared, &redactor, &variables);
+        let names: Vec<&str> = kept.keys().map(String::as_str).collect();
+        assert_eq!(names, ["var:copy", "var:token"]);
+    }
+
+    #[test]
+    fn output_files_are_removed_at_any_depth_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = dir.path().join("deploy#2/smoke");
+        std::fs::create_dir_all(&task).unwrap();
+        std::fs::write(task.join(OUTPUT_FILE), "token=x\n").unwrap();
+        std::fs::write(task.join("script_output.log"), "log\n").unwrap();
+        remove_output_files(dir.path());
+        assert!(!task.join(OUTPUT_FILE).exists());
+        assert!(task.join("script_output.log").exists());
+    }
+}
