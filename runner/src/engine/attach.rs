@@ -73,16 +73,16 @@ pub fn start_release(
     } else {
         Some(SecretKey::load_or_create(store.dir())?)
     };
+    // One transaction: a kill never leaves a release whose masked values have no real ones.
     let release = store.create_release(
         &pipeline.name,
         &file.to_string_lossy(),
         &masked.source,
         &masked.variables,
         &phases,
+        key.as_ref().map(|key| (&masked.kept, key)),
     )?;
-    if let Some(key) = key {
-        store.with_secrets(&release, &masked.kept, &key, |_| Ok(()))?;
-    }
+    crate::failpoint::hit("store.release_created");
     Ok(release)
 }
 

@@ -72,8 +72,9 @@ fn claim_release_dir(dir: &Path, pipeline: &str, next: i64) -> Result<(String, i
 }
 
 impl Store {
-    /// Creates release `<pipeline>-<n>` with every phase and task `planned`, in one
-    /// transaction; `n` counts up per pipeline, past ids whose folder exists.
+    /// Creates release `<pipeline>-<n>` with every phase and task `planned`, and the secret
+    /// values it keeps (encrypted), in one transaction; `n` counts up per pipeline, past ids
+    /// whose folder exists.
     pub fn create_release(
         &mut self,
         pipeline: &str,
@@ -81,7 +82,8 @@ impl Store {
         pipeline_source: &str,
         variables: &BTreeMap<String, String>,
         phases: &[PlannedPhase],
-    ) -> Result<String, StoreError> {
+        kept: Option<(&super::secrets::SecretValues, &super::secrets::SecretKey)>,
+    ) -> Result<String, super::secrets::SecretError> {
         let now = now_ms();
         let tx = self
             .conn
@@ -102,7 +104,10 @@ impl Store {
         for (position, phase) in phases.iter().enumerate() {
             insert_phase_run(&tx, &id, position as i64, &phase.phase, 1, phase)?;
         }
-        tx.commit()?;
+        if let Some((values, key)) = kept {
+            super::secrets::insert_sealed(&tx, &id, values, key)?;
+        }
+        tx.commit().map_err(StoreError::from)?;
         Ok(id)
     }
 

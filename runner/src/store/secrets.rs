@@ -52,6 +52,12 @@ pub enum SecretError {
     Store(#[from] StoreError),
 }
 
+impl From<rusqlite::Error> for SecretError {
+    fn from(e: rusqlite::Error) -> Self {
+        SecretError::Store(StoreError::from(e))
+    }
+}
+
 /// The key that encrypts a state directory's secret values.
 pub struct SecretKey {
     key: [u8; KEY_LEN],
@@ -183,6 +189,51 @@ impl SecretKey {
 /// Plain values to keep for a release, by entry name.
 pub type SecretValues = BTreeMap<String, String>;
 
+/// (name, nonce, ciphertext) of each value.
+type Sealed<'a> = Vec<(&'a String, Vec<u8>, Vec<u8>)>;
+
+fn seal_all<'a>(
+    release: &str,
+    values: &'a SecretValues,
+    key: &SecretKey,
+) -> Result<Sealed<'a>, SecretError> {
+    values
+        .iter()
+        .map(|(name, value)| {
+            let (nonce, ciphertext) = key.seal(release, name, value)?;
+            Ok((name, nonce, ciphertext))
+        })
+        .collect()
+}
+
+fn write_sealed(
+    conn: &rusqlite::Connection,
+    release: &str,
+    sealed: &Sealed<'_>,
+) -> Result<(), StoreError> {
+    for (name, nonce, ciphertext) in sealed {
+        conn.prepare_cached(
+            "INSERT INTO secret_values (release_id, name, nonce, ciphertext)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (release_id, name)
+             DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext",
+        )?
+        .execute(params![release, name, nonce, ciphertext])?;
+    }
+    Ok(())
+}
+
+/// Seals and writes `values` inside the caller's transaction (a new release's).
+pub(super) fn insert_sealed(
+    conn: &rusqlite::Connection,
+    release: &str,
+    values: &SecretValues,
+    key: &SecretKey,
+) -> Result<(), SecretError> {
+    let sealed = seal_all(release, values, key)?;
+    Ok(write_sealed(conn, release, &sealed)?)
+}
+
 impl Store {
     /// Encrypts and keeps `values` for `release` (replacing entries of the same name), then
     /// runs `then`, atomically: a kill never leaves a masked variable without its value.
@@ -193,21 +244,9 @@ impl Store {
         key: &SecretKey,
         then: impl FnOnce(&Store) -> Result<T, StoreError>,
     ) -> Result<T, SecretError> {
-        let mut sealed = Vec::with_capacity(values.len());
-        for (name, value) in values {
-            let (nonce, ciphertext) = key.seal(release, name, value)?;
-            sealed.push((name, nonce, ciphertext));
-        }
+        let sealed = seal_all(release, values, key)?;
         Ok(self.atomically(|conn| {
-            for (name, nonce, ciphertext) in &sealed {
-                conn.prepare_cached(
-                    "INSERT INTO secret_values (release_id, name, nonce, ciphertext)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (release_id, name)
-                     DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext",
-                )?
-                .execute(params![release, name, nonce, ciphertext])?;
-            }
+            write_sealed(conn, release, &sealed)?;
             then(self)
         })?)
     }

@@ -159,3 +159,32 @@ fn a_required_variable_without_value_is_refused() {
     sb.run(&["run", "p.yaml", "--var", "token=abc"])
         .expect_code(0);
 }
+
+/// The release and its encrypted secret values are created in one transaction: a runner
+/// killed right after creating it (its first durable write after) resumes with the real
+/// values, never with `***`.
+#[test]
+fn a_release_killed_right_after_it_was_created_keeps_its_secret_values() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        r#"
+name: born
+variables:
+  token: { secret: true, required: true }
+phases:
+  - name: a
+    tasks:
+      - name: uses
+        command: { run: [sh, -c, 'test "$1" = "$2" && echo same', sh, "${token}", "${env.SECRET}"] }
+"#,
+    );
+    let mut sb = sb;
+    sb.env("SECRET", SECRET);
+    let token = format!("--var=token={SECRET}");
+    let crashed = sb.run_crashing_at(&["run", "p.yaml", &token], "store.release_created", 1);
+    assert_eq!(crashed.code, -1, "{crashed:?}");
+    sb.run(&["resume", "born-1"]).expect_code(0);
+    let log = sb.read(".relflow/releases/born-1/a/uses/script_output.log");
+    assert!(log.contains("same"), "{log}");
+}
