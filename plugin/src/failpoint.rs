@@ -18,6 +18,10 @@ use std::sync::{Mutex, OnceLock};
 
 /// Every failpoint name, with what has just been made durable when it is hit.
 pub const NAMES: &[(&str, &str)] = &[
+    (
+        "store.release_created",
+        "a new release with its phases, tasks and encrypted secret values committed",
+    ),
     ("store.release_status", "a release's status committed"),
     ("store.phase_status", "a phase run's status committed"),
     ("store.task_status", "a task run's status committed"),

@@ -163,19 +163,42 @@ fn collect_files(dir: &Path, out: &mut Vec<u8>) {
 }
 
 /// Waits until `cond` holds, polling every 20 ms, for at most `secs` seconds.
-/// Whether a live process has `token` in its command line (a leftover child).
-pub fn process_with(token: &str) -> bool {
+/// Live (not zombie) processes whose argv contains `token`, as `pid: argv`.
+pub fn processes_with(token: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
+        return Vec::new();
     };
-    entries.flatten().any(|entry| {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        !zombie && String::from_utf8_lossy(&cmdline).contains(token)
-    })
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let (Ok(cmdline), Ok(stat)) = (
+            std::fs::read(format!("/proc/{pid}/cmdline")),
+            std::fs::read_to_string(format!("/proc/{pid}/stat")),
+        ) else {
+            continue;
+        };
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        let argv = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if argv.contains(token) && !matches!(state, Some('Z' | 'X')) {
+            found.push(format!("{pid}: {argv}"));
+        }
+    }
+    found
+}
+
+/// Asserts that no process carrying `token` is left (a SIGKILL may take a moment to land).
+#[track_caller]
+pub fn assert_none_left(token: &str) {
+    let gone = wait_until(10, || processes_with(token).is_empty());
+    assert!(gone, "processes left behind: {:?}", processes_with(token));
 }
 
 /// Sends `signal` to a child process.

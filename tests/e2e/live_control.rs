@@ -6,7 +6,7 @@ use std::process::Child;
 
 use serde_json::Value;
 
-use crate::harness::{Sandbox, process_with, signal, wait_until};
+use crate::harness::{Sandbox, assert_none_left, signal, wait_until};
 use crate::policies::{status_json, task};
 
 /// `hold` writes `hold.started`, then waits (a `sleep` whose argv carries a unique token)
@@ -78,7 +78,7 @@ fn abort_from_another_shell_stops_the_live_runner_and_both_exit_3() {
     );
     assert_eq!(task(&doc, "after")["status"], "cancelled");
     assert!(!sb.exists("after.runs"), "nothing runs after an abort");
-    assert!(!process_with(token), "the aborted task's process is gone");
+    assert_none_left(token);
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn sigterm_pauses_the_release_names_the_resume_command_and_exits_5() {
             stderr.contains("relflow resume live-1"),
             "{name}: the next command is printed: {stderr}"
         );
-        assert!(!process_with(token), "{name}: the task's process is gone");
+        assert_none_left(token);
 
         let doc = status_json(&sb, "live-1");
         assert_eq!(doc["status"], "paused");
@@ -203,7 +203,7 @@ fn a_runner_whose_lease_another_host_took_writes_nothing_more_and_exits_6() {
         stderr.contains("another runner took release live-1 over"),
         "{stderr}"
     );
-    assert!(!process_with(token), "the superseded runner ended its task");
+    assert_none_left(token);
     assert!(!sb.exists("after.runs"), "nothing more ran");
     let doc: Value = status_json(&sb, "live-1");
     assert_eq!(

@@ -9,6 +9,7 @@ mod fake_xld;
 mod follow_and_state;
 mod harness;
 mod hostile_packages;
+mod hostile_state;
 mod live_control;
 mod load_errors;
 mod local_deploys;

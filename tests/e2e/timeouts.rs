@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Sandbox, wait_until};
+use crate::harness::{Sandbox, assert_none_left, processes_with, wait_until};
 
 /// A token no other test uses: the sandbox's own folder name.
 fn token(sb: &Sandbox) -> String {
@@ -18,44 +18,6 @@ fn token(sb: &Sandbox) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
     format!("relflow-token-{}", name.unwrap_or_default())
-}
-
-/// Live (not zombie) processes whose argv contains `token`, as `pid: argv`.
-fn processes_with(token: &str) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let (Ok(cmdline), Ok(stat)) = (
-            std::fs::read(format!("/proc/{pid}/cmdline")),
-            std::fs::read_to_string(format!("/proc/{pid}/stat")),
-        ) else {
-            continue;
-        };
-        let state = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next());
-        let argv = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if argv.contains(token) && !matches!(state, Some('Z' | 'X')) {
-            found.push(format!("{pid}: {argv}"));
-        }
-    }
-    found
-}
-
-/// Asserts that no process carrying `token` is left (a SIGKILL may take a moment to land).
-#[track_caller]
-fn assert_none_left(token: &str) {
-    let gone = wait_until(10, || processes_with(token).is_empty());
-    assert!(gone, "processes left behind: {:?}", processes_with(token));
 }
 
 fn status_json(sb: &Sandbox, release: &str) -> Value {

@@ -69,7 +69,7 @@ fn save(work_dir: &Path, state: State) -> Result<(), BackendError> {
     let path = record_path(work_dir);
     let json = serde_json::to_vec(&Record { format: 1, state }).unwrap_or_default();
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, json)
+    write_private(&tmp, &json)
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| {
             BackendError::new(
@@ -79,6 +79,20 @@ fn save(work_dir: &Path, state: State) -> Result<(), BackendError> {
         })?;
     crate::failpoint::hit("exec.journal");
     Ok(())
+}
+
+/// Writes a work file readable by its owner only, whatever the umask.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
 }
 
 fn load(work_dir: &Path) -> Result<State, BackendError> {

@@ -1,7 +1,7 @@
 //! Delivery: stage the package next to the target, rename each component into place, then
 //! record the manifest and `.relflow-version`.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
@@ -50,8 +50,8 @@ fn deliver_through(
     ));
     super::package::stage(package, &plan.components, &new, keep_setid)?;
     let files_path = layout.manifest_files();
-    let files =
-        File::create(&files_path).map_err(io_error(format!("create {}", files_path.display())))?;
+    let files = fsops::private_file(&files_path)
+        .map_err(io_error(format!("create {}", files_path.display())))?;
     let mut files = BufWriter::new(files);
     let mut delivered = Vec::new();
     for component in &plan.components {

@@ -236,7 +236,7 @@ pub(crate) fn write_json_durably<T: serde::Serialize>(path: &Path, value: &T) ->
     let json = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
     let tmp = path.with_extension("json.tmp");
     {
-        let mut file = File::create(&tmp)?;
+        let mut file = private_file(&tmp)?;
         file.write_all(&json)?;
         file.sync_all()?;
     }
@@ -245,6 +245,19 @@ pub(crate) fn write_json_durably<T: serde::Serialize>(path: &Path, value: &T) ->
         sync_dir(parent)?;
     }
     Ok(())
+}
+
+/// Creates (or truncates) a work file readable by its owner only, whatever the umask: work
+/// files say what is deployed where.
+pub(crate) fn private_file(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// Makes renames and creations in `dir` durable.

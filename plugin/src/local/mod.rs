@@ -152,7 +152,9 @@ impl LocalBackend {
         log: LogSink<'_>,
     ) -> Result<DeployOutcome, BackendError> {
         let layout = Self::layout(handle)?;
-        let plan = load_plan(&layout)?;
+        let mut plan = load_plan(&layout)?;
+        // plan.json does not keep the health check (see `Plan::verify`).
+        plan.verify = self.verify.clone();
         let package =
             package::find(&self.packages, &plan.application, &plan.version).or_else(|_| {
                 package::find(

@@ -75,6 +75,9 @@ pub(crate) struct Plan {
     pub package: PathBuf,
     pub package_kind: PackageKind,
     pub components: Vec<String>,
+    /// The health check's argv: never written (it may hold secrets, e.g. `${env.TOKEN}`); a
+    /// resumed or retried deployment runs the one its backend was given again.
+    #[serde(skip_serializing, default)]
     pub verify: Option<Vec<String>>,
     /// Uncompressed bytes of the delivered components.
     pub update_bytes: u64,

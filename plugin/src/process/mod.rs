@@ -7,7 +7,8 @@
 //!   watchdog process ([`guard`]) SIGKILLs the whole group when the runner dies, so neither the
 //!   child nor anything it started outlives a killed runner;
 //! - stdout and stderr share one pipe, so lines keep the order the child wrote them; a line
-//!   longer than [`MAX_LINE`] is split;
+//!   longer than [`MAX_LINE`] is split (never inside a secret the runner registered with
+//!   [`set_cut_guard`]);
 //! - the [`Interrupt`]'s deadline and stop flag are checked while it runs: the group gets
 //!   SIGTERM, then SIGKILL after [`KILL_GRACE`];
 //! - once the child has exited its whole group is SIGKILLed: no grandchild stays behind.
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub use group::{end_leftover_group, host_name, is_group_alive, is_running, start_time};
+pub use lines::{CutGuard, set_cut_guard};
 
 use crate::{BackendError, ErrorClass, Interrupt, StopCause};
 

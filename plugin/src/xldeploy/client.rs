@@ -183,13 +183,26 @@ impl Client {
         self.redact(&self.base)
     }
 
-    /// Removes the password from anything headed for a log or an error.
+    /// Removes the password from anything headed for a log or an error, and the base64 of
+    /// `user:password` that a proxy's error page may echo from the `Authorization` header.
     pub fn redact(&self, text: &str) -> String {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
         if self.password.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(&self.password, "***")
+            return text.to_string();
         }
+        let credentials = format!("{}:{}", self.username, self.password);
+        let mut out = text.to_string();
+        for secret in [
+            STANDARD.encode(&credentials),
+            STANDARD_NO_PAD.encode(&credentials),
+            self.password.clone(),
+        ] {
+            if out.contains(&secret) {
+                out = out.replace(&secret, "***");
+            }
+        }
+        out
     }
 
     fn http(&self) -> Result<&reqwest::blocking::Client, HttpError> {
@@ -306,6 +319,8 @@ impl Client {
             .map(str::to_string);
         let body = response.text().map_err(|e| self.transport_error(&e))?;
         if status.is_success() && faults::is_html(content_type.as_deref(), &body) {
+            // Redacted before the excerpt is cut: a cut could split a secret past the mask.
+            let body = self.redact(&body);
             return Err(HttpError {
                 class: ErrorClass::Protocol,
                 message: self.redact(&format!(
@@ -327,6 +342,7 @@ impl Client {
             s if s.is_server_error() => ErrorClass::Http5xx,
             _ => ErrorClass::BadRequest,
         };
+        let body = self.redact(&body);
         let excerpt: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
         let excerpt: String = excerpt.chars().take(200).collect();
         let mut message = format!("HTTP {status}");
@@ -405,6 +421,12 @@ impl Client {
                 let _ = pause(&sleeper_interrupt, sleeper_hint.take().unwrap_or(delay));
             })
             .call()
+            // A stop raised while the last answer was on its way wins over that answer's
+            // error: the attempt ended because it was told to, not because of the server.
+            .map_err(|e| match interrupt.cause() {
+                Some(cause) => HttpError::stopped(interrupt, cause),
+                None => e,
+            })
     }
 
     pub fn failed(&self, call: &Call, e: HttpError) -> BackendError {

@@ -43,7 +43,9 @@ pub fn drive_release(
     let rt = runtime()?;
     let control = engine.control();
     let outcome = rt.block_on(async {
-        let signals = tokio::spawn(watch_signals(control.clone()));
+        // Handlers are installed here, before anything runs, so no signal can find the
+        // default action (an unclean exit) while the drive starts.
+        let signals = tokio::spawn(watch_signals(listen_for_signals(), control.clone()));
         let outcome = drive(&engine).await;
         signals.abort();
         outcome
@@ -66,14 +68,22 @@ pub fn drive_release(
     Ok(outcome.exit_code())
 }
 
+/// Installs the SIGINT and SIGTERM handlers (inside the runtime).
+fn listen_for_signals() -> Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)> {
+    use tokio::signal::unix::{SignalKind, signal};
+    Some((
+        signal(SignalKind::interrupt()).ok()?,
+        signal(SignalKind::terminate()).ok()?,
+    ))
+}
+
 /// SIGINT/SIGTERM: the first stops the drive cleanly (running attempts end, the release is
 /// left paused); a second exits at once (the store stays consistent: every write is atomic).
-async fn watch_signals(control: std::sync::Arc<crate::engine::control::LiveControl>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+async fn watch_signals(
+    listening: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    control: std::sync::Arc<crate::engine::control::LiveControl>,
+) {
+    let Some((mut interrupt, mut terminate)) = listening else {
         return;
     };
     let first = tokio::select! {

@@ -69,10 +69,13 @@ impl From<AttachError> for CliError {
         match e {
             AttachError::Lease(e) => e.into(),
             AttachError::Store(e) => e.into(),
-            AttachError::MissingEnv(_) => CliError::input(format!("error: {e}")),
-            AttachError::Pipeline { .. } | AttachError::Report(_) => {
-                CliError::state(format!("error: {e}"))
+            AttachError::MissingEnv(_) | AttachError::MissingRequired(_) => {
+                CliError::input(format!("error: {e}"))
             }
+            AttachError::Pipeline { .. }
+            | AttachError::Report(_)
+            | AttachError::Secrets(_)
+            | AttachError::SecretLost { .. } => CliError::state(format!("error: {e}")),
         }
     }
 }

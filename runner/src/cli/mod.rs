@@ -211,7 +211,8 @@ fn init_tracing() {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
+            // Through the release's redactor: a traced value may hold a secret.
+            .with_writer(crate::output::redact::RedactedStderr)
             .try_init();
     }
 }
@@ -240,7 +241,7 @@ pub fn main() -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("{}", err.message);
+            eprintln!("{}", crate::output::Redactor::redact_global(&err.message));
             err.code
         }
     }

@@ -41,11 +41,8 @@ pub fn list(state_dir: &Path, json: bool) -> Result<i32, CliError> {
     Ok(exit_code::OK)
 }
 
-/// Opens the store; a state directory that does not exist yet is treated as empty, not created
-/// (reading commands leave no `.relflow/` behind).
+/// Opens the store read-only: a store not created yet reads as empty (and is not created:
+/// reading commands leave no `.relflow/` behind); a damaged one is refused (exit 6).
 pub fn open_existing(state_dir: &Path) -> Result<Store, CliError> {
-    if !state_dir.join("relflow.db").exists() {
-        return Ok(Store::open_in_memory()?);
-    }
-    Ok(Store::open(state_dir)?)
+    Ok(Store::open_read_only(state_dir)?)
 }

@@ -4,10 +4,11 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::engine::secrets;
 use crate::engine::{Engine, Reporter};
-use crate::output::Redactor;
 use crate::output::terminal::Terminal;
 use crate::pipeline::{self, Pipeline, Step};
+use crate::store::secrets::SecretKey;
 use crate::store::{Lease, LeaseError, PlannedPhase, PlannedTask, Store, StoreError};
 
 /// Why a runner could not take a release.
@@ -24,26 +25,65 @@ pub enum AttachError {
     },
     #[error("environment variable{} {} not set (the pipeline uses {})", if .0.len() > 1 { "s" } else { "" }, .0.join(", "), if .0.len() > 1 { "them" } else { "it" })]
     MissingEnv(Vec<String>),
+    #[error(
+        "variable{} {} must have a value (declared `required: true`): give {} with --var NAME=VALUE",
+        if .0.len() > 1 { "s" } else { "" }, .0.join(", "), if .0.len() > 1 { "them" } else { "it" }
+    )]
+    MissingRequired(Vec<String>),
+    #[error(
+        "the secret value{} of {} in release {release} {} lost (the runner was killed as the \
+         release started): start a new release",
+        if .names.len() > 1 { "s" } else { "" }, .names.join(", "),
+        if .names.len() > 1 { "were" } else { "was" }
+    )]
+    SecretLost { release: String, names: Vec<String> },
+    #[error(transparent)]
+    Secrets(#[from] crate::store::secrets::SecretError),
     #[error(transparent)]
     Report(#[from] crate::engine::ReportError),
 }
 
-/// Plans the phases and tasks of `pipeline` into a new release; returns its id.
+/// Plans the phases and tasks of `pipeline` into a new release; returns its id. The store
+/// gets the pipeline text and the variables with their secrets masked; the real values are
+/// kept encrypted beside them.
 pub fn start_release(
     store: &mut Store,
     pipeline: &Pipeline,
     source: &str,
     variables: &BTreeMap<String, String>,
-) -> Result<String, StoreError> {
+) -> Result<String, AttachError> {
+    let missing: Vec<String> = pipeline
+        .required_variables
+        .iter()
+        .filter(|name| variables.get(*name).is_none_or(String::is_empty))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(AttachError::MissingRequired(missing));
+    }
+    let redactor = secrets::secrets_of(pipeline, &|name| std::env::var(name).ok())?;
+    secrets::add_secret_variables(&redactor, &pipeline.secret_variables, variables);
+    redactor.install_global();
+    let masked = secrets::mask_release(pipeline, &redactor, source, variables);
     let phases: Vec<PlannedPhase> = pipeline.phases.iter().map(plan_phase).collect();
     let file = std::path::absolute(&pipeline.file).unwrap_or_else(|_| pipeline.file.clone());
-    store.create_release(
+    // The key first: a state folder where it cannot be made gets no release at all.
+    let key = if masked.kept.is_empty() {
+        None
+    } else {
+        Some(SecretKey::load_or_create(store.dir())?)
+    };
+    // One transaction: a kill never leaves a release whose masked values have no real ones.
+    let release = store.create_release(
         &pipeline.name,
         &file.to_string_lossy(),
-        source,
-        variables,
+        &masked.source,
+        &masked.variables,
         &phases,
-    )
+        key.as_ref().map(|key| (&masked.kept, key)),
+    )?;
+    crate::failpoint::hit("store.release_created");
+    Ok(release)
 }
 
 /// The task runs of one run of `phase`, in order; tasks of a parallel group share a step.
@@ -66,32 +106,6 @@ pub fn plan_phase(phase: &pipeline::Phase) -> PlannedPhase {
     }
 }
 
-/// The secret values of a pipeline: every `${env.*}` it uses and every backend password.
-pub fn secrets_of(
-    pipeline: &Pipeline,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Redactor, AttachError> {
-    let mut redactor = Redactor::new();
-    let mut missing = Vec::new();
-    for name in &pipeline.env_references {
-        match env(name) {
-            Some(value) => redactor.add(&value),
-            None => missing.push(name.clone()),
-        }
-    }
-    if !missing.is_empty() {
-        return Err(AttachError::MissingEnv(missing));
-    }
-    for backend in pipeline.backends.values() {
-        if let pipeline::Backend::XlDeploy { password, .. } = backend
-            && password.references().next().is_none()
-        {
-            redactor.add(password.source());
-        }
-    }
-    Ok(redactor)
-}
-
 /// Takes the lease on `release` and prepares an engine to drive it.
 pub fn attach(
     mut store: Store,
@@ -104,20 +118,34 @@ pub fn attach(
         let control = control.clone();
         store.acquire_lease(release, Box::new(move |news| control.on_news(news)))?
     };
-    let pipeline = pipeline::load_str(Path::new(&record.pipeline_file), &record.pipeline_source)
-        .map_err(|error| AttachError::Pipeline {
+    let restored = secrets::restore(&store, &record)?;
+    let pipeline = pipeline::load_str(Path::new(&record.pipeline_file), &restored.source).map_err(
+        |error| AttachError::Pipeline {
             release: release.to_string(),
             error,
-        })?;
+        },
+    )?;
+    let lost = secrets::lost_secrets(&pipeline, &restored);
+    if !lost.is_empty() {
+        return Err(AttachError::SecretLost {
+            release: release.to_string(),
+            names: lost,
+        });
+    }
     let env = |name: &str| std::env::var(name).ok();
-    let redactor = secrets_of(&pipeline, &env)?;
+    let redactor = secrets::secrets_of(&pipeline, &env)?;
+    secrets::add_secret_variables(&redactor, &pipeline.secret_variables, &restored.variables);
+    redactor.install_global();
+    // A killed runner may have left a task's `$RELFLOW_OUTPUT` file, secrets and all.
+    secrets::remove_output_files(&crate::output::paths::release_dir(store.dir(), release));
     let mut reporter = Reporter::new(store, release, redactor, terminal)?;
     reporter.lease_lost = control.lost_flag();
+    reporter.secret_variables = pipeline.secret_variables.clone();
     let engine = Engine {
         pipeline,
         release: release.to_string(),
         reporter: RefCell::new(reporter),
-        variables: RefCell::new(record.variables),
+        variables: RefCell::new(restored.variables),
         person_ordered: RefCell::default(),
         unfinished: RefCell::default(),
         undecided: RefCell::default(),

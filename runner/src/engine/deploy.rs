@@ -174,7 +174,7 @@ impl Engine {
             version,
             components: &spec.components,
         };
-        let backend = self
+        let mut backend = self
             .backend(phase, task, spec, &vars)
             .map_err(precondition)?;
         let verify = spec
@@ -183,6 +183,11 @@ impl Engine {
             .map(|argv| self.render_argv_for_deploy(phase, task, &vars, argv))
             .transpose()
             .map_err(precondition)?;
+        // A resumed or retried local deployment runs the task's own health check, rendered
+        // again here: its work files do not keep it (it may hold secrets).
+        if let (AnyBackend::Local(local), Some(argv)) = (&mut backend, &verify) {
+            local.verify = Some(argv.clone());
+        }
         let environment = spec
             .environment
             .as_ref()

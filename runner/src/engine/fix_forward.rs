@@ -7,7 +7,7 @@ use crate::engine::event::{Event, TaskRef};
 use crate::engine::process::ProcessSpec;
 use crate::engine::{Engine, EngineError};
 use crate::pipeline::{Phase, Task};
-use crate::policy::fix_forward::{FixForwardHistory, judge, parse_resolved};
+use crate::policy::fix_forward::{FixForwardHistory, judge, parse_resolved, split_undeclared};
 use crate::policy::{OnFailure, Then};
 use crate::store::PhaseStatus;
 
@@ -120,7 +120,25 @@ impl Engine {
         if let Some(why) = end.failure("the resolver") {
             return fallback(why);
         }
-        let values = parse_resolved(&lines);
+        let (values, ignored) = split_undeclared(parse_resolved(&lines), &self.pipeline.variables);
+        if !ignored.is_empty() {
+            self.output(
+                task_ref,
+                format!(
+                    "Resolver lines ignored: {} {}",
+                    ignored
+                        .iter()
+                        .map(|name| format!("`{name}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if ignored.len() == 1 {
+                        "is not a variable of the pipeline"
+                    } else {
+                        "are not variables of the pipeline"
+                    }
+                ),
+            )?;
+        }
         if let Err(reason) = judge(&values, &self.pipeline.variables, &history, ff.max) {
             return fallback(reason);
         }

@@ -1,7 +1,6 @@
 //! Executing one attempt of each task kind.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use relflow_plugin::ErrorClass;
 
 use crate::engine::event::{Event, TaskRef};
 use crate::engine::process::{ProcessEnd, ProcessSpec, run_process};
+use crate::engine::shell::shell_line;
 use crate::engine::{Engine, EngineError};
 use crate::output::paths;
 use crate::pipeline::paths::resolve;
@@ -103,7 +103,7 @@ impl Engine {
             env: &*self.env,
         };
         let rendered = template.render(&ctx)?;
-        let mut reporter = self.reporter.borrow_mut();
+        let reporter = self.reporter.borrow();
         for secret in &rendered.secrets {
             reporter.redactor.add(secret);
         }
@@ -180,10 +180,12 @@ impl Engine {
             .map(|(_, v)| PathBuf::from(v));
         let mut shown = vec![spec.program.clone()];
         shown.extend(spec.args.iter().cloned());
-        if process.shell {
-            shown = spec.args.get(1).cloned().into_iter().collect();
-        }
-        self.output(task_ref, format!("$ {}", shell_words(&shown)))?;
+        let command_line = if process.shell {
+            shown_shell_line(&spec)
+        } else {
+            format!("$ {}", shell_words(&shown))
+        };
+        self.output(task_ref, command_line)?;
         let end = self
             .run_logged_with(&spec, &self.interrupt, task_ref, None)
             .await?;
@@ -250,11 +252,18 @@ impl Engine {
                 .map_err(|e| e.to_string())
         };
         let base = &self.pipeline.base_dir;
-        let mut argv = process
-            .program_and_args
-            .iter()
-            .map(|t| render(t))
-            .collect::<Result<Vec<_>, _>>()?;
+        let shell_line = match (process.shell, process.program_and_args.as_slice()) {
+            (true, [line]) => Some(shell_line(line, render)?),
+            _ => None,
+        };
+        let mut argv = match &shell_line {
+            Some(line) => vec![line.text.clone()],
+            None => process
+                .program_and_args
+                .iter()
+                .map(|t| render(t))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         if argv.is_empty() {
             return Err("nothing to run".to_string());
         }
@@ -269,14 +278,15 @@ impl Engine {
         let task_dir =
             paths::task_dir(&state_dir, &self.release, &task_ref.phase.label, &task.name);
         crate::store::create_private_dir(&task_dir).map_err(|e| e.to_string())?;
-        let output_file = task_dir.join("relflow_output.env");
-        std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&output_file)
-            .map_err(|e| format!("cannot create {}: {e}", output_file.display()))?;
+        let output_file = task_dir.join(crate::engine::secrets::OUTPUT_FILE);
+        crate::store::open_private_file(
+            &output_file,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true),
+        )
+        .map_err(|e| format!("cannot create {}: {e}", output_file.display()))?;
         let mut env = vec![
             (
                 "RELFLOW_OUTPUT".to_string(),
@@ -290,8 +300,10 @@ impl Engine {
         for (key, value) in process.env {
             env.push((key.clone(), render(value)?));
         }
-        let (program, args) = if process.shell {
-            ("sh".to_string(), vec!["-c".to_string(), argv.join(" ")])
+        let (program, args) = if let Some(line) = shell_line {
+            // Values reach the shell as variables its text expands, never as its text.
+            env.extend(line.values);
+            ("sh".to_string(), vec!["-c".to_string(), line.text])
         } else {
             (argv.remove(0), argv)
         };
@@ -371,6 +383,22 @@ impl Engine {
             vars.clone()
         };
         self.emit(Event::VariablesSet { values: all })
+    }
+}
+
+/// `$ TEXT` of a `shell: true` command, with the values its `"${RELFLOW_V_n}"` expand.
+fn shown_shell_line(spec: &ProcessSpec) -> String {
+    let text = spec.args.get(1).map_or("", String::as_str);
+    let values: Vec<String> = spec
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("RELFLOW_V_"))
+        .map(|(k, v)| format!("{k}={}", shell_words(std::slice::from_ref(v))))
+        .collect();
+    if values.is_empty() {
+        format!("$ {text}")
+    } else {
+        format!("$ {text}  # {}", values.join(" "))
     }
 }
 

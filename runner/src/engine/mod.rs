@@ -21,6 +21,8 @@ mod restart;
 mod rollback;
 mod rollback_order;
 mod script_policy;
+pub mod secrets;
+mod shell;
 mod stop;
 mod target_lock;
 mod task;
@@ -29,12 +31,13 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 pub use approval::{Answer, AnswerError};
-pub use attach::{AttachError, attach, secrets_of, start_release};
+pub use attach::{AttachError, attach, start_release};
 pub use commands::CommandError;
 pub use event::Event;
 pub use report::{ReportError, Reporter};
 pub use restart::RestartError;
 pub use rollback::RollbackRequestError;
+pub use secrets::secrets_of;
 
 use crate::pipeline::Pipeline;
 use crate::store::{ReleaseStatus, StoreError};

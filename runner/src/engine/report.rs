@@ -4,10 +4,12 @@
 use std::path::Path;
 
 use crate::engine::event::Event;
+use crate::engine::secrets;
 use crate::output::events_file::EventsFile;
 use crate::output::script_log::ScriptLogs;
 use crate::output::terminal::Terminal;
 use crate::output::{Redactor, paths};
+use crate::store::secrets::{SecretError, SecretKey, SecretValues};
 use crate::store::{Store, StoreError, now_ms};
 
 /// A consumer failed: the release's record can no longer be trusted.
@@ -15,6 +17,8 @@ use crate::store::{Store, StoreError, now_ms};
 pub enum ReportError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Secrets(#[from] crate::store::secrets::SecretError),
     #[error("cannot write {what}: {source}")]
     Io {
         what: &'static str,
@@ -31,6 +35,8 @@ pub struct Reporter {
     pub terminal: Terminal,
     /// Set when another runner took the release over: nothing more is written.
     pub lease_lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Variables declared `secret: true`: their values are masked and kept encrypted.
+    pub secret_variables: std::collections::BTreeSet<String>,
 }
 
 impl Reporter {
@@ -56,6 +62,7 @@ impl Reporter {
             events,
             terminal,
             lease_lost: std::sync::Arc::default(),
+            secret_variables: std::collections::BTreeSet::new(),
         })
     }
 
@@ -63,8 +70,19 @@ impl Reporter {
         self.store.dir()
     }
 
-    /// Redacts `event`, then hands it to every consumer.
+    /// Redacts `event`, then hands it to every consumer. Variables that are secret keep their
+    /// real value, encrypted, beside their masked one (redaction never changes a value the
+    /// release uses).
     pub fn emit(&mut self, mut event: Event) -> Result<(), ReportError> {
+        let kept = match &event {
+            Event::VariablesSet { values } => {
+                secrets::add_secret_variables(&self.redactor, &self.secret_variables, values);
+                let kept =
+                    secrets::secret_values_of(&self.secret_variables, &self.redactor, values);
+                Some(kept).filter(|k| !k.is_empty())
+            }
+            _ => None,
+        };
         if !self.redactor.is_empty() {
             let redactor = &self.redactor;
             event.map_text(&|text| redactor.redact_changed(text));
@@ -77,9 +95,7 @@ impl Reporter {
             .into());
         }
         if let Some(point) = event.failpoint() {
-            let release = &self.release;
-            self.store
-                .guarded_write(|store| apply_to_store(store, release, &event))?;
+            self.write_to_store(&event, kept.as_ref())?;
             crate::failpoint::hit_with(point, || event.trace_detail());
         }
         self.events
@@ -93,6 +109,33 @@ impl Reporter {
             source,
         })?;
         self.terminal.write(&self.release, &event);
+        Ok(())
+    }
+}
+
+impl Reporter {
+    /// The event's store write; with `kept`, the real values it masks, encrypted, in the same
+    /// transaction (a kill never leaves `***` without the value behind it).
+    fn write_to_store(
+        &mut self,
+        event: &Event,
+        kept: Option<&SecretValues>,
+    ) -> Result<(), ReportError> {
+        let release = &self.release;
+        let Some(kept) = kept else {
+            self.store
+                .guarded_write(|store| apply_to_store(store, release, event))?;
+            return Ok(());
+        };
+        let key = SecretKey::load_or_create(self.store.dir())?;
+        self.store.guarded_write(|store| {
+            store
+                .with_secrets(release, kept, &key, |s| apply_to_store(s, release, event))
+                .map_err(|e| match e {
+                    SecretError::Store(e) => e,
+                    other => StoreError::Corrupt(other.to_string()),
+                })
+        })?;
         Ok(())
     }
 }

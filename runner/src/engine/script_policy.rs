@@ -72,13 +72,18 @@ impl Engine {
         });
         let state_dir = self.reporter.borrow().state_dir().to_path_buf();
         let log = paths::script_log(&state_dir, &self.release, &task_ref.phase.label, &task.name);
-        failure.log_tail = log_tail(&log);
         let reporter = self.reporter.borrow();
+        // The script sees no secret: what it cannot read it cannot print reversed or spaced
+        // past the redactor.
+        let mask = |text: &str| reporter.redactor.redact(text).into_owned();
+        failure.message = mask(&failure.message);
+        failure.log_tail = log_tail(&log).iter().map(|l| mask(l)).collect();
+        failure.backend_state = failure.backend_state.as_deref().map(mask);
         failure.vars = self
             .variables
             .borrow()
             .iter()
-            .map(|(k, v)| (k.clone(), reporter.redactor.redact(v).into_owned()))
+            .map(|(k, v)| (k.clone(), mask(v)))
             .collect();
         Ok(failure)
     }

@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::engine::event::Event;
@@ -12,16 +12,32 @@ pub struct EventsFile {
     file: File,
 }
 
+/// A runner killed in the middle of a line leaves it without its newline; the line is ended
+/// so the next event starts a line of its own instead of being glued onto the torn one
+/// (readers skip the one line that does not parse).
+fn end_torn_line(file: &mut File) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    let Some(last) = len.checked_sub(1) else {
+        return Ok(());
+    };
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, last)?;
+    if byte != *b"\n" {
+        file.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
 impl EventsFile {
     pub fn open(path: &Path) -> std::io::Result<EventsFile> {
         if let Some(parent) = path.parent() {
             crate::store::create_private_dir(parent).map_err(std::io::Error::other)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
+        let mut file = crate::store::open_private_file(
+            path,
+            OpenOptions::new().create(true).read(true).append(true),
+        )?;
+        end_torn_line(&mut file)?;
         Ok(EventsFile { file })
     }
 
@@ -39,5 +55,28 @@ impl EventsFile {
         line.push(b'\n');
         // One write call per line so a concurrent reader never sees half an object.
         self.file.write_all(&line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_the_next_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, "{\"a\":1}\n{\"torn\":").unwrap();
+        let mut events = EventsFile::open(&path).unwrap();
+        events.file.write_all(b"{\"b\":2}\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"a\":1}\n{\"torn\":\n{\"b\":2}\n");
+        drop(events);
+        EventsFile::open(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text,
+            "a whole file is left alone"
+        );
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::engine::event::{Event, TaskRef};
@@ -30,11 +29,7 @@ fn open_append(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
         crate::store::create_private_dir(dir).map_err(std::io::Error::other)?;
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+    crate::store::open_private_file(path, OpenOptions::new().create(true).append(true))
 }
 
 impl ScriptLogs {

@@ -86,7 +86,8 @@ impl fmt::Display for LoadError {
 
 /// Reads, parses and validates the pipeline file at `path`.
 pub fn load_file(path: &Path) -> Result<Pipeline, LoadError> {
-    let file = std::fs::File::open(path).map_err(|err| read_error(path, &err))?;
+    let file = open_regular_file(path)
+        .map_err(|reason| LoadError::whole_file(path, format!("cannot read the file: {reason}")))?;
     let mut bytes = Vec::new();
     file.take(MAX_PIPELINE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
@@ -161,14 +162,44 @@ fn base_dir(path: &Path) -> PathBuf {
 }
 
 fn read_error(path: &Path, err: &std::io::Error) -> LoadError {
+    LoadError::whole_file(path, format!("cannot read the file: {}", io_reason(err)))
+}
+
+fn io_reason(err: &std::io::Error) -> String {
     use std::io::ErrorKind;
-    let reason = match err.kind() {
+    match err.kind() {
         ErrorKind::NotFound => "no such file".to_string(),
         ErrorKind::PermissionDenied => "permission denied".to_string(),
         ErrorKind::IsADirectory => "it is a directory".to_string(),
         _ => err.to_string(),
+    }
+}
+
+/// Opens `path` for reading when it is a regular file. Anything else — a FIFO, a device, a
+/// folder — is refused at once with the reason: it is opened without blocking (a FIFO with no
+/// writer would hang `open` and `read`) and checked with fstat before a byte is read.
+pub fn open_regular_file(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io_reason(&e))?;
+    let kind = file.metadata().map_err(|e| io_reason(&e))?.file_type();
+    let what = if kind.is_file() {
+        return Ok(file);
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
     };
-    LoadError::whole_file(path, format!("cannot read the file: {reason}"))
+    Err(format!("it is {what}, not a regular file"))
 }
 
 fn too_large(path: &Path, size: Option<u64>) -> LoadError {

@@ -2,7 +2,7 @@
 
 pub mod diagnostic;
 pub mod duration;
-mod load;
+pub(crate) mod load;
 pub mod model;
 pub mod paths;
 mod raw;

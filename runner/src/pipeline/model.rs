@@ -30,6 +30,11 @@ pub struct Pipeline {
     pub phases: Vec<Phase>,
     /// Names of the environment variables its templates use as `${env.NAME}` (secrets).
     pub env_references: std::collections::BTreeSet<String>,
+    /// Variables declared `secret: true`: their values are masked wherever shown and kept
+    /// encrypted in the store.
+    pub secret_variables: std::collections::BTreeSet<String>,
+    /// Variables declared `required: true`: a release starts only with a non-empty value.
+    pub required_variables: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]

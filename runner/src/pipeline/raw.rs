@@ -9,6 +9,8 @@
 //!   and a key with nothing after it mean the same thing elsewhere.
 //! - Booleans are YAML 1.2: only `true`/`false` (any case); `yes`, `on`, `y` are strings.
 //! - Variable values are literal text: `${...}` inside a variable's default is not expanded.
+//! - A variable is `name: value` or `name: { value, secret, required }` (`value` optional:
+//!   without it the default is empty; `required: true` then needs `--var` at `run`).
 //! - Variable names match `[A-Za-z_][A-Za-z0-9_-]*`; `env`, `release`, `phase`, `task` are
 //!   reserved. `command.env` keys match `[A-Za-z_][A-Za-z0-9_]*`.
 //! - `manual:` with nothing after it is an approval with the default prompt.
@@ -43,7 +45,7 @@ use serde_saphyr::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct RawPipeline {
     pub name: Option<Spanned<Text>>,
-    pub variables: Option<Entries<Spanned<Scalar>>>,
+    pub variables: Option<Entries<Spanned<RawVariable>>>,
     pub backends: Option<Entries<Spanned<RawBackend>>>,
     pub rollback: Option<Spanned<RawFlowRollback>>,
     pub on_failure: Option<Spanned<RawOnFailure>>,
@@ -285,6 +287,81 @@ impl<'de> Deserialize<'de> for Scalar {
         String::deserialize(deserializer).map(Scalar)
     }
 }
+
+/// A variable: `name: value`, or `name: { value: ..., secret: true, required: true }`.
+#[derive(Debug)]
+pub enum RawVariable {
+    Value(Scalar),
+    /// A number, as parsed (`2.1`); validation takes its text from the source (`2.10`).
+    Number(Scalar),
+    Spec(RawVariableSpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVariableSpec {
+    pub value: Option<Spanned<Scalar>>,
+    pub secret: Option<Spanned<bool>>,
+    pub required: Option<Spanned<bool>>,
+}
+
+impl RawVariable {
+    /// The default value, as written (`None` for a mapping without `value`).
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            RawVariable::Value(v) | RawVariable::Number(v) => Some(&v.0),
+            RawVariable::Spec(spec) => spec.value.as_ref().map(|v| v.value.0.as_str()),
+        }
+    }
+
+    pub fn is_secret(&self) -> bool {
+        matches!(self, RawVariable::Spec(spec) if spec.secret.as_ref().is_some_and(|s| s.value))
+    }
+
+    pub fn is_required(&self) -> bool {
+        matches!(self, RawVariable::Spec(spec) if spec.required.as_ref().is_some_and(|s| s.value))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawVariable {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct VariableVisitor;
+        impl<'de> Visitor<'de> for VariableVisitor {
+            type Value = RawVariable;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value, or a mapping with `value`, `secret`, `required`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawVariable, E> {
+                Ok(RawVariable::Value(Scalar(v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawVariable, E> {
+                Ok(RawVariable::Value(Scalar(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawVariable, E> {
+                Ok(RawVariable::Number(Scalar(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawVariable, E> {
+                Ok(RawVariable::Number(Scalar(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawVariable, E> {
+                Ok(RawVariable::Number(Scalar(v.to_string())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawVariable, E> {
+                Err(E::custom(NULL_VALUE))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<RawVariable, E> {
+                Err(E::custom(NULL_VALUE))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawVariable, A::Error> {
+                RawVariableSpec::deserialize(MapAccessDeserializer::new(map)).map(RawVariable::Spec)
+            }
+        }
+        deserializer.deserialize_any(VariableVisitor)
+    }
+}
+
+/// What a null variable value is told (as for any other null where a value is needed).
+pub const NULL_VALUE: &str = "a value is required here (write \"\" for an empty string)";
 
 /// `run:` as an argv list, or as one string (a shell command line).
 #[derive(Debug)]

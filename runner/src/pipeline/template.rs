@@ -189,6 +189,37 @@ impl Template {
     }
 }
 
+/// A piece of a template, in order: literal text, or one reference as a template of its own.
+pub enum Piece<'a> {
+    Text(&'a str),
+    Reference(Template),
+}
+
+impl Template {
+    /// The literal text and the references, in order: a shell command line quotes each
+    /// reference itself instead of splicing its value into the text.
+    pub fn pieces(&self) -> impl Iterator<Item = Piece<'_>> {
+        self.parts.iter().map(|part| match part {
+            Part::Literal(text) => Piece::Text(text),
+            Part::Var(var) => Piece::Reference(Template {
+                source: reference_source(var),
+                parts: vec![Part::Var(var.clone())],
+            }),
+        })
+    }
+}
+
+/// `${...}` as written for `var`.
+fn reference_source(var: &VarRef) -> String {
+    match var {
+        VarRef::Var(name) => format!("${{{name}}}"),
+        VarRef::Env(name) => format!("${{env.{name}}}"),
+        VarRef::ReleaseId => "${release.id}".to_string(),
+        VarRef::PhaseName => "${phase.name}".to_string(),
+        VarRef::TaskName => "${task.name}".to_string(),
+    }
+}
+
 impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)

@@ -14,8 +14,8 @@ use serde_saphyr::{Location, Spanned};
 
 use super::diagnostic::Diagnostic;
 use super::model::{Backend, FlowRollback, Phase, Pipeline};
-use super::raw::{RawBackend, RawFlowRollback, RawPhase, RawPipeline, Scalar, Text};
-use checks::{is_env_name, is_step_name};
+use super::raw::{RawBackend, RawFlowRollback, RawPhase, RawPipeline, RawVariable, Scalar, Text};
+use checks::{is_env_name, is_step_name, name_too_long};
 pub(super) use policy::Level;
 
 /// Default `retry_budget`.
@@ -78,6 +78,9 @@ pub(super) struct Checker<'a> {
     in_backend_commands: bool,
     /// Every `${env.NAME}` the pipeline's templates use.
     env_references: std::collections::BTreeSet<String>,
+    /// Variables declared `secret: true` / `required: true`.
+    secret_variables: std::collections::BTreeSet<String>,
+    required_variables: std::collections::BTreeSet<String>,
 }
 
 impl<'a> Checker<'a> {
@@ -93,6 +96,8 @@ impl<'a> Checker<'a> {
             task_names: HashMap::new(),
             in_backend_commands: false,
             env_references: std::collections::BTreeSet::new(),
+            secret_variables: std::collections::BTreeSet::new(),
+            required_variables: std::collections::BTreeSet::new(),
         }
     }
 
@@ -152,6 +157,8 @@ impl<'a> Checker<'a> {
             retry_budget: retry_budget?,
             phases: phases?,
             env_references: std::mem::take(&mut self.env_references),
+            secret_variables: std::mem::take(&mut self.secret_variables),
+            required_variables: std::mem::take(&mut self.required_variables),
         })
     }
 
@@ -160,6 +167,10 @@ impl<'a> Checker<'a> {
             return None;
         }
         let text = &name.value.0;
+        if let Some(problem) = name_too_long(text, "pipeline") {
+            self.error(name.referenced, format!("name: {problem}"));
+            return None;
+        }
         let mut chars = text.chars();
         let first_ok = chars
             .next()
@@ -180,7 +191,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn variables(&mut self, entries: &[(Spanned<Text>, Spanned<Scalar>)]) {
+    fn variables(&mut self, entries: &[(Spanned<Text>, Spanned<RawVariable>)]) {
         for (key, value) in entries {
             let name = &key.value.0;
             let mut chars = name.chars();
@@ -203,7 +214,29 @@ impl<'a> Checker<'a> {
                 );
             }
             // Declared even when invalid, so references to it are not reported twice.
-            self.variables.insert(name.clone(), value.value.0.clone());
+            let default = match &value.value {
+                // Kept as written: `version: 2.10` is "2.10", not the number 2.1.
+                RawVariable::Number(parsed) => {
+                    let span = value.referenced.span();
+                    span.byte_offset()
+                        .zip(span.byte_len())
+                        .and_then(|(at, len)| {
+                            let at = usize::try_from(at).ok()?;
+                            self.source.get(at..at + usize::try_from(len).ok()?)
+                        })
+                        .unwrap_or(&parsed.0)
+                        .trim()
+                        .to_string()
+                }
+                other => other.value().unwrap_or_default().to_string(),
+            };
+            self.variables.insert(name.clone(), default);
+            if value.value.is_secret() {
+                self.secret_variables.insert(name.clone());
+            }
+            if value.value.is_required() {
+                self.required_variables.insert(name.clone());
+            }
         }
     }
 
@@ -295,6 +328,10 @@ impl<'a> Checker<'a> {
             return None;
         }
         let text = &name.value.0;
+        if let Some(problem) = name_too_long(text, what) {
+            self.error(name.referenced, format!("{path}: {problem}"));
+            return None;
+        }
         if is_step_name(text) {
             return Some(text.clone());
         }
@@ -485,6 +522,22 @@ mod tests {
 
     fn one_task(task: &str) -> String {
         format!("name: p\nvariables: {{ v: '1' }}\nphases:\n  - name: a\n    tasks:\n{task}")
+    }
+
+    #[test]
+    fn variables_take_a_value_or_a_mapping_with_secret_and_required() {
+        let p = load(
+            "name: p\nvariables:\n  plain: 2.10\n  token: { value: 1.50, secret: true }\n  \
+             needed: { required: true }\nphases:\n  - name: a\n    tasks:\n      - { name: w, wait: 0s }\n",
+        )
+        .unwrap();
+        assert_eq!(p.variables["plain"], "2.10");
+        assert_eq!(p.variables["token"], "1.50");
+        assert_eq!(p.variables["needed"], "");
+        assert!(p.secret_variables.contains("token") && p.secret_variables.len() == 1);
+        assert!(p.required_variables.contains("needed") && p.required_variables.len() == 1);
+        let msgs = messages("name: p\nvariables: { t: { secrt: true } }\nphases: []\n");
+        assert!(msgs[0].contains("unknown field `secrt`"), "{msgs:?}");
     }
 
     #[test]

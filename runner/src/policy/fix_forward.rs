@@ -31,6 +31,21 @@ pub fn parse_resolved(lines: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Splits resolved values into those of declared variables and the names of the others,
+/// which a fix-forward ignores (a resolver may print more than relflow needs).
+pub fn split_undeclared(
+    mut values: BTreeMap<String, String>,
+    declared: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let undeclared: Vec<String> = values
+        .keys()
+        .filter(|name| !declared.contains_key(*name))
+        .cloned()
+        .collect();
+    values.retain(|name, _| declared.contains_key(name));
+    (values, undeclared)
+}
+
 /// `Ok` when the phase may restart with `values`; `Err` says why not (then the fallback applies).
 pub fn judge(
     values: &BTreeMap<String, String>,
@@ -42,7 +57,7 @@ pub fn judge(
         return Err(format!("fix_forward.max ({max}) restart(s) already used"));
     }
     if values.is_empty() {
-        return Err("the resolver printed no name=value line".to_string());
+        return Err("the resolver printed no name=value line of a pipeline variable".to_string());
     }
     if let Some(name) = values.keys().find(|k| !declared.contains_key(*k)) {
         return Err(format!(
@@ -79,6 +94,15 @@ mod tests {
             parse_resolved(&lines),
             map(&[("version", "2.3"), ("x", "1")])
         );
+    }
+
+    #[test]
+    fn undeclared_names_are_set_aside() {
+        let declared = map(&[("version", "1.0")]);
+        let (values, ignored) =
+            split_undeclared(map(&[("version", "2.3"), ("build", "77")]), &declared);
+        assert_eq!(values, map(&[("version", "2.3")]));
+        assert_eq!(ignored, ["build"]);
     }
 
     #[test]

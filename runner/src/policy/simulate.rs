@@ -218,8 +218,19 @@ fn simulated_failure(
     failure.task = task.name.clone();
     failure.phase = phase.name.clone();
     failure.kind = task.kind.keyword().to_string();
-    failure.vars = pipeline.variables.clone();
+    failure.vars = shown_variables(pipeline);
     failure
+}
+
+/// The pipeline's variables as a script or a person may see them: `secret: true` ones masked.
+fn shown_variables(pipeline: &Pipeline) -> std::collections::BTreeMap<String, String> {
+    let mut vars = pipeline.variables.clone();
+    for name in &pipeline.secret_variables {
+        if let Some(value) = vars.get_mut(name) {
+            *value = crate::output::redact::MASK.to_string();
+        }
+    }
+    vars
 }
 
 fn is_process(task: &Task) -> bool {
@@ -275,8 +286,7 @@ pub fn plan(pipeline: &Pipeline, sims: &[SimulatedFailure]) -> (String, i32) {
         pipeline.phases.len()
     );
     if !pipeline.variables.is_empty() {
-        let vars: Vec<String> = pipeline
-            .variables
+        let vars: Vec<String> = shown_variables(pipeline)
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();

@@ -2,24 +2,28 @@
 
 mod control;
 mod lease;
+mod open;
 mod queries;
 mod records;
 mod rollback_jobs;
 mod schema;
+pub mod secrets;
 pub mod status;
 mod writes;
 
-use std::fs;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 pub use control::{ControlAction, ControlRequest};
 pub use lease::{
     LEASE_TTL_MS, Lease, LeaseError, LeaseHolder, LeaseNews, read_holder as read_lease_holder,
 };
+pub use open::DB_FILE;
 pub use records::*;
 pub use rollback_jobs::ABANDONED_JOB;
 pub use schema::SCHEMA_VERSION;
@@ -34,9 +38,22 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error(
-        "state store is at schema version {found}, newer than this relflow supports ({supported}); upgrade relflow"
+        "state store {path} is at schema version {found}, newer than this relflow supports ({supported}); upgrade relflow"
     )]
-    NewerSchema { found: i64, supported: i64 },
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error(
+        "state store {path} is damaged: {problem}; relflow will not use it (move it aside to \
+         start a new store, or put back a copy from a backup)"
+    )]
+    Damaged { path: PathBuf, problem: String },
+    #[error("cannot use the state store {path}: {problem}")]
+    Unusable { path: PathBuf, problem: String },
+    #[error("cannot use the state directory {path}: {problem}")]
+    StateDir { path: PathBuf, problem: String },
     #[error("state store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("state store holds an unreadable value: {0}")]
@@ -55,6 +72,7 @@ pub struct Store {
     dir: PathBuf,
     /// (release, epoch) of the lease this store's writes must still hold.
     guard: Option<(String, i64)>,
+    is_read_only: bool,
 }
 
 /// Milliseconds since the Unix epoch: how the store keeps time.
@@ -65,53 +83,113 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Creates `dir` (mode 0700) if missing: state holds logs and variables private to the user.
+/// The user this process acts as: the owner of what it may tighten.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Creates `dir` and its missing parents at mode 0700, whatever the umask (state holds logs
+/// and variables private to the user). Folders that exist are left as they are.
 pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| StoreError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })
+    let error = |source| StoreError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dir(parent)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        // The umask may have taken bits away, even the owner's.
+        Ok(()) => fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(error),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(error(e)),
+    }
+}
+
+/// Opens `path` with `options`; a file it creates is 0600 whatever the umask, and a file of
+/// this user's with other modes is brought back to 0600.
+pub fn open_private_file(path: &Path, options: &mut OpenOptions) -> std::io::Result<File> {
+    let file = options.mode(0o600).open(path)?;
+    let meta = file.metadata()?;
+    if meta.mode() & 0o777 != 0o600 && meta.uid() == effective_uid() {
+        file.set_permissions(Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens the store in `dir` for a command that writes: creates the folder and a new store
+    /// when missing, refuses a damaged one, migrates an older one.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        create_private_dir(dir)?;
-        let db = dir.join("relflow.db");
-        // Create the file ourselves so it is 0600 from its first byte.
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&db)
-            .map_err(|source| StoreError::CreateDir {
-                path: db.clone(),
-                source,
-            })?;
+        open::prepare_state_dir(dir)?;
+        let db = open::db_path(dir);
+        if !open::store_file_exists(&db)? {
+            open::create_store(dir, &db)?;
+            // Another process may have published its store first; it is checked like any.
+            open::store_file_exists(&db)?;
+        }
         let mut conn = open_connection(&db)?;
+        open::check_schema(&db, &conn)?;
         schema::migrate(&mut conn)?;
         let store = Store {
             conn,
             dir: dir.to_path_buf(),
             guard: None,
+            is_read_only: false,
         };
         store.repair_abandoned_rollback_jobs()?;
         Ok(store)
     }
 
-    /// An empty store that lives in memory: what reading commands see before any release.
-    pub fn open_in_memory() -> Result<Store, StoreError> {
+    /// Opens the store in `dir` for a command that only reads: nothing is created, migrated,
+    /// repaired or otherwise written (a missing store reads as empty; an older one is read
+    /// through a migrated copy in memory). A damaged store is refused as by [`Store::open`].
+    pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
+        let db = open::db_path(dir);
+        if !open::state_dir_exists(dir)? || !open::store_file_exists(&db)? {
+            return Store::empty(dir);
+        }
+        let (conn, version) = open::connect_read_only(&db)?;
+        let conn = if version < SCHEMA_VERSION {
+            let mut copy = schema::copy_to_memory(&conn).map_err(|e| open::open_error(&db, e))?;
+            schema::migrate(&mut copy)?;
+            copy
+        } else {
+            conn
+        };
+        Ok(Store {
+            conn,
+            dir: dir.to_path_buf(),
+            guard: None,
+            is_read_only: true,
+        })
+    }
+
+    /// An empty store in memory: what reading commands see before the first release.
+    fn empty(dir: &Path) -> Result<Store, StoreError> {
         let mut conn = Connection::open_in_memory()?;
         schema::migrate(&mut conn)?;
         Ok(Store {
             conn,
-            dir: PathBuf::from(".relflow"),
+            dir: dir.to_path_buf(),
             guard: None,
+            is_read_only: true,
         })
+    }
+
+    /// An empty store that lives in memory (tests and benchmarks).
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Store::empty(Path::new(".relflow"))
+    }
+
+    /// Whether this store was opened by [`Store::open_read_only`]: it shows what the
+    /// repairs of a writing command would do instead of doing them.
+    pub fn is_read_only(&self) -> bool {
+        self.is_read_only
     }
 
     /// The state directory.
@@ -125,13 +203,20 @@ impl Store {
     }
 }
 
+/// A read-write connection to the existing store `db` (never creating one).
 fn open_connection(db: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(db)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(db, flags).map_err(|e| open::open_error(db, e))?;
+    configure(&conn).map_err(|e| open::open_error(db, e))?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // WAL + NORMAL: a killed process loses nothing committed; only power loss may drop the
     // newest transactions, which the lease and attempt repair on resume cover.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(conn)
+    Ok(())
 }

@@ -1,6 +1,9 @@
 //! Reading the store, and planning a new release into it.
 
 use std::collections::BTreeMap;
+use std::fs::Permissions;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
 
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -33,8 +36,45 @@ fn finish_release(
     Ok(record)
 }
 
+/// Claims the folder of the first release id from `<pipeline>-<next>` on whose folder is not
+/// taken, by creating it: an id is never reused, even when the store was replaced or lost and
+/// counts from 1 again (its logs and events would be appended to an old release's otherwise).
+/// Ids skipped this way are left unused.
+fn claim_release_dir(dir: &Path, pipeline: &str, next: i64) -> Result<(String, i64), StoreError> {
+    let releases = dir.join("releases");
+    super::create_private_dir(&releases)?;
+    let mut seq = next;
+    loop {
+        let id = format!("{pipeline}-{seq}");
+        let folder = releases.join(&id);
+        match std::fs::DirBuilder::new().mode(0o700).create(&folder) {
+            Ok(()) => {
+                std::fs::set_permissions(&folder, Permissions::from_mode(0o700)).map_err(
+                    |source| StoreError::CreateDir {
+                        path: folder.clone(),
+                        source,
+                    },
+                )?;
+                return Ok((id, seq));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                tracing::debug!(release = %id, "its folder exists already: the id is skipped");
+                seq += 1;
+            }
+            Err(source) => {
+                return Err(StoreError::CreateDir {
+                    path: folder,
+                    source,
+                });
+            }
+        }
+    }
+}
+
 impl Store {
-    /// Creates release `<pipeline>-<n>` with every phase and task `planned`, in one transaction.
+    /// Creates release `<pipeline>-<n>` with every phase and task `planned`, and the secret
+    /// values it keeps (encrypted), in one transaction; `n` counts up per pipeline, past ids
+    /// whose folder exists.
     pub fn create_release(
         &mut self,
         pipeline: &str,
@@ -42,17 +82,18 @@ impl Store {
         pipeline_source: &str,
         variables: &BTreeMap<String, String>,
         phases: &[PlannedPhase],
-    ) -> Result<String, StoreError> {
+        kept: Option<(&super::secrets::SecretValues, &super::secrets::SecretKey)>,
+    ) -> Result<String, super::secrets::SecretError> {
         let now = now_ms();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let seq: i64 = tx.query_row(
+        let next: i64 = tx.query_row(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM releases WHERE pipeline = ?1",
             [pipeline],
             |row| row.get(0),
         )?;
-        let id = format!("{pipeline}-{seq}");
+        let (id, seq) = claim_release_dir(&self.dir, pipeline, next)?;
         let vars =
             serde_json::to_string(variables).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         tx.execute(
@@ -63,7 +104,10 @@ impl Store {
         for (position, phase) in phases.iter().enumerate() {
             insert_phase_run(&tx, &id, position as i64, &phase.phase, 1, phase)?;
         }
-        tx.commit()?;
+        if let Some((values, key)) = kept {
+            super::secrets::insert_sealed(&tx, &id, values, key)?;
+        }
+        tx.commit().map_err(StoreError::from)?;
         Ok(id)
     }
 

@@ -9,6 +9,22 @@ use super::{Store, StoreError, now_ms};
 /// How the reason of a job a killed `relflow rollback` left open begins.
 pub const ABANDONED_JOB: &str = "the relflow rollback running this job stopped before it ended";
 
+/// How a job a killed `relflow rollback` left open ends: `completed` when it had reverted the
+/// whole deployment (only its own end was not written), else `exception` with the reason.
+fn abandoned_end(
+    release: &str,
+    task: &str,
+    task_status: &str,
+) -> (RollbackJobStatus, Option<String>) {
+    if task_status == "rolled_back" {
+        return (RollbackJobStatus::Completed, None);
+    }
+    let reason = format!(
+        "{ABANDONED_JOB}; the deployment may be partly reverted: run `relflow rollback {release} --task {task}` again to finish it"
+    );
+    (RollbackJobStatus::Exception, Some(reason))
+}
+
 impl Store {
     /// Records a new `queued` job; returns its id.
     pub fn create_rollback_job(
@@ -63,15 +79,8 @@ impl Store {
             if self.lease_holder(&release)?.is_some() {
                 continue;
             }
-            if task_status == "rolled_back" {
-                // The job had reverted the whole deployment; only its own end was not written.
-                self.set_rollback_job_status(job, RollbackJobStatus::Completed, None)?;
-            } else {
-                let reason = format!(
-                    "{ABANDONED_JOB}; the deployment may be partly reverted: run `relflow rollback {release} --task {task}` again to finish it"
-                );
-                self.set_rollback_job_status(job, RollbackJobStatus::Exception, Some(&reason))?;
-            }
+            let (status, reason) = abandoned_end(&release, &task, &task_status);
+            self.set_rollback_job_status(job, status, reason.as_deref())?;
             crate::failpoint::hit("store.rollback_job");
             repaired += 1;
         }
@@ -98,12 +107,44 @@ impl Store {
                 row.get::<_, String>(3)?,
             ))
         })?;
-        rows.map(|row| {
-            let (mut job, components) = row?;
-            job.components = serde_json::from_str(&components)
-                .map_err(|e| StoreError::Corrupt(format!("rollback job {}: {e}", job.id)))?;
-            Ok(job)
-        })
-        .collect()
+        let mut jobs = rows
+            .map(|row| {
+                let (mut job, components) = row?;
+                job.components = serde_json::from_str(&components)
+                    .map_err(|e| StoreError::Corrupt(format!("rollback job {}: {e}", job.id)))?;
+                Ok(job)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if self.is_read_only() {
+            self.show_abandoned_as_repaired(release, &mut jobs)?;
+        }
+        Ok(jobs)
+    }
+
+    /// A read-only store repairs nothing: its open jobs of a release without a runner are
+    /// shown as the next writing command will end them.
+    fn show_abandoned_as_repaired(
+        &self,
+        release: &str,
+        jobs: &mut [RollbackJobRecord],
+    ) -> Result<(), StoreError> {
+        let open = |j: &RollbackJobRecord| {
+            matches!(
+                j.status,
+                RollbackJobStatus::Queued | RollbackJobStatus::InProgress
+            )
+        };
+        if !jobs.iter().any(open) || self.lease_holder(release)?.is_some() {
+            return Ok(());
+        }
+        for job in jobs.iter_mut().filter(|j| open(j)) {
+            let (task, task_status): (String, String) = self.conn.query_row(
+                "SELECT task, status FROM task_runs WHERE id = ?1",
+                [job.task_run_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            (job.status, job.error) = abandoned_end(release, &task, &task_status);
+        }
+        Ok(())
     }
 }

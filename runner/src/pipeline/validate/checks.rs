@@ -14,6 +14,24 @@ pub(super) fn is_step_name(text: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// The longest pipeline, phase, task or backend name, in bytes. Names become folder names
+/// (`releases/<pipeline>-<n>/<phase>#<n>/<task>/`), and a folder name may have 255 bytes at
+/// most; a longer name would validate and then stop the release half-way.
+pub(super) const MAX_NAME_BYTES: usize = 100;
+
+/// Why `text` is too long to be a name of `what` (`task`, ...), if it is.
+pub(super) fn name_too_long(text: &str, what: &str) -> Option<String> {
+    if text.len() <= MAX_NAME_BYTES {
+        return None;
+    }
+    let start: String = text.chars().take(20).collect();
+    Some(format!(
+        "the {what} name `{start}...` is too long: {} bytes, and a name may have at most \
+         {MAX_NAME_BYTES} (it becomes a folder name)",
+        text.len()
+    ))
+}
+
 /// `[A-Za-z_][A-Za-z0-9_]*`
 pub(super) fn is_env_name(text: &str) -> bool {
     let mut chars = text.chars();
@@ -190,5 +208,10 @@ mod tests {
         );
         assert_eq!(closest("zzz", ["version"]), None);
         assert_eq!(one_of(&["a", "b", "c"]), "a, b or c");
+        assert_eq!(name_too_long(&"a".repeat(MAX_NAME_BYTES), "task"), None);
+        let long = name_too_long(&"a".repeat(5000), "task").unwrap();
+        assert!(
+            long.starts_with("the task name `aaaaaaaaaaaaaaaaaaaa...` is too long: 5000 bytes")
+        );
     }
 }

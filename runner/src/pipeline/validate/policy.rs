@@ -503,11 +503,8 @@ impl Checker<'_> {
 /// A policy script's text, bounded by [`MAX_SCRIPT_BYTES`].
 fn read_script(path: &std::path::Path) -> Result<String, String> {
     use std::io::{ErrorKind, Read};
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        ErrorKind::NotFound => "no such file".to_string(),
-        ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => e.to_string(),
-    })?;
+    // A FIFO or device would hang the read: refused at once.
+    let file = crate::pipeline::load::open_regular_file(path)?;
     let mut bytes = Vec::new();
     file.take(MAX_SCRIPT_BYTES as u64 + 1)
         .read_to_end(&mut bytes)

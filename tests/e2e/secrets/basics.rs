@@ -1,4 +1,5 @@
-//! Values from `${env.*}` never reach logs, events, the store or `status`.
+//! Values from `${env.*}` never reach logs, events, the store or `status`; a missing one stops
+//! the release before it starts.
 
 use crate::harness::Sandbox;
 
