@@ -30,6 +30,23 @@ impl Outcome {
     }
 }
 
+impl From<std::process::Output> for Outcome {
+    fn from(out: std::process::Output) -> Self {
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs a prepared command to its end off the async runtime (a fake server answers on it).
+pub async fn finish(mut command: Command) -> Outcome {
+    tokio::task::spawn_blocking(move || command.output().expect("spawn relflow").into())
+        .await
+        .expect("join")
+}
+
 /// Path of the CLI under test, built by this package as `relflow-e2e`.
 pub fn relflow_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_relflow-e2e"))
@@ -103,26 +120,21 @@ impl Sandbox {
 
     /// Runs `relflow ARGS...` to completion.
     pub fn run(&self, args: &[&str]) -> Outcome {
-        let out = self.command(args).output().expect("spawn relflow");
-        Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        self.command(args).output().expect("spawn relflow").into()
+    }
+
+    /// Runs `relflow ARGS...` off the async runtime (a fake server answers on it).
+    pub async fn run_async(&self, args: &[&str]) -> Outcome {
+        finish(self.command(args)).await
     }
 
     /// Runs `relflow ARGS...` to completion with extra environment (e.g. a failpoint).
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Outcome {
-        let out = self
-            .command(args)
+        self.command(args)
             .envs(env.iter().copied())
             .output()
-            .expect("spawn relflow");
-        Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .expect("spawn relflow")
+            .into()
     }
 
     /// Runs `relflow ARGS...` armed to SIGKILL itself at the `n`-th hit of failpoint `point`

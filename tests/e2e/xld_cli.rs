@@ -28,17 +28,7 @@ phases:
 
 /// Runs the CLI off the async runtime (the fake answers on the runtime's other threads).
 async fn relflow(sb: &Sandbox, args: &[&str]) -> Outcome {
-    let mut command = sb.command(args);
-    tokio::task::spawn_blocking(move || {
-        let out = command.output().expect("spawn relflow");
-        Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .expect("join")
+    sb.run_async(args).await
 }
 
 /// Positions of `expected` lines in `log`, in order; panics naming the first one missing.

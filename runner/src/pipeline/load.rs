@@ -179,27 +179,20 @@ fn io_reason(err: &std::io::Error) -> String {
 /// folder — is refused at once with the reason: it is opened without blocking (a FIFO with no
 /// writer would hang `open` and `read`) and checked with fstat before a byte is read.
 pub fn open_regular_file(path: &Path) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| io_reason(&e))?;
     let kind = file.metadata().map_err(|e| io_reason(&e))?.file_type();
-    let what = if kind.is_file() {
+    if kind.is_file() {
         return Ok(file);
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "not a file"
-    };
-    Err(format!("it is {what}, not a regular file"))
+    }
+    Err(format!(
+        "it is {}, not a regular file",
+        crate::store::describe_kind(kind)
+    ))
 }
 
 fn too_large(path: &Path, size: Option<u64>) -> LoadError {

@@ -23,7 +23,7 @@ pub use control::{ControlAction, ControlRequest};
 pub use lease::{
     LEASE_TTL_MS, Lease, LeaseError, LeaseHolder, LeaseNews, read_holder as read_lease_holder,
 };
-pub use open::DB_FILE;
+pub use open::{DB_FILE, describe_kind};
 pub use records::*;
 pub use rollback_jobs::ABANDONED_JOB;
 pub use schema::SCHEMA_VERSION;

@@ -5,7 +5,7 @@
 
 use std::fs::{self, File, Metadata};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -21,7 +21,12 @@ const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 /// `a directory`, `a FIFO`, ...: what a path holds, for messages.
 fn kind_of(meta: &Metadata) -> &'static str {
-    let kind = meta.file_type();
+    describe_kind(meta.file_type())
+}
+
+/// What a file type is, in words (`a directory`, `a FIFO`, `a device`, ...).
+pub fn describe_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
     if kind.is_dir() {
         "a directory"
     } else if kind.is_fifo() {

@@ -13,17 +13,7 @@ const PROD: &str = "Environments/Prod";
 
 /// Runs the CLI off the async runtime (the fake answers on the runtime's other threads).
 pub async fn relflow(sb: &Sandbox, args: &[&str]) -> Outcome {
-    let mut command = sb.command(args);
-    tokio::task::spawn_blocking(move || {
-        let out = command.output().expect("spawn relflow");
-        Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .expect("join")
+    sb.run_async(args).await
 }
 
 /// A fake that accepts `admin` with [`SECRET`] only.

@@ -8,13 +8,13 @@ mod deadline;
 mod faults;
 mod tls;
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::fake_xld::FakeXld;
-use crate::harness::{Outcome, Sandbox};
+use crate::harness::{Outcome, Sandbox, finish};
 
 const PROD: &str = "Environments/Prod";
 /// The fake accepts `admin` with this password.
@@ -55,20 +55,6 @@ fn sandbox(yaml: &str) -> Sandbox {
     sb.env("XLD_PASSWORD", PASSWORD);
     sb.write("p.yaml", yaml);
     sb
-}
-
-/// Runs a prepared command to its end off the async runtime (the fake answers on it).
-async fn finish(mut command: Command) -> Outcome {
-    tokio::task::spawn_blocking(move || {
-        let out = command.output().expect("spawn relflow");
-        Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .expect("join")
 }
 
 async fn relflow(sb: &Sandbox, args: &[&str]) -> Outcome {
