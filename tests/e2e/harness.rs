@@ -222,6 +222,33 @@ pub fn signal(child: &Child, signal: i32) {
     }
 }
 
+/// As [`wait_until`], without blocking the async runtime (a fake server answers on it).
+pub async fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    cond()
+}
+
+/// Waits for a spawned relflow to exit, killing it after `limit` (so a release that would
+/// wait for ever fails its test instead of hanging it); `None` when it had to be killed.
+pub fn wait_or_kill(mut child: Child, limit: std::time::Duration) -> (Outcome, bool) {
+    let exited = wait_until(limit.as_secs().max(1), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    (
+        child.wait_with_output().expect("reap relflow").into(),
+        exited,
+    )
+}
+
 pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while std::time::Instant::now() < deadline {

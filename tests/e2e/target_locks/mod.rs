@@ -12,11 +12,11 @@
 
 use std::path::PathBuf;
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Outcome, Sandbox, wait_until};
+use crate::harness::{Outcome, Sandbox, wait_or_kill, wait_until};
 
 mod keep_and_free;
 mod waiting;
@@ -120,26 +120,14 @@ pub(super) fn spawn(sb: &Sandbox, state: &str, file: &str, version: &str) -> Chi
 }
 
 /// Waits for a spawned runner to exit (at most `secs`), killing it past that.
-pub(super) fn finish(mut child: Child, secs: u64) -> Outcome {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "the runner did not finish within {secs}s\n--- stdout\n{}\n--- stderr\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+pub(super) fn finish(child: Child, secs: u64) -> Outcome {
+    let (out, exited) = wait_or_kill(child, Duration::from_secs(secs));
+    assert!(
+        exited,
+        "the runner did not finish within {secs}s\n--- stdout\n{}\n--- stderr\n{}",
+        out.stdout, out.stderr
+    );
+    out
 }
 
 /// Starts a release of 1.0 into the target from state dir `a` and waits until its health check

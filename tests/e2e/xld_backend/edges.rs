@@ -7,18 +7,7 @@ use std::time::Instant;
 use relflow_plugin::{Interrupt, StopCause};
 
 use super::*;
-
-/// Polls `cond` every 20 ms for at most `secs` seconds without blocking the runtime.
-async fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cond()
-}
+use crate::harness::wait_for;
 
 /// Starts a deploy of 2.2 on a task that never settles, with `interrupt`; returns once the
 /// task is being polled, with the running call and the task id.

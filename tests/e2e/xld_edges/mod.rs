@@ -8,13 +8,12 @@ mod deadline;
 mod faults;
 mod tls;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::fake_xld::FakeXld;
-use crate::harness::{Outcome, Sandbox, finish};
+use crate::harness::{Outcome, Sandbox, finish, wait_for, wait_or_kill};
 
 const PROD: &str = "Environments/Prod";
 /// The fake accepts `admin` with this password.
@@ -66,38 +65,10 @@ async fn relflow(sb: &Sandbox, args: &[&str]) -> Outcome {
 async fn relflow_within(sb: &Sandbox, args: &[&str], limit: Duration) -> (Outcome, Duration) {
     let started = Instant::now();
     let child = sb.spawn(args);
-    let out = tokio::task::spawn_blocking(move || wait_or_kill(child, limit))
+    let (out, _) = tokio::task::spawn_blocking(move || wait_or_kill(child, limit))
         .await
         .expect("join");
     (out, started.elapsed())
-}
-
-fn wait_or_kill(mut child: Child, limit: Duration) -> Outcome {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if child.try_wait().ok().flatten().is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().expect("reap relflow");
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Polls `cond` every 20 ms for at most `secs` seconds without blocking the runtime.
-async fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cond()
 }
 
 async fn status_json(sb: &Sandbox) -> Value {
