@@ -443,3 +443,50 @@ phases:
         assert_ran_once_outside(&sb, &hits, "smoke", crash, &what);
     }
 }
+
+/// `relflow abort --rollback` of a paused release, killed after each of its writes: running it
+/// again finishes the abort without repeating a rollback step, and nothing else runs.
+#[test]
+fn a_crash_at_every_durable_write_of_an_abort_is_finished_by_resume() {
+    const ABORT: &str = r#"
+name: ca
+rollback: { run: [sh, -c, "echo f >> flow.runs"] }
+phases:
+  - name: one
+    tasks:
+      - { name: first, command: { run: [sh, -c, "echo a >> first.runs"] } }
+      - { name: gate, manual: { prompt: "go?" } }
+      - { name: after, command: { run: [sh, -c, "echo x >> after.runs"] } }
+"#;
+    let prepare = || {
+        let sb = Sandbox::new();
+        sb.write("p.yaml", ABORT);
+        sb.run(&["run", "p.yaml"]).expect_code(5);
+        sb
+    };
+    let (out, hits) = trace(&prepare(), &["abort", "ca-1", "--rollback"]);
+    out.expect_code(3);
+    assert!(!hits.is_empty());
+    for (crash, hit) in hits.iter().enumerate() {
+        let what = format!("crash at #{crash} {hit:?}");
+        let sb = prepare();
+        let crashed = sb.run_crashing_at(&["abort", "ca-1", "--rollback"], "*", crash + 1);
+        assert_eq!(crashed.code, -1, "{what}: {crashed:?}");
+        let doc = status_json(&sb, "ca-1");
+        if doc["status"] != "aborted" {
+            // The person runs the abort again; the steps already done are not repeated.
+            let out = sb.run(&["abort", "ca-1", "--rollback"]);
+            assert_eq!(out.code, 3, "{what}: {out:?}");
+        }
+        let doc = status_json(&sb, "ca-1");
+        assert_eq!(doc["status"], "aborted", "{what}");
+        assert_eq!(task(&doc, "after")["status"], "cancelled", "{what}");
+        assert_eq!(runs(&sb, "after"), 0, "{what}: a task ran after the abort");
+        assert_eq!(runs(&sb, "first"), 1, "{what}");
+        assert!(
+            (1..=2).contains(&runs(&sb, "flow")),
+            "{what}: flow rollback ran {}",
+            runs(&sb, "flow")
+        );
+    }
+}

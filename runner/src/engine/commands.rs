@@ -187,7 +187,14 @@ impl Engine {
     ) -> Result<Outcome, CommandError> {
         use ReleaseStatus::*;
         self.refuse_unless(&[Planned, Running, Failed, Paused], "abort")?;
-        self.abort_as(rollback, &who(), comment).await
+        // The request is the durable intent, as for an abort asked from another shell: a
+        // runner killed half-way finds it open and finishes the abort on the next drive.
+        let actor = who();
+        let action = crate::store::ControlAction::Abort { rollback };
+        self.with_store(|s| s.request_control(&self.release, action, &actor, comment))?;
+        let outcome = self.abort_as(rollback, &actor, comment).await?;
+        self.with_store(|s| s.mark_control_handled(&self.release))?;
+        Ok(outcome)
     }
 
     /// `relflow pause` on a release no live runner drives (one left `running` by a killed

@@ -22,6 +22,12 @@ enum PhaseEnd {
 impl Engine {
     /// Runs the release from where its state stands until it completes or halts.
     pub async fn drive(&self) -> Result<Outcome, EngineError> {
+        // An abort a killed runner (or a gone holder) left open is finished before anything
+        // else: the rollback steps it already ran are recorded and not run again.
+        self.take_requests()?;
+        if let Some(abort @ Stop::Abort { .. }) = self.control.pending() {
+            return self.stop_drive(abort).await;
+        }
         if let Some(outcome) = self.finish_interrupted_ending().await? {
             return Ok(outcome);
         }

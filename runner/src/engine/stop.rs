@@ -8,7 +8,7 @@ use crate::engine::{Engine, EngineError, Outcome};
 use crate::store::{PhaseStatus, ReleaseStatus, StoreError, TaskStatus};
 
 /// The decisions that end a release, as recorded before their work starts.
-const ENDING_DECISIONS: [&str; 3] = ["rollback_release", "cancel", "abort"];
+const ENDING_DECISIONS: [&str; 2] = ["rollback_release", "cancel"];
 
 impl Engine {
     /// Acts on a stop: abort (after the attempts it ended), pause, or a signal; a lost lease
@@ -146,13 +146,6 @@ impl Engine {
                 return Ok(None);
             }
             ("rollback_release", _) => Outcome::RolledBack,
-            ("abort", None) => {
-                // A person's abort: do it again; the rollback steps already done are skipped.
-                let actor = last.rule.rsplit_once(" by ").map_or("?", |(_, a)| a);
-                let rollback = last.rule.contains("--rollback");
-                let outcome = self.abort_as(rollback, actor, last.detail.as_deref()).await;
-                return outcome.map(Some).map_err(|e| e.into_engine("abort"));
-            }
             _ => Outcome::Aborted,
         };
         let task = deciding.map(|t| t.task.as_str()).unwrap_or("?");
