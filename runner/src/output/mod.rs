@@ -2,6 +2,7 @@
 //! the redaction every one of them relies on.
 
 pub mod events_file;
+pub mod json;
 pub mod paths;
 pub mod redact;
 pub mod script_log;
