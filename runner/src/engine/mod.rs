@@ -24,6 +24,7 @@ mod script_policy;
 pub mod secrets;
 mod shell;
 mod stop;
+mod target_changes;
 mod target_lock;
 mod task;
 
@@ -140,11 +141,21 @@ impl Engine {
     }
 
     fn emit(&self, event: Event) -> Result<(), EngineError> {
+        self.emit_for_job(event, None)
+    }
+
+    /// Reports `event`; when it changes what a target runs (a deployment completed or undone),
+    /// the store records that change with it. `job`: the `relflow rollback` job behind it and
+    /// who ordered it.
+    fn emit_for_job(&self, event: Event, job: Option<(i64, &str)>) -> Result<(), EngineError> {
         let status = match &event {
             Event::TaskStatus { task, status, .. } => Some((task.clone(), *status)),
             _ => None,
         };
-        self.reporter.borrow_mut().emit(event)?;
+        let target = self.target_change_of(&event, job)?;
+        self.reporter
+            .borrow_mut()
+            .emit_with_target(event, target)?;
         match status {
             // Once the status is durable, a task run that ended frees its target's lock.
             Some((task, status)) => self.after_task_status(&task, status),

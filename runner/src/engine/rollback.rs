@@ -416,15 +416,18 @@ impl Engine {
         };
         // The deployment's own status first: a runner killed before the job's end leaves a job
         // that the next command finds already done (see `repair_abandoned_rollback_jobs`).
+        // What the target runs after the job is recorded with its end, naming who ordered it.
+        let actor = by.rsplit_once(" by ").map_or(by, |(_, actor)| actor);
         if status == RollbackJobStatus::Completed && reverted_all {
-            self.emit(Event::TaskStatus {
+            let rolled_back = Event::TaskStatus {
                 task: task_ref.clone(),
                 status: TaskStatus::RolledBack,
                 error: None,
-            })?;
+            };
+            self.emit_for_job(rolled_back, Some((job, actor)))?;
         }
         self.rollback_line(task_ref, format!("rollback job {job} {status}"))?;
-        self.emit(job_event(status, error))?;
+        self.emit_for_job(job_event(status, error), Some((job, actor)))?;
         Ok((job, status))
     }
 }

@@ -9,6 +9,7 @@ mod rollback_jobs;
 mod schema;
 pub mod secrets;
 pub mod status;
+mod targets;
 mod writes;
 
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -27,6 +28,7 @@ pub use open::{DB_FILE, describe_kind};
 pub use records::*;
 pub use rollback_jobs::ABANDONED_JOB;
 pub use schema::SCHEMA_VERSION;
+pub use targets::{ChangeKind, NewTargetChange, Origin, TargetChangeRecord, TargetNow};
 pub use status::{AttemptStatus, PhaseStatus, ReleaseStatus, RollbackJobStatus, TaskStatus};
 
 /// The store could not be opened, read or written.
