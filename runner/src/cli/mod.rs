@@ -17,6 +17,7 @@ mod run;
 mod schema;
 mod skip;
 mod status;
+mod targets;
 mod unlock;
 mod validate;
 
@@ -202,6 +203,15 @@ pub enum Verb {
         #[arg(long, env = "RELFLOW_ACTOR")]
         actor: Option<String>,
     },
+    /// What each target runs now: backend, target, application, version, since when, by
+    /// which release and task.
+    Targets {
+        /// Every change (deployed, rolled back, components rolled back), newest first.
+        #[arg(long)]
+        history: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of the pipeline file format, for editors.
     Schema,
 }
@@ -322,6 +332,7 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
         } => rollback::run(state, &release, task.as_deref(), &components),
         Verb::Locks { json } => locks::run(json),
         Verb::Unlock { target, actor } => unlock::run(&target, actor.as_deref()),
+        Verb::Targets { history, json } => targets::run(state, history, json),
         Verb::Schema => Ok(schema::run()),
     }
 }

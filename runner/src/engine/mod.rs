@@ -153,9 +153,7 @@ impl Engine {
             _ => None,
         };
         let target = self.target_change_of(&event, job)?;
-        self.reporter
-            .borrow_mut()
-            .emit_with_target(event, target)?;
+        self.reporter.borrow_mut().emit_with_target(event, target)?;
         match status {
             // Once the status is durable, a task run that ended frees its target's lock.
             Some((task, status)) => self.after_task_status(&task, status),

@@ -111,7 +111,12 @@ impl Reporter {
             self.write_to_store(&event, kept.as_ref(), target.as_ref())?;
             if let Some(target) = &target {
                 crate::failpoint::hit_with("store.target_change", || {
-                    format!("{} {} {}", target.task, target.change.as_str(), target.version)
+                    format!(
+                        "{} {} {}",
+                        target.task,
+                        target.change.as_str(),
+                        target.version
+                    )
                 });
             }
             crate::failpoint::hit_with(point, || event.trace_detail());
@@ -141,9 +146,8 @@ impl Reporter {
         target: Option<&NewTargetChange>,
     ) -> Result<(), ReportError> {
         let release = &self.release;
-        let apply = |store: &Store| {
-            store.with_target_change(target, |s| apply_to_store(s, release, event))
-        };
+        let apply =
+            |store: &Store| store.with_target_change(target, |s| apply_to_store(s, release, event));
         let Some(kept) = kept else {
             self.store.guarded_write(apply)?;
             return Ok(());

@@ -9,9 +9,7 @@ use crate::engine::deploy::split_package;
 use crate::engine::event::{Event, TaskRef};
 use crate::engine::{Engine, EngineError};
 use crate::pipeline::TaskKind;
-use crate::store::{
-    ChangeKind, ControlAction, NewTargetChange, RollbackJobStatus, TaskStatus,
-};
+use crate::store::{ChangeKind, ControlAction, NewTargetChange, RollbackJobStatus, TaskStatus};
 
 /// `Applications/Dir/PetPortal` → `PetPortal`: an XL Deploy application's name is its CI's
 /// last segment; local and exec applications have none.
@@ -45,9 +43,7 @@ fn reported(event: &Event) -> Option<Reported<'_>> {
             status: RollbackJobStatus::Completed,
             components,
             ..
-        } if !components.is_empty() => {
-            (task, ChangeKind::ComponentsRolledBack, components.clone())
-        }
+        } if !components.is_empty() => (task, ChangeKind::ComponentsRolledBack, components.clone()),
         _ => return None,
     };
     Some(Reported {

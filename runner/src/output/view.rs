@@ -307,14 +307,20 @@ pub fn render_list(releases: &[ReleaseRecord]) -> String {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let _ = writeln!(
-            out,
-            "{:<width$}  {:<12}  {:<24}  {}",
+        // A completed release whose deployment was rolled back later no longer runs.
+        let later = if r.rolled_back_later.is_empty() {
+            String::new()
+        } else {
+            format!("  (rolled back later: {})", r.rolled_back_later.join(", "))
+        };
+        let line = format!(
+            "{:<width$}  {:<12}  {:<24}  {}{later}",
             r.id,
             r.status.as_str(),
             time::rfc3339_ms(r.created_at),
             vars.join(" ")
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     out
 }

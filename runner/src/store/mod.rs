@@ -9,6 +9,7 @@ mod rollback_jobs;
 mod schema;
 pub mod secrets;
 pub mod status;
+mod target_records;
 mod targets;
 mod writes;
 
@@ -28,8 +29,8 @@ pub use open::{DB_FILE, describe_kind};
 pub use records::*;
 pub use rollback_jobs::ABANDONED_JOB;
 pub use schema::SCHEMA_VERSION;
-pub use targets::{ChangeKind, NewTargetChange, Origin, TargetChangeRecord, TargetNow};
 pub use status::{AttemptStatus, PhaseStatus, ReleaseStatus, RollbackJobStatus, TaskStatus};
+pub use target_records::{ChangeKind, NewTargetChange, Origin, TargetChangeRecord, TargetNow};
 
 /// The store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,10 @@ pub struct ReleaseRecord {
     pub reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Targets whose deployments by this release `relflow rollback` undid later: `prod`, or
+    /// `prod (web)` when only some components were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rolled_back_later: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -155,6 +155,7 @@ CREATE TABLE target_changes (
 );
 CREATE INDEX target_changes_by_target ON target_changes (target_key, application, id);
 CREATE INDEX target_changes_by_task_run ON target_changes (task_run_id);
+CREATE INDEX target_changes_by_release ON target_changes (release_id);
 "#,
 ];
 

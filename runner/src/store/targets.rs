@@ -3,165 +3,9 @@
 //! transaction as the status change it reflects.
 
 use rusqlite::{OptionalExtension, Row, params};
-use serde::Serialize;
 
+use super::target_records::{ChangeKind, NewTargetChange, Origin, TargetChangeRecord, TargetNow};
 use super::{Store, StoreError, now_ms};
-use crate::output::json::rfc3339;
-
-/// How a change altered what a target runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeKind {
-    /// A deployment completed: the target runs its version.
-    Deployed,
-    /// An undeployment completed: the target runs nothing of the application.
-    Undeployed,
-    /// A deployment was undone whole: the target runs what it ran before it.
-    RolledBack,
-    /// Some components of a deployment were undone (`relflow rollback --component`).
-    ComponentsRolledBack,
-}
-
-impl ChangeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Deployed => "deployed",
-            ChangeKind::Undeployed => "undeployed",
-            ChangeKind::RolledBack => "rolled_back",
-            ChangeKind::ComponentsRolledBack => "components_rolled_back",
-        }
-    }
-
-    fn parse(text: &str) -> Result<ChangeKind, StoreError> {
-        [
-            ChangeKind::Deployed,
-            ChangeKind::Undeployed,
-            ChangeKind::RolledBack,
-            ChangeKind::ComponentsRolledBack,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown target change `{text}`")))
-    }
-
-    /// Whether the change undid (part of) a deployment.
-    pub fn is_rollback(self) -> bool {
-        matches!(self, ChangeKind::RolledBack | ChangeKind::ComponentsRolledBack)
-    }
-}
-
-/// A change the engine records with the status change it reflects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewTargetChange {
-    /// The backend's name in the pipeline (`prod`).
-    pub backend: String,
-    /// `local`, `xl-deploy` or `exec`.
-    pub backend_kind: String,
-    /// What identifies the target across releases and pipelines (the target lock's key).
-    pub target_key: String,
-    /// The target as people name it: the folder, the XL Deploy environment, the exec key.
-    pub target: String,
-    pub application: String,
-    /// The version deployed, undeployed or rolled back.
-    pub version: String,
-    pub change: ChangeKind,
-    /// The components rolled back (`ComponentsRolledBack` only).
-    pub components: Vec<String>,
-    /// What the backend says ran before the deployment, used when no earlier row knows
-    /// (an XL Deploy environment deployed to outside relflow).
-    pub previous_hint: Option<String>,
-    pub release: String,
-    /// The phase run's label (`deploy#2`).
-    pub phase_run: String,
-    pub task: String,
-    pub task_run: i64,
-    /// The `relflow rollback` job that made the change.
-    pub job: Option<i64>,
-    /// Who ordered the change, when a person did (a rollback job, `abort --rollback`).
-    pub actor: Option<String>,
-}
-
-impl NewTargetChange {
-    /// Rewrites every free-text field with `f` (secrets are masked before anything is stored).
-    pub fn map_text(&mut self, f: &dyn Fn(&str) -> Option<String>) {
-        let fix = |s: &mut String| {
-            if let Some(new) = f(s) {
-                *s = new;
-            }
-        };
-        for text in [
-            &mut self.target_key,
-            &mut self.target,
-            &mut self.application,
-            &mut self.version,
-        ] {
-            fix(text);
-        }
-        self.components.iter_mut().for_each(fix);
-        self.previous_hint.iter_mut().for_each(fix);
-        self.actor.iter_mut().for_each(fix);
-    }
-}
-
-/// Where a version came from: the deployment that delivered it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Origin {
-    pub release: String,
-    pub phase: String,
-    pub task: String,
-    #[serde(serialize_with = "rfc3339")]
-    pub at: i64,
-}
-
-/// One recorded change (`relflow targets --history`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TargetChangeRecord {
-    pub id: i64,
-    pub backend: String,
-    pub backend_kind: String,
-    pub target: String,
-    pub application: String,
-    /// The version the change deployed, undeployed or rolled back.
-    pub version: String,
-    pub change: ChangeKind,
-    /// The components a partial rollback reverted.
-    pub components: Vec<String>,
-    /// What the target runs after the change (`None`: nothing of the application).
-    pub runs: Option<String>,
-    /// After a partial rollback: the version its components went back to (`None`: removed).
-    pub components_runs: Option<String>,
-    /// The deployment that delivered what the target runs after the change, when known.
-    pub runs_from: Option<Origin>,
-    pub release: String,
-    pub phase: String,
-    pub task: String,
-    pub rollback_job: Option<i64>,
-    pub actor: Option<String>,
-    #[serde(serialize_with = "rfc3339")]
-    pub at: i64,
-    /// Identifies the target across pipelines (not shown; the rows of one target share it).
-    #[serde(skip)]
-    pub target_key: String,
-    #[serde(skip)]
-    pub task_run: i64,
-}
-
-/// What a target runs now, for one application (`relflow targets`, the end-of-run summary).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TargetNow {
-    /// The newest change of this target and application; `runs` is what it runs now.
-    #[serde(flatten)]
-    pub last: TargetChangeRecord,
-    /// Components of the running deployment that partial rollbacks reverted so far.
-    pub components_rolled_back: Vec<String>,
-}
-
-impl TargetNow {
-    /// The version the target runs (`None`: nothing of the application).
-    pub fn version(&self) -> Option<&str> {
-        self.last.runs.as_deref()
-    }
-}
 
 const COLUMNS: &str = "c.id, c.backend, c.backend_kind, c.target, c.application, c.version,
     c.change, c.components, c.runs_version, c.components_version, c.release_id, c.phase_run,
@@ -205,7 +49,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(TargetChangeRecord, String, Stri
     Ok((record, row.get(6)?, row.get(7)?))
 }
 
-fn finish((mut record, change, components): (TargetChangeRecord, String, String)) -> Result<TargetChangeRecord, StoreError> {
+fn finish(
+    (mut record, change, components): (TargetChangeRecord, String, String),
+) -> Result<TargetChangeRecord, StoreError> {
     record.change = ChangeKind::parse(&change)?;
     record.components = serde_json::from_str(&components)
         .map_err(|e| StoreError::Corrupt(format!("target change {}: {e}", record.id)))?;
@@ -281,8 +127,8 @@ impl Store {
             ChangeKind::RolledBack => (before.0, before.1, None),
             ChangeKind::ComponentsRolledBack => (Some(c.version.clone()), deployed, before.0),
         };
-        let components = serde_json::to_string(&c.components)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let components =
+            serde_json::to_string(&c.components).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         conn.execute(
             "INSERT INTO target_changes (backend, backend_kind, target_key, target, application,
                 version, change, components, runs_version, components_version, origin_id,
@@ -353,23 +199,26 @@ impl Store {
                 .any(|(k, a)| *k == c.target_key && *a == c.application)
         });
         now.sort_by_key(|n| {
+            let last = &n.last_change;
             touched
                 .iter()
-                .position(|(k, a)| *k == n.last.target_key && *a == n.last.application)
+                .position(|(k, a)| *k == last.target_key && *a == last.application)
         });
         Ok(now)
     }
 
-    /// Per release, the targets whose deployments `relflow rollback` undid later, whole
-    /// (`prod`) or in part (`prod (web)`): `list` shows them beside the release's status.
+    /// Per release (`release`, or every one), the targets whose deployments `relflow
+    /// rollback` undid later, whole (`prod`) or in part (`prod (web)`): `list` shows them
+    /// beside the release's status.
     pub fn rolled_back_later(
         &self,
+        release: Option<&str>,
     ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT release_id, backend, change, components FROM target_changes
-             WHERE job_id IS NOT NULL ORDER BY id",
+             WHERE job_id IS NOT NULL AND (?1 IS NULL OR release_id = ?1) ORDER BY id",
         )?;
-        let rows = stmt.query_map([], |row| {
+        let rows = stmt.query_map([release], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
@@ -403,12 +252,14 @@ fn now_of(
     let mut now: Vec<TargetNow> = Vec::new();
     for change in history.iter().filter(|c| wanted(c)) {
         let slot = now.iter_mut().find(|n| {
-            n.last.target_key == change.target_key && n.last.application == change.application
+            n.last_change.target_key == change.target_key
+                && n.last_change.application == change.application
         });
         let mut reverted = match &slot {
             // Partial rollbacks of one deployment add up.
-            Some(n) if change.change == ChangeKind::ComponentsRolledBack
-                && n.last.task_run == change.task_run =>
+            Some(n)
+                if change.change == ChangeKind::ComponentsRolledBack
+                    && n.last_change.task_run == change.task_run =>
             {
                 n.components_rolled_back.clone()
             }
@@ -420,8 +271,16 @@ fn now_of(
             }
         }
         let entry = TargetNow {
-            last: change.clone(),
+            backend: change.backend.clone(),
+            backend_kind: change.backend_kind.clone(),
+            target: change.target.clone(),
+            application: change.application.clone(),
+            version: change.runs.clone(),
+            since: change.at,
+            deployed_by: change.runs_from.clone().filter(|_| change.runs.is_some()),
             components_rolled_back: reverted,
+            components_version: change.components_runs.clone(),
+            last_change: change.clone(),
         };
         match slot {
             Some(slot) => *slot = entry,
@@ -429,4 +288,97 @@ fn now_of(
         }
     }
     now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(task_run: i64, kind: ChangeKind, version: &str) -> NewTargetChange {
+        NewTargetChange {
+            backend: "prod".into(),
+            backend_kind: "local".into(),
+            target_key: "/srv/app".into(),
+            target: "/srv/app".into(),
+            application: "App".into(),
+            version: version.into(),
+            change: kind,
+            components: Vec::new(),
+            previous_hint: None,
+            release: format!("app-{task_run}"),
+            phase_run: "deploy".into(),
+            task: "ship".into(),
+            task_run,
+            job: None,
+            actor: None,
+        }
+    }
+
+    fn bare_store() -> Store {
+        let store = Store::open_in_memory().unwrap();
+        // The rows stand alone here: no release or task run behind them.
+        store
+            .conn
+            .pragma_update(None, "foreign_keys", false)
+            .unwrap();
+        store
+    }
+
+    fn record(store: &Store, c: &NewTargetChange) {
+        store.with_target_change(Some(c), |_| Ok(())).unwrap();
+    }
+
+    fn runs_now(store: &Store) -> Option<String> {
+        let now = store.targets_now().unwrap();
+        assert_eq!(now.len(), 1, "{now:#?}");
+        now[0].version.clone()
+    }
+
+    #[test]
+    fn a_rollback_brings_back_what_ran_before_the_undone_deployment() {
+        let store = bare_store();
+        record(&store, &change(1, ChangeKind::Deployed, "1.0"));
+        assert_eq!(runs_now(&store).as_deref(), Some("1.0"));
+        // 2.2 failed and was rolled back: it never completed, so it has no `deployed` row.
+        record(&store, &change(2, ChangeKind::RolledBack, "2.2"));
+        assert_eq!(runs_now(&store).as_deref(), Some("1.0"));
+        record(&store, &change(3, ChangeKind::Deployed, "2.3"));
+        let mut web = change(3, ChangeKind::ComponentsRolledBack, "2.3");
+        web.components = vec!["web".into()];
+        web.job = Some(1);
+        record(&store, &web);
+        let now = &store.targets_now().unwrap()[0];
+        assert_eq!(now.version.as_deref(), Some("2.3"));
+        assert_eq!(now.components_rolled_back, ["web"]);
+        assert_eq!(now.components_version.as_deref(), Some("1.0"));
+        let mut all = change(3, ChangeKind::RolledBack, "2.3");
+        all.job = Some(2);
+        record(&store, &all);
+        record(&store, &all);
+        let now = &store.targets_now().unwrap()[0];
+        assert_eq!(now.version.as_deref(), Some("1.0"));
+        let from = now.deployed_by.as_ref().expect("origin");
+        assert_eq!(from.release, "app-1", "1.0 came from the first release");
+        assert_eq!(store.target_history().unwrap().len(), 5, "recorded once");
+        assert_eq!(
+            store.rolled_back_later(None).unwrap().get("app-3"),
+            Some(&vec!["prod".to_string()])
+        );
+        assert_eq!(store.targets_touched_by("app-2").unwrap().len(), 1);
+        assert!(store.targets_touched_by("app-9").unwrap().is_empty());
+    }
+
+    #[test]
+    fn undoing_a_first_deployment_leaves_nothing_unless_the_backend_knew_better() {
+        let store = bare_store();
+        record(&store, &change(1, ChangeKind::Deployed, "1.0"));
+        record(&store, &change(1, ChangeKind::RolledBack, "1.0"));
+        assert_eq!(runs_now(&store), None);
+        let store = bare_store();
+        let mut xl = change(1, ChangeKind::RolledBack, "2.0");
+        xl.previous_hint = Some("1.0".into());
+        record(&store, &xl);
+        assert_eq!(runs_now(&store).as_deref(), Some("1.0"));
+        assert_eq!(store.targets_now().unwrap()[0].deployed_by, None);
+    }
 }
