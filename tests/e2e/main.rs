@@ -20,6 +20,7 @@ mod run_basics;
 mod scripted_policies;
 mod secrets;
 mod target_locks;
+mod targets;
 mod timeouts;
 mod tree;
 mod xld_backend;

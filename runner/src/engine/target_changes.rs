@@ -1,7 +1,8 @@
 //! Which status changes change what a target runs: a deploy (or undeploy) task completed, a
 //! deployment rolled back (by the policy, a release rollback, `abort --rollback` or a
-//! `relflow rollback` job), some of its components rolled back. The engine works the change
-//! out from the task's stored handle; the store records it with the status, in one transaction.
+//! `relflow rollback` job), some of its components rolled back, a deployment that failed or
+//! was cancelled after it began changing its target. The engine works the change out from the
+//! task's stored handle; the store records it with the status, in one transaction.
 
 use relflow_plugin::Handle;
 
@@ -36,6 +37,11 @@ fn reported(event: &Event) -> Option<Reported<'_>> {
             status: TaskStatus::RolledBack,
             ..
         } => (task, ChangeKind::RolledBack, Vec::new()),
+        Event::TaskStatus {
+            task,
+            status: TaskStatus::Failed | TaskStatus::Cancelled,
+            ..
+        } => (task, ChangeKind::Failed, Vec::new()),
         // A job that reverted every component also rolls its task back: that status carries
         // the change, so only a partial job is a change of its own.
         Event::RollbackJob {
@@ -61,14 +67,33 @@ impl Engine {
         event: &Event,
         job: Option<(i64, &str)>,
     ) -> Result<Option<NewTargetChange>, EngineError> {
-        let Some(Reported {
-            task: task_ref,
-            mut change,
-            components,
-        }) = reported(event)
-        else {
-            return Ok(None);
-        };
+        match reported(event) {
+            Some(r) => self.target_change(r.task, r.change, r.components, job),
+            None => Ok(None),
+        }
+    }
+
+    /// Reports `event` (a rollback step's record) together with the rollback of `task_ref`'s
+    /// deployment it made: the failing task of an `abort --rollback` keeps its status, so
+    /// the step is what says its target went back.
+    pub(super) fn emit_with_rollback_of(
+        &self,
+        event: Event,
+        task_ref: &TaskRef,
+    ) -> Result<(), EngineError> {
+        let target = self.target_change(task_ref, ChangeKind::RolledBack, Vec::new(), None)?;
+        self.reporter.borrow_mut().emit_with_target(event, target)?;
+        Ok(())
+    }
+
+    /// `change` of the target `task_ref` deployed to, if it has one.
+    fn target_change(
+        &self,
+        task_ref: &TaskRef,
+        mut change: ChangeKind,
+        components: Vec<String>,
+        job: Option<(i64, &str)>,
+    ) -> Result<Option<NewTargetChange>, EngineError> {
         let phase_name = task_ref.phase.label.split('#').next().unwrap_or_default();
         let Ok(phase) = self.phase_def(phase_name) else {
             return Ok(None);
@@ -97,6 +122,10 @@ impl Engine {
             return Ok(None);
         };
         if change == ChangeKind::ComponentsRolledBack && run.status == TaskStatus::RolledBack {
+            return Ok(None);
+        }
+        // A failure before delivery began left the target as it was.
+        if change == ChangeKind::Failed && !self.may_have_changed_target(task_ref)? {
             return Ok(None);
         }
         let (target_key, target) = self.target_identity(phase, task, &spec.backend, &handle);

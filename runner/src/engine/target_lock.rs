@@ -318,7 +318,7 @@ impl Engine {
 
     /// Whether the backend of a failed task run may have changed its target: something was
     /// started (a handle is stored) and, for a local deployment, delivery began.
-    fn may_have_changed_target(&self, task_ref: &TaskRef) -> Result<bool, EngineError> {
+    pub(super) fn may_have_changed_target(&self, task_ref: &TaskRef) -> Result<bool, EngineError> {
         Ok(match self.stored_handle(task_ref)? {
             None => false,
             Some(Handle::Local(h)) => relflow_plugin::local::may_have_changed_target(&h),

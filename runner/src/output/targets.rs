@@ -48,6 +48,10 @@ pub fn now_line(now: &TargetNow) -> String {
             "{app} {version} with {} (components rolled back)",
             reverted(&now.components_rolled_back, last.components_runs.as_deref())
         ),
+        (ChangeKind::Failed, Some(version)) => format!(
+            "{app} {version}, state unknown (the deployment by {} failed and was not rolled back)",
+            task_of(last)
+        ),
         (ChangeKind::Undeployed, _) | (_, None) => {
             format!("nothing ({app} undeployed by {})", task_of(last))
         }
@@ -66,6 +70,7 @@ fn now_by(now: &TargetNow) -> String {
         .unwrap_or_default();
     match last.change {
         ChangeKind::Deployed => task_of(last),
+        ChangeKind::Failed => format!("{}: failed, not rolled back", task_of(last)),
         ChangeKind::Undeployed => format!("undeployed by {}", task_of(last)),
         ChangeKind::RolledBack => {
             let restored = format!("restored by rollback of {}{ordered}", last.release);
@@ -109,7 +114,11 @@ pub fn render_now(targets: &[TargetNow]) -> String {
             last.backend.clone(),
             last.target.clone(),
             last.application.clone(),
-            now.version().unwrap_or("nothing").to_string(),
+            match (now.version(), now.is_state_unknown) {
+                (Some(version), true) => format!("{version}?"),
+                (Some(version), false) => version.to_string(),
+                (None, _) => "nothing".to_string(),
+            },
             time::rfc3339_ms(last.at),
             now_by(now),
         ]);
@@ -123,6 +132,7 @@ fn change_text(change: &TargetChangeRecord) -> String {
     match change.change {
         ChangeKind::Deployed => format!("deployed {}", change.version),
         ChangeKind::Undeployed => format!("undeployed {}", change.version),
+        ChangeKind::Failed => format!("failed deploying {}: state unknown", change.version),
         ChangeKind::RolledBack => format!("rolled back {}, runs {runs}", change.version),
         ChangeKind::ComponentsRolledBack => format!(
             "rolled back {} of {}: {}",
@@ -237,6 +247,7 @@ mod tests {
             target: last.target.clone(),
             application: last.application.clone(),
             version: last.runs.clone(),
+            is_state_unknown: last.change == ChangeKind::Failed,
             since: last.at,
             deployed_by: last.runs_from.clone(),
             components_rolled_back: last.components.clone(),

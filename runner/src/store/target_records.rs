@@ -17,6 +17,9 @@ pub enum ChangeKind {
     RolledBack,
     /// Some components of a deployment were undone (`relflow rollback --component`).
     ComponentsRolledBack,
+    /// A deployment failed or was cancelled after it began changing the target, and was not
+    /// rolled back: the target may hold its version, whole or in part.
+    Failed,
 }
 
 impl ChangeKind {
@@ -26,6 +29,7 @@ impl ChangeKind {
             ChangeKind::Undeployed => "undeployed",
             ChangeKind::RolledBack => "rolled_back",
             ChangeKind::ComponentsRolledBack => "components_rolled_back",
+            ChangeKind::Failed => "failed",
         }
     }
 
@@ -35,6 +39,7 @@ impl ChangeKind {
             ChangeKind::Undeployed,
             ChangeKind::RolledBack,
             ChangeKind::ComponentsRolledBack,
+            ChangeKind::Failed,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -155,6 +160,8 @@ pub struct TargetNow {
     pub application: String,
     /// The version the target runs (`None`: nothing of the application).
     pub version: Option<String>,
+    /// Whether a deployment of `version` failed half-way: the target may hold part of it.
+    pub is_state_unknown: bool,
     /// Since when: the time of the last change.
     #[serde(serialize_with = "rfc3339")]
     pub since: i64,

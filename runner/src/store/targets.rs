@@ -108,21 +108,29 @@ impl Store {
         if known.is_some() {
             return Ok(());
         }
-        // The deployment this change undoes, as recorded when it completed.
-        let deployed: Option<i64> = conn
-            .query_row(
-                "SELECT id FROM target_changes WHERE task_run_id = ?1 AND change = 'deployed'
-                 AND target_key = ?2 AND application = ?3 ORDER BY id DESC LIMIT 1",
-                params![c.task_run, c.target_key, c.application],
-                |row| row.get(0),
-            )
-            .optional()?;
-        // Before the undone deployment; a deployment that never completed has no row, so
-        // what ran before it is the newest row.
-        let before = state_before(conn, &c.target_key, &c.application, deployed)?
+        // The rows of the deployment this change undoes: its first (completed, or failed
+        // before a retry completed it) and its completion.
+        let own = |changes: &str, newest: bool| -> Result<Option<i64>, StoreError> {
+            let order = if newest { "DESC" } else { "ASC" };
+            Ok(conn
+                .query_row(
+                    &format!(
+                        "SELECT id FROM target_changes WHERE task_run_id = ?1 AND change IN ({changes})
+                         AND target_key = ?2 AND application = ?3 ORDER BY id {order} LIMIT 1"
+                    ),
+                    params![c.task_run, c.target_key, c.application],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        };
+        let first = own("'deployed', 'failed'", false)?;
+        let deployed = own("'deployed'", true)?;
+        // What ran before the undone deployment; one that left no row (it failed and was
+        // rolled back at once) came after the newest row.
+        let before = state_before(conn, &c.target_key, &c.application, first)?
             .unwrap_or((c.previous_hint.clone(), None));
         let (runs, origin, components_runs) = match c.change {
-            ChangeKind::Deployed => (Some(c.version.clone()), None, None),
+            ChangeKind::Deployed | ChangeKind::Failed => (Some(c.version.clone()), None, None),
             ChangeKind::Undeployed => (None, None, None),
             ChangeKind::RolledBack => (before.0, before.1, None),
             ChangeKind::ComponentsRolledBack => (Some(c.version.clone()), deployed, before.0),
@@ -155,7 +163,7 @@ impl Store {
                 now_ms()
             ],
         )?;
-        if c.change == ChangeKind::Deployed {
+        if matches!(c.change, ChangeKind::Deployed | ChangeKind::Failed) {
             // A deployment is the origin of what it delivered.
             let id = conn.last_insert_rowid();
             conn.execute(
@@ -276,6 +284,7 @@ fn now_of(
             target: change.target.clone(),
             application: change.application.clone(),
             version: change.runs.clone(),
+            is_state_unknown: change.change == ChangeKind::Failed,
             since: change.at,
             deployed_by: change.runs_from.clone().filter(|_| change.runs.is_some()),
             components_rolled_back: reverted,
@@ -366,6 +375,23 @@ mod tests {
         );
         assert_eq!(store.targets_touched_by("app-2").unwrap().len(), 1);
         assert!(store.targets_touched_by("app-9").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_deployment_runs_until_rolled_back_to_what_ran_before_it() {
+        let store = bare_store();
+        record(&store, &change(1, ChangeKind::Deployed, "1.0"));
+        record(&store, &change(2, ChangeKind::Failed, "2.2"));
+        assert_eq!(runs_now(&store).as_deref(), Some("2.2"));
+        assert!(store.targets_now().unwrap()[0].is_state_unknown);
+        record(&store, &change(2, ChangeKind::RolledBack, "2.2"));
+        assert_eq!(runs_now(&store).as_deref(), Some("1.0"));
+        // Failed, retried by a person, completed, then rolled back later: before the failure.
+        record(&store, &change(3, ChangeKind::Failed, "2.3"));
+        record(&store, &change(3, ChangeKind::Deployed, "2.3"));
+        assert!(!store.targets_now().unwrap()[0].is_state_unknown);
+        record(&store, &change(3, ChangeKind::RolledBack, "2.3"));
+        assert_eq!(runs_now(&store).as_deref(), Some("1.0"));
     }
 
     #[test]
