@@ -58,13 +58,16 @@ fn finish(
     Ok(record)
 }
 
-/// What the target ran before row `before` (or now, without one): (version, origin row).
+/// What a target runs after a row: the version (`None`: nothing) and the row that delivered it.
+type Runs = (Option<String>, Option<i64>);
+
+/// What the target ran before row `before` (or now, without one).
 fn state_before(
     conn: &rusqlite::Connection,
     key: &str,
     application: &str,
     before: Option<i64>,
-) -> Result<Option<(Option<String>, Option<i64>)>, StoreError> {
+) -> Result<Option<Runs>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT runs_version, origin_id FROM target_changes
