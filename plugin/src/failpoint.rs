@@ -49,6 +49,10 @@ pub const NAMES: &[(&str, &str)] = &[
     ),
     ("store.variables", "release variables committed"),
     (
+        "store.action",
+        "who ran a command on the release, and why, committed",
+    ),
+    (
         "local.journal",
         "a step of the local backend's journal written",
     ),

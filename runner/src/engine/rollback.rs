@@ -256,6 +256,7 @@ impl Engine {
                 .map(|p| p.phase.clone())
                 .unwrap_or_default();
             let task_ref = TaskRef::of(&run, &phases);
+            self.record_action(Some(&task_ref), "rollback", &self.person)?;
             // The target's lock first: what it holds cannot change while it is checked.
             let lock = self.lock_for_job(&phase_name, &task_ref, &run).await?;
             let checked = match &lock {
