@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use crate::cli::error::CliError;
-use crate::engine::person::Person;
 use crate::cli::live::act_or_ask;
+use crate::engine::person::Person;
 use crate::store::ControlAction;
 
 pub fn run(

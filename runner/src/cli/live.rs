@@ -33,12 +33,7 @@ pub fn act_or_ask(
     let verb = action.verb();
     // Recorded here, by the person's own command: the runner that acts may be killed first.
     store.record_action(release, None, verb, person)?;
-    let id = store.request_control(
-        release,
-        action,
-        &person.actor,
-        person.comment.as_deref(),
-    )?;
+    let id = store.request_control(release, action, &person.actor, person.comment.as_deref())?;
     eprintln!(
         "Release {release} is being driven by pid {} on {}: asked it to {verb}; waiting for it to act",
         holder.pid, holder.host

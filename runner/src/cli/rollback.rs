@@ -9,8 +9,8 @@ use crate::engine::person::Person;
 use crate::engine::{self, RollbackRequestError};
 use crate::exit_code;
 use crate::output::json;
-use crate::output::terminal::{Terminal, TerminalMode};
 use crate::output::list::render_rollback_job;
+use crate::output::terminal::{Terminal, TerminalMode};
 use crate::output::view::ReleaseView;
 use crate::store::{RollbackJobStatus, Store};
 
@@ -23,8 +23,7 @@ pub fn run(
     as_json: bool,
 ) -> Result<i32, CliError> {
     let store = Store::open(state_dir)?;
-    let (mut engine, _lease) =
-        engine::attach(store, release, Terminal::new(TerminalMode::Quiet))?;
+    let (mut engine, _lease) = engine::attach(store, release, Terminal::new(TerminalMode::Quiet))?;
     engine.set_person(person.clone());
     let by = format!("relflow rollback by {}", person.actor);
     let statuses = runtime()?
@@ -42,10 +41,13 @@ pub fn run(
     let jobs: Vec<_> = statuses
         .iter()
         .flat_map(|(id, _)| {
-            view.phases.iter().flat_map(|p| &p.tasks).filter_map(|task| {
-                let job = task.rollback_jobs.iter().find(|j| j.id == *id)?;
-                Some((task, job))
-            })
+            view.phases
+                .iter()
+                .flat_map(|p| &p.tasks)
+                .filter_map(|task| {
+                    let job = task.rollback_jobs.iter().find(|j| j.id == *id)?;
+                    Some((task, job))
+                })
         })
         .collect();
     if as_json {

@@ -27,7 +27,9 @@ pub fn run(target: &str, actor: Option<&str>) -> Result<i32, CliError> {
         )));
     };
     let key = lock.key();
-    let actor = actor.map(str::to_string).unwrap_or_else(crate::engine::person::os_user);
+    let actor = actor
+        .map(str::to_string)
+        .unwrap_or_else(crate::engine::person::os_user);
     let (expected, held_by) = match &lock.record {
         Ok(record) => {
             let holder = locks::assess(record);

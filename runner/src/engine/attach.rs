@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::engine::{person, secrets};
 use crate::engine::{Engine, Reporter};
+use crate::engine::{person, secrets};
 use crate::output::terminal::Terminal;
 use crate::pipeline::{self, Pipeline, Step};
 use crate::store::secrets::SecretKey;

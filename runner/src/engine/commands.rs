@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::engine::event::{Event, FailureInfo, PhaseRef, TaskRef};
-use crate::engine::rollback_order::Scope;
 use crate::engine::person::Person;
+use crate::engine::rollback_order::Scope;
 use crate::engine::{Engine, EngineError, Outcome, RestartError};
 use crate::store::{PhaseStatus, ReleaseStatus, TaskRunRecord, TaskStatus};
 
@@ -193,7 +193,12 @@ impl Engine {
         // runner killed half-way finds it open and finishes the abort on the next drive.
         let person = &self.person;
         self.with_store(|s| {
-            s.request_control(&self.release, action, &person.actor, person.comment.as_deref())
+            s.request_control(
+                &self.release,
+                action,
+                &person.actor,
+                person.comment.as_deref(),
+            )
         })?;
         let outcome = self.abort_as(rollback, person).await?;
         self.with_store(|s| s.mark_control_handled(&self.release))?;

@@ -202,4 +202,3 @@ impl Engine {
         self.reporter.borrow_mut().terminal.finish();
     }
 }
-

@@ -55,9 +55,7 @@ pub fn os_user() -> String {
     let mut buf = vec![0 as libc::c_char; 4096];
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
     let mut found: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found)
-    };
+    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
     if rc == 0 && !found.is_null() && !entry.pw_name.is_null() {
         // SAFETY: pw_name points into `buf`, NUL-terminated by getpwuid_r.
         let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };

@@ -205,7 +205,13 @@ impl Engine {
         // A retry says when and which attempt comes next (the error is the attempt's own);
         // a scripted policy's reason is kept as it is: it explains the choice.
         let detail = match (&decided.decision, on_failure) {
-            (Decision::Retry { delay, next_attempt }, Some(OnFailure::Declarative(_))) => format!(
+            (
+                Decision::Retry {
+                    delay,
+                    next_attempt,
+                },
+                Some(OnFailure::Declarative(_)),
+            ) => format!(
                 "attempt {next_attempt}{total} in {}",
                 format_duration(*delay)
             ),

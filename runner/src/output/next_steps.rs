@@ -77,11 +77,21 @@ pub fn for_release(view: &ReleaseView) -> Vec<NextStep> {
                     "leave the task as it is and go on",
                 ));
             }
-            steps.push(step(
-                format!("relflow abort {id} --rollback"),
-                "give up: roll back what the release deployed",
-            ));
-            steps.push(step(format!("relflow abort {id}"), "give up, rolling back nothing"));
+            let deployed = view
+                .tasks()
+                .any(|(_, t)| t.run.kind == "deploy" && t.run.attempts > 0);
+            if deployed {
+                steps.push(step(
+                    format!("relflow abort {id} --rollback"),
+                    "give up: roll back what the release deployed",
+                ));
+                steps.push(step(
+                    format!("relflow abort {id}"),
+                    "give up, rolling back nothing",
+                ));
+            } else {
+                steps.push(step(format!("relflow abort {id}"), "give up"));
+            }
         }
         ReleaseStatus::Paused => {
             let waiting: Vec<&str> = view
@@ -127,9 +137,9 @@ pub fn for_release(view: &ReleaseView) -> Vec<NextStep> {
             steps.push(step(format!("relflow abort {id}"), "stop it now"));
         }
         ReleaseStatus::Completed => {
-            let deployed = view.tasks().any(|(_, t)| {
-                t.run.kind == "deploy" && t.run.status == TaskStatus::Completed
-            });
+            let deployed = view
+                .tasks()
+                .any(|(_, t)| t.run.kind == "deploy" && t.run.status == TaskStatus::Completed);
             if deployed {
                 steps.push(step(
                     format!("relflow rollback {id}"),

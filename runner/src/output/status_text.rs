@@ -100,7 +100,11 @@ fn render_phase(out: &mut String, view: &ReleaseView, phase: &PhaseView) {
         Some(start) => format!(
             "  started {}, {} {}",
             clock(start),
-            if run.ended_at.is_some() { "took" } else { "running for" },
+            if run.ended_at.is_some() {
+                "took"
+            } else {
+                "running for"
+            },
             span(start, run.ended_at)
         ),
         None => String::new(),
@@ -202,7 +206,11 @@ fn task_timeline(task: &TaskView, shown_errors: &mut Vec<String>) -> Vec<Entry> 
     }
     for job in &task.rollback_jobs {
         let text = rollback_job_text(job);
-        entries.push(entry(job.ended_at.unwrap_or(job.created_at), entries.len(), text));
+        entries.push(entry(
+            job.ended_at.unwrap_or(job.created_at),
+            entries.len(),
+            text,
+        ));
     }
     entries.sort_by_key(|e| (e.at, e.order));
     entries
@@ -285,10 +293,12 @@ fn release_history(view: &ReleaseView) -> Vec<Entry> {
                 a.action.split_whitespace().next() == Some(d.decision.as_str())
                     || a.action.replace('-', "_") == d.decision
             });
-        let detail = d
-            .detail
-            .as_deref()
-            .filter(|x| !view.actions.iter().any(|a| a.person.comment.as_deref() == Some(x)));
+        let detail = d.detail.as_deref().filter(|x| {
+            !view
+                .actions
+                .iter()
+                .any(|a| a.person.comment.as_deref() == Some(x))
+        });
         let text = match (ordered, detail) {
             (true, Some(detail)) => format!("{}: {detail}", d.decision.replace('_', " ")),
             (true, None) => continue,
@@ -308,7 +318,9 @@ fn release_history(view: &ReleaseView) -> Vec<Entry> {
 /// How long from `start` to `end` (or until now).
 fn span(start: i64, end: Option<i64>) -> String {
     let end = end.unwrap_or_else(now_ms);
-    elapsed(Duration::from_millis(u64::try_from(end - start).unwrap_or(0)))
+    elapsed(Duration::from_millis(
+        u64::try_from(end - start).unwrap_or(0),
+    ))
 }
 
 fn pairs<'a>(vars: impl Iterator<Item = (&'a String, &'a String)>) -> String {

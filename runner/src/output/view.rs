@@ -160,8 +160,8 @@ fn prompt_of(store: &Store, release: &str, label: &str, run: &TaskRunRecord) -> 
     if run.kind != "manual" {
         return None;
     }
-    let log = std::fs::read_to_string(paths::script_log(store.dir(), release, label, &run.task))
-        .ok()?;
+    let log =
+        std::fs::read_to_string(paths::script_log(store.dir(), release, label, &run.task)).ok()?;
     let line = log
         .lines()
         .rev()
