@@ -240,9 +240,11 @@ pub enum Verb {
     /// holder is live). TARGET as `relflow locks` shows it, or a locked target folder.
     Unlock {
         target: String,
-        /// Who frees it, for the lock folder's unlock.log (default: the OS user).
-        #[arg(long, env = "RELFLOW_ACTOR")]
-        actor: Option<String>,
+        /// Who frees it and why, for the lock folder's unlock.log.
+        #[command(flatten)]
+        person: PersonArgs,
+        #[arg(long)]
+        json: bool,
     },
     /// Print the JSON Schema of the pipeline file format, for editors.
     Schema,
@@ -414,7 +416,11 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
             json,
         ),
         Verb::Locks { json } => locks::run(json),
-        Verb::Unlock { target, actor } => unlock::run(&target, actor.as_deref()),
+        Verb::Unlock {
+            target,
+            person,
+            json,
+        } => unlock::run(&target, &person.person(), json),
         Verb::Schema => Ok(schema::run()),
     }
 }
