@@ -49,6 +49,10 @@ pub const NAMES: &[(&str, &str)] = &[
     ),
     ("store.variables", "release variables committed"),
     (
+        "store.action",
+        "who ran a command on the release, and why, committed",
+    ),
+    (
         "store.target_change",
         "what a target runs now committed, with the task status or rollback job it reflects",
     ),

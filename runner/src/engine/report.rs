@@ -242,6 +242,11 @@ fn apply_to_store(store: &Store, release: &str, event: &Event) -> Result<(), Sto
             rule,
             detail,
         } => store.record_decision(release, None, decision, rule, detail.as_deref()),
+        Event::PersonAction {
+            task,
+            action,
+            person,
+        } => store.record_action(release, task.as_ref().map(|t| t.id), action, person),
         Event::Output { .. } | Event::RollbackOutput { .. } => Ok(()),
     }
 }

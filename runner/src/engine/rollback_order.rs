@@ -32,7 +32,7 @@ pub(super) struct RollbackSummary {
 }
 
 /// The decision kind under which finished steps are recorded.
-pub(super) const STEP_DECISION: &str = "rollback_step";
+pub const STEP_DECISION: &str = "rollback_step";
 
 /// One step to run.
 enum StepWork<'a> {

@@ -1,5 +1,6 @@
 //! Durable release state: a SQLite store (`relflow.db`) in the state directory.
 
+mod actions;
 mod control;
 mod lease;
 mod open;

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// `MIGRATIONS[n]` takes a store from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
@@ -129,7 +129,20 @@ CREATE TABLE secret_values (
     PRIMARY KEY (release_id, name)
 );
 "#,
-    // 6: what each target runs, one row per change (see `targets.rs`); `origin_id` names the
+    // 6: who ran which command on a release, and why (`--actor`, `--comment`).
+    r#"
+CREATE TABLE actions (
+    id          INTEGER PRIMARY KEY,
+    release_id  TEXT NOT NULL REFERENCES releases(id),
+    task_run_id INTEGER REFERENCES task_runs(id),
+    action      TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    comment     TEXT,
+    at          INTEGER NOT NULL
+);
+CREATE INDEX actions_release ON actions (release_id);
+"#,
+    // 7: what each target runs, one row per change (see `targets.rs`); `origin_id` names the
     // `deployed` row that delivered what the target runs after the change.
     r#"
 CREATE TABLE target_changes (
