@@ -59,6 +59,12 @@ fn every_command_on_a_release_prints_a_format_1_document() {
         ("resume", vec!["resume", "flow-1", "--json"], 1),
         ("abort", vec!["abort", "flow-1", "--json"], 3),
         ("locks", vec!["locks", "--json"], 0),
+        ("targets", vec!["targets", "--json"], 0),
+        (
+            "targets --history",
+            vec!["targets", "--history", "--json"],
+            0,
+        ),
     ];
     for (what, args, code) in checks {
         let out = sb.run(&args);
