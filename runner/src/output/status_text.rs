@@ -74,6 +74,12 @@ pub fn render(view: &ReleaseView) -> String {
     for phase in &view.phases {
         render_phase(&mut out, view, phase);
     }
+    if !view.targets.is_empty() {
+        let _ = writeln!(out, "targets now:");
+        for target in &view.targets {
+            let _ = writeln!(out, "  {}", crate::output::targets::now_line(target));
+        }
+    }
     if !view.next.is_empty() {
         let _ = writeln!(out, "next:");
         out.push_str(&next_steps::render(&view.next));
@@ -283,33 +289,43 @@ fn rollback_job_text(job: &crate::store::RollbackJobRecord) -> String {
 
 /// Release-level decisions and actions (run, resume, abort, pause, restart-phase, signals).
 fn release_history(view: &ReleaseView) -> Vec<Entry> {
-    let mut entries = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     for a in &view.actions {
         entries.push(entry(a.at, entries.len(), action_text(a)));
     }
     for d in &view.decisions {
-        let ordered = d.rule.starts_with("relflow ")
-            && view.actions.iter().any(|a| {
-                a.action.split_whitespace().next() == Some(d.decision.as_str())
-                    || a.action.replace('-', "_") == d.decision
-            });
         let detail = d.detail.as_deref().filter(|x| {
             !view
                 .actions
                 .iter()
                 .any(|a| a.person.comment.as_deref() == Some(x))
         });
-        let text = match (ordered, detail) {
-            (true, Some(detail)) => format!("{}: {detail}", d.decision.replace('_', " ")),
-            (true, None) => continue,
-            (false, detail) => format!(
-                "{} ({}){}",
-                d.decision.replace('_', " "),
-                d.rule,
-                detail.map(|x| format!(": {x}")).unwrap_or_default()
-            ),
-        };
-        entries.push(entry(d.at, entries.len(), text));
+        // A decision a person ordered goes on the line of their action (the nearest in
+        // time): one line, whichever of the two writes came first.
+        let ordering = view
+            .actions
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                d.rule.starts_with("relflow ")
+                    && (a.action.split_whitespace().next() == Some(d.decision.as_str())
+                        || a.action.replace('-', "_") == d.decision)
+            })
+            .min_by_key(|(_, a)| (a.at - d.at).abs())
+            .map(|(i, _)| i);
+        match (ordering, detail) {
+            (Some(i), Some(detail)) => entries[i].text.push_str(&format!(" ({detail})")),
+            (Some(_), None) => {}
+            (None, detail) => {
+                let text = format!(
+                    "{} ({}){}",
+                    d.decision.replace('_', " "),
+                    d.rule,
+                    detail.map(|x| format!(": {x}")).unwrap_or_default()
+                );
+                entries.push(entry(d.at, entries.len(), text));
+            }
+        }
     }
     entries.sort_by_key(|e| (e.at, e.order));
     entries

@@ -45,6 +45,12 @@ pub fn render(view: &ReleaseView) -> String {
             let _ = writeln!(out, "{line}");
         }
     }
+    if !view.targets.is_empty() {
+        let _ = writeln!(out, "targets now:");
+        for target in &view.targets {
+            let _ = writeln!(out, "  {}", crate::output::targets::now_line(target));
+        }
+    }
     for (_, task) in view.tasks() {
         if task.run.status == TaskStatus::WaitingApproval {
             let prompt = task.prompt.as_deref().unwrap_or("(no prompt)");

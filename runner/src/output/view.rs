@@ -8,7 +8,7 @@ use crate::output::next_steps::{self, NextStep};
 use crate::output::paths;
 use crate::store::{
     ActionRecord, AttemptRecord, DecisionRecord, PhaseRunRecord, ReleaseRecord, ReleaseStatus,
-    RollbackJobRecord, Store, StoreError, TaskRunRecord, TaskStatus,
+    RollbackJobRecord, Store, StoreError, TargetNow, TaskRunRecord, TaskStatus,
 };
 
 /// What `relflow status RELEASE --json` prints (with `"format": 1` in front).
@@ -25,6 +25,8 @@ pub struct ReleaseView {
     pub decisions: Vec<DecisionRecord>,
     /// Commands people ran on the whole release (`run`, `resume`, `abort`, ...).
     pub actions: Vec<ActionRecord>,
+    /// What each target this release changed runs now (possibly a later release's version).
+    pub targets: Vec<TargetNow>,
     /// The commands that apply now, exact and copy-pasteable.
     pub next: Vec<NextStep>,
 }
@@ -117,6 +119,7 @@ impl ReleaseView {
                 .into_iter()
                 .filter(|a| a.task_run_id.is_none())
                 .collect(),
+            targets: store.targets_touched_by(release)?,
             next: Vec::new(),
         };
         view.next = next_steps::for_release(&view);
