@@ -60,9 +60,11 @@ impl LoadError {
 }
 
 /// Every diagnostic rendered, a blank line between them, then one summary line:
-/// `error: could not load FILE: N error(s)`.
+/// `error: could not load FILE: N error(s)`. In colour when stderr is a terminal (where a
+/// load error is printed) and `NO_COLOR` is not set.
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let color = super::diagnostic::stderr_has_color();
         for diag in &self.diagnostics {
             let source = if diag.file == self.file {
                 self.source_text.as_deref()
@@ -72,7 +74,7 @@ impl fmt::Display for LoadError {
                     .find(|(file, _)| *file == diag.file)
                     .map(|(_, text)| text.as_str())
             };
-            writeln!(f, "{}", diag.render(source))?;
+            writeln!(f, "{}", diag.render_with(source, color))?;
         }
         let count = self.diagnostics.len();
         let noun = if count == 1 { "error" } else { "errors" };
@@ -216,12 +218,12 @@ fn not_utf8(path: &Path, bytes: &[u8], valid_up_to: usize) -> LoadError {
     let line = prefix.matches('\n').count() + 1;
     let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     let byte = bytes.get(valid_up_to).copied().unwrap_or(0);
-    let diag = Diagnostic {
-        file: path.to_path_buf(),
+    let diag = Diagnostic::at(
+        path,
         line,
         column,
-        message: format!("the file is not UTF-8 text: invalid byte 0x{byte:02x}"),
-    };
+        format!("the file is not UTF-8 text: invalid byte 0x{byte:02x}"),
+    );
     LoadError::new(path, None, vec![diag])
 }
 
@@ -236,11 +238,17 @@ fn yaml_diagnostic(path: &Path, err: &YamlError) -> Diagnostic {
             )
         })
         .unwrap_or((0, 0));
-    Diagnostic {
-        file: path.to_path_buf(),
-        line,
-        column,
-        message: yaml_message(innermost(err)),
+    let err = innermost(err);
+    Diagnostic::at(path, line, column, yaml_message(err)).with_help(yaml_help(err))
+}
+
+/// The nearest known key to an unknown one (`tsks` → `tasks`).
+fn yaml_help(err: &YamlError) -> Option<String> {
+    match err {
+        YamlError::SerdeUnknownField {
+            field, expected, ..
+        } => super::validate::did_you_mean(field, expected.iter().copied()),
+        _ => None,
     }
 }
 
@@ -365,7 +373,10 @@ mod tests {
             Err(err) => err
                 .diagnostics()
                 .iter()
-                .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+                .map(|d| match &d.help {
+                    Some(help) => format!("{}:{}: {} (help: {help})", d.line, d.column, d.title()),
+                    None => format!("{}:{}: {}", d.line, d.column, d.title()),
+                })
                 .collect(),
         }
     }
@@ -401,7 +412,9 @@ mod tests {
         let errs = errors(source);
         assert_eq!(
             errs,
-            vec!["7:35: unknown variable `${versoin}`: did you mean `version`?".to_string()]
+            vec![
+                "7:35: unknown variable `${versoin}` (help: did you mean `version`?)".to_string()
+            ]
         );
     }
 

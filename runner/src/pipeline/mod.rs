@@ -1,6 +1,7 @@
 //! Pipeline files: raw serde types with spans → validated model, and the errors in between.
 
 pub mod diagnostic;
+mod excerpt;
 pub mod duration;
 pub(crate) mod load;
 pub mod model;

@@ -16,6 +16,7 @@ use super::diagnostic::Diagnostic;
 use super::model::{Backend, FlowRollback, Phase, Pipeline};
 use super::raw::{RawBackend, RawFlowRollback, RawPhase, RawPipeline, RawVariable, Scalar, Text};
 use checks::{is_env_name, is_step_name, name_too_long};
+pub(super) use checks::did_you_mean;
 pub(super) use policy::Level;
 
 /// Default `retry_budget`.
@@ -68,8 +69,8 @@ pub(super) struct Checker<'a> {
     base_dir: &'a Path,
     diags: Vec<Diagnostic>,
     variables: BTreeMap<String, String>,
-    /// Backend name → kind keyword.
-    backend_kinds: BTreeMap<String, &'static str>,
+    /// Backend name → kind keyword (`None`: the kind is missing or unknown, already reported).
+    backend_kinds: BTreeMap<String, Option<&'static str>>,
     has_flow_rollback: bool,
     /// Task name → the path of the task that took it first.
     task_names: HashMap<String, String>,
@@ -109,15 +110,29 @@ impl<'a> Checker<'a> {
         result
     }
 
-    /// Records a problem at `at`.
+    /// Records a problem at `at`. A message that starts with a field path
+    /// (`phases[0].tasks[1].script: ...`) names that field.
     pub(super) fn error(&mut self, at: impl Into<Pos>, message: impl Into<String>) {
         let at = at.into();
+        let message = message.into();
+        let (field, message) = split_field(&message);
         self.diags.push(Diagnostic {
-            file: self.file.to_path_buf(),
-            line: at.line,
-            column: at.column,
-            message: message.into(),
+            field,
+            ..Diagnostic::at(self.file, at.line, at.column, message)
         });
+    }
+
+    /// Records a problem at `at` with a `help:` line saying what to do.
+    pub(super) fn error_with_help(
+        &mut self,
+        at: impl Into<Pos>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.error(at, message);
+        if let Some(last) = self.diags.last_mut() {
+            last.help = Some(help.into());
+        }
     }
 
     fn pipeline(&mut self, raw: &Spanned<RawPipeline>) -> Option<Pipeline> {
@@ -354,11 +369,15 @@ impl<'a> Checker<'a> {
         for (key, raw) in entries.unwrap_or_default() {
             let path = format!("backends.{}", key.value.0);
             let name = self.step_name(key, &path, "backend");
+            // Known even when the backend has errors of its own, so its deploy tasks are
+            // checked against its kind instead of being told it does not exist.
+            let kind = raw.value.kind.as_ref().and_then(|kind| {
+                backends::BACKEND_KINDS
+                    .into_iter()
+                    .find(|known| *known == kind.value.0)
+            });
+            self.backend_kinds.insert(key.value.0.clone(), kind);
             let backend = self.backend(raw, &path);
-            if let Some(backend) = &backend {
-                self.backend_kinds
-                    .insert(key.value.0.clone(), backend.kind());
-            }
             match (name, backend) {
                 (Some(name), Some(backend)) => {
                     out.insert(name, backend);
@@ -500,6 +519,23 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// `(Some("phases[0].timeout"), "rest")` for `phases[0].timeout: rest`; the message alone
+/// when it does not start with a field path.
+fn split_field(message: &str) -> (Option<String>, String) {
+    let Some((head, rest)) = message.split_once(": ") else {
+        return (None, message.to_string());
+    };
+    let is_path = head.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && head
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']'));
+    if is_path {
+        (Some(head.to_string()), rest.to_string())
+    } else {
+        (None, message.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -516,7 +552,7 @@ mod tests {
     fn messages(source: &str) -> Vec<String> {
         load(source)
             .err()
-            .map(|e| e.diagnostics().iter().map(|d| d.message.clone()).collect())
+            .map(|e| e.diagnostics().iter().map(|d| d.title()).collect())
             .unwrap_or_default()
     }
 
@@ -595,7 +631,7 @@ mod tests {
         let file = dir.path().join("p.yaml");
         let err = load_str(&file, &source).unwrap_err();
         assert_eq!(
-            err.diagnostics()[0].message,
+            err.diagnostics()[0].title(),
             "phases[0].tasks[0].on_failure.script: cannot read `policies/p.rhai`: no such file"
         );
         std::fs::create_dir(dir.path().join("policies")).unwrap();

@@ -321,7 +321,7 @@ mod tests {
              deploy: {{ backend: b, package: App/1 }}\n{task_extra}"
         );
         load_str(Path::new("/tmp/relflow-test/p.yaml"), &source)
-            .map_err(|e| e.diagnostics().iter().map(|d| d.message.clone()).collect())
+            .map_err(|e| e.diagnostics().iter().map(|d| d.title()).collect())
     }
 
     #[test]
@@ -359,7 +359,7 @@ mod tests {
                       lock_timeout: 1s\n";
         let errors: Vec<String> = load_str(Path::new("/tmp/relflow-test/p.yaml"), source)
             .map(|_| Vec::new())
-            .unwrap_or_else(|e| e.diagnostics().iter().map(|d| d.message.clone()).collect());
+            .unwrap_or_else(|e| e.diagnostics().iter().map(|d| d.title()).collect());
         assert_eq!(
             errors,
             [

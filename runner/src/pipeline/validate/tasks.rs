@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use super::backends::BACKEND_KINDS;
-use super::checks::{did_you_mean, one_of};
+use super::checks::{did_you_mean, one_of, suggestion};
 use super::{Checker, Level, Pos};
 use crate::pipeline::model::{
     Backend, CommandSpec, DeploySpec, ScriptSpec, Step, Task, TaskKind, XlOptions,
@@ -145,11 +145,12 @@ impl Checker<'_> {
                 None
             }
         };
+        // Not `?` here: the task's other fields are still checked when the timeout is wrong.
         let timeout = match &step.timeout {
-            Some(t) => {
-                Some(self.duration(t, &format!("{path}.timeout"), MIN_TIMEOUT, MAX_TIMEOUT)?)
-            }
-            None => None,
+            Some(t) => self
+                .duration(t, &format!("{path}.timeout"), MIN_TIMEOUT, MAX_TIMEOUT)
+                .map(Some),
+            None => Some(None),
         };
         let lock_timeout = self.lock_timeout(step, path);
         let on_failure = match &step.on_failure {
@@ -184,7 +185,7 @@ impl Checker<'_> {
         Some(Task {
             name: name?,
             kind: kind?,
-            timeout,
+            timeout: timeout?,
             lock_timeout: lock_timeout?,
             on_failure: on_failure?,
         })
@@ -407,18 +408,32 @@ impl Checker<'_> {
             return None;
         };
         let name = &backend.value.0;
-        let Some(kind) = self.backend_kinds.get(name).copied() else {
-            let declared: Vec<&str> = self.backend_kinds.keys().map(String::as_str).collect();
-            let hint = match did_you_mean(name, declared.iter().copied()) {
-                hint if !hint.is_empty() => hint,
-                _ if declared.is_empty() => ": no backends are declared under `backends:`".into(),
-                _ => format!(": declared backends are {}", one_of(&declared)),
-            };
-            self.error(
-                backend.referenced,
-                format!("{path}.backend: unknown backend `{name}`{hint}"),
-            );
-            return None;
+        let kind = match self.backend_kinds.get(name).copied() {
+            Some(Some(kind)) => kind,
+            Some(None) => {
+                // The backend's own error says what is wrong with its kind; checking this task
+                // against a kind nobody knows would only add false errors.
+                if let Some(package) = &deploy.package {
+                    self.template(package);
+                }
+                return None;
+            }
+            None => {
+                let declared: Vec<&str> = self.backend_kinds.keys().map(String::as_str).collect();
+                let help = did_you_mean(name, declared.iter().copied()).unwrap_or_else(|| {
+                    if declared.is_empty() {
+                        "no backends are declared under `backends:`".to_string()
+                    } else {
+                        format!("declared backends are {}", one_of(&declared))
+                    }
+                });
+                self.error_with_help(
+                    backend.referenced,
+                    format!("{path}.backend: unknown backend `{name}`"),
+                    help,
+                );
+                return None;
+            }
         };
         let package = match &deploy.package {
             Some(package) => self.template(package),
@@ -580,15 +595,10 @@ impl Checker<'_> {
         };
         let kind_name = kind.value.0.as_str();
         if !BACKEND_KINDS.contains(&kind_name) {
-            let hint = did_you_mean(kind_name, BACKEND_KINDS);
-            let hint = if hint.is_empty() {
-                format!(": expected {}", one_of(&BACKEND_KINDS))
-            } else {
-                hint
-            };
-            self.error(
+            self.error_with_help(
                 kind.referenced,
-                format!("{path}.kind: unknown backend kind `{kind_name}`{hint}"),
+                format!("{path}.kind: unknown backend kind `{kind_name}`"),
+                suggestion(kind_name, &BACKEND_KINDS),
             );
             return None;
         }
