@@ -148,7 +148,8 @@ impl Diagnostic {
         } else {
             0
         };
-        let byte = |chars_before: usize| chars.iter().take(chars_before).map(|c| c.len_utf8()).sum();
+        let byte =
+            |chars_before: usize| chars.iter().take(chars_before).map(|c| c.len_utf8()).sum();
         let span = byte(start)..byte((start + len).min(chars.len()));
         let path = self.file.display().to_string();
         let title = self.title();
@@ -166,7 +167,9 @@ impl Diagnostic {
             Renderer::plain()
         };
         // Lines are cut by `excerpt` above, with our own limit: no second cut.
-        let renderer = renderer.decor_style(DecorStyle::Ascii).term_width(usize::MAX / 4);
+        let renderer = renderer
+            .decor_style(DecorStyle::Ascii)
+            .term_width(usize::MAX / 4);
         let rendered = renderer.render(&[group]);
         // The header names the column in the file, not in the (possibly cut) line shown.
         let located = with_location(&rendered, &path, self.line, self.column);

@@ -177,6 +177,10 @@ pub(super) fn token_len(chars: &[char], start: usize) -> usize {
     let rest = chars.get(start + 1..).unwrap_or_default();
     let closing = |close: char| rest.iter().position(|&c| c == close).map(|i| i + 2);
     let len = match first {
+        // A tab or space is the offense itself (YAML indentation).
+        c if c.is_whitespace() => Some(1),
+        // A block sequence's `- ` indicator.
+        '-' if rest.first().is_none_or(|c| c.is_whitespace()) => Some(1),
         '"' | '\'' => closing(first),
         '$' if rest.first() == Some(&'{') => closing('}'),
         '{' | '[' => matching(chars, start),
@@ -238,11 +242,16 @@ mod tests {
         assert_eq!(len_at("    tsks:", 5), "tsks");
         assert_eq!(len_at("  xld: { kind: xldeploy, url: u }", 16), "xldeploy");
         assert_eq!(len_at("        timeout: 10", 18), "10");
-        assert_eq!(len_at("  run: [echo, \"v=${versoin}\"] }", 18), "${versoin}");
+        assert_eq!(
+            len_at("  run: [echo, \"v=${versoin}\"] }", 18),
+            "${versoin}"
+        );
         assert_eq!(len_at("  x: \"quoted text\", y", 6), "\"quoted text\"");
         assert_eq!(len_at("  - tasks: []", 12), "[]");
         assert_eq!(len_at("  a: b c # note", 6), "b c");
         assert_eq!(len_at("  url: http://x:1/y", 8), "http://x:1/y");
+        assert_eq!(len_at("\t- name: x", 1), "\t");
+        assert_eq!(len_at("\t- name: x", 2), "-");
         assert_eq!(token_len(&[], 0), 1);
     }
 }

@@ -99,14 +99,20 @@ pub fn load_file(path: &Path) -> Result<Pipeline, LoadError> {
         return Err(too_large(path, size));
     }
     match std::str::from_utf8(&bytes) {
-        Ok(text) => load_str(path, text),
+        Ok(text) => load(path, text, true),
         Err(err) => Err(not_utf8(path, &bytes, err.valid_up_to())),
     }
 }
 
 /// Parses and validates `source` as the pipeline file `path` (used in messages and to
-/// resolve relative paths).
+/// resolve relative paths). The files it names are not checked: this is how a stored
+/// pipeline is loaded again, and a script removed since must not make a release unreadable.
 pub fn load_str(path: &Path, source: &str) -> Result<Pipeline, LoadError> {
+    load(path, source, false)
+}
+
+/// Parses and validates; `check_files`: also check the scripts and programs it names.
+fn load(path: &Path, source: &str, check_files: bool) -> Result<Pipeline, LoadError> {
     if source.len() > MAX_PIPELINE_BYTES {
         return Err(too_large(path, u64::try_from(source.len()).ok()));
     }
@@ -127,7 +133,7 @@ pub fn load_str(path: &Path, source: &str) -> Result<Pipeline, LoadError> {
     }
     let raw: Spanned<RawPipeline> =
         serde_saphyr::from_str_with_options(source, yaml_options()).map_err(yaml_error)?;
-    validate(raw, path, source, &base_dir(path))
+    validate(raw, path, source, &base_dir(path), check_files)
         .map_err(|diags| LoadError::new(path, Some(source), diags))
 }
 
@@ -412,9 +418,7 @@ mod tests {
         let errs = errors(source);
         assert_eq!(
             errs,
-            vec![
-                "7:35: unknown variable `${versoin}` (help: did you mean `version`?)".to_string()
-            ]
+            vec!["7:35: unknown variable `${versoin}` (help: did you mean `version`?)".to_string()]
         );
     }
 

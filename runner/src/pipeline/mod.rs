@@ -1,8 +1,8 @@
 //! Pipeline files: raw serde types with spans → validated model, and the errors in between.
 
 pub mod diagnostic;
-mod excerpt;
 pub mod duration;
+mod excerpt;
 pub(crate) mod load;
 pub mod model;
 pub mod paths;

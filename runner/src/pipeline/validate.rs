@@ -3,6 +3,7 @@
 
 mod backends;
 mod checks;
+mod files;
 mod policy;
 mod tasks;
 
@@ -15,8 +16,8 @@ use serde_saphyr::{Location, Spanned};
 use super::diagnostic::Diagnostic;
 use super::model::{Backend, FlowRollback, Phase, Pipeline};
 use super::raw::{RawBackend, RawFlowRollback, RawPhase, RawPipeline, RawVariable, Scalar, Text};
-use checks::{is_env_name, is_step_name, name_too_long};
 pub(super) use checks::did_you_mean;
+use checks::{is_env_name, is_step_name, name_too_long};
 pub(super) use policy::Level;
 
 /// Default `retry_budget`.
@@ -29,8 +30,10 @@ pub(super) fn validate(
     file: &Path,
     source: &str,
     base_dir: &Path,
+    check_files: bool,
 ) -> Result<Pipeline, Vec<Diagnostic>> {
     let mut checker = Checker::new(file, source, base_dir);
+    checker.check_files = check_files;
     let pipeline = checker.pipeline(&raw);
     let mut diags = checker.diags;
     if diags.is_empty()
@@ -67,6 +70,8 @@ pub(super) struct Checker<'a> {
     file: &'a Path,
     source: &'a str,
     base_dir: &'a Path,
+    /// Whether the files the pipeline names are checked (see `files`).
+    check_files: bool,
     diags: Vec<Diagnostic>,
     variables: BTreeMap<String, String>,
     /// Backend name → kind keyword (`None`: the kind is missing or unknown, already reported).
@@ -82,6 +87,7 @@ pub(super) struct Checker<'a> {
     /// Variables declared `secret: true` / `required: true`.
     secret_variables: std::collections::BTreeSet<String>,
     required_variables: std::collections::BTreeSet<String>,
+    variable_descriptions: BTreeMap<String, String>,
 }
 
 impl<'a> Checker<'a> {
@@ -90,6 +96,7 @@ impl<'a> Checker<'a> {
             file,
             source,
             base_dir,
+            check_files: false,
             diags: Vec::new(),
             variables: BTreeMap::new(),
             backend_kinds: BTreeMap::new(),
@@ -99,6 +106,7 @@ impl<'a> Checker<'a> {
             env_references: std::collections::BTreeSet::new(),
             secret_variables: std::collections::BTreeSet::new(),
             required_variables: std::collections::BTreeSet::new(),
+            variable_descriptions: BTreeMap::new(),
         }
     }
 
@@ -174,6 +182,7 @@ impl<'a> Checker<'a> {
             env_references: std::mem::take(&mut self.env_references),
             secret_variables: std::mem::take(&mut self.secret_variables),
             required_variables: std::mem::take(&mut self.required_variables),
+            variable_descriptions: std::mem::take(&mut self.variable_descriptions),
         })
     }
 
@@ -251,6 +260,10 @@ impl<'a> Checker<'a> {
             }
             if value.value.is_required() {
                 self.required_variables.insert(name.clone());
+            }
+            if let Some(description) = value.value.description() {
+                self.variable_descriptions
+                    .insert(name.clone(), description.to_string());
             }
         }
     }
@@ -398,11 +411,17 @@ impl<'a> Checker<'a> {
             return None;
         }
         let run = match &rollback.run {
-            Some(run) => Some(self.argv(run, "rollback.run")?),
+            Some(run) => {
+                self.check_program(&run.value, "rollback.run", None);
+                Some(self.argv(run, "rollback.run")?)
+            }
             None => None,
         };
         let script = match &rollback.script {
-            Some(script) => Some(self.template(script)?),
+            Some(script) => {
+                self.check_script_file(script, "rollback.script");
+                Some(self.template(script)?)
+            }
             None => None,
         };
         Some(FlowRollback {
@@ -564,7 +583,7 @@ mod tests {
     fn variables_take_a_value_or_a_mapping_with_secret_and_required() {
         let p = load(
             "name: p\nvariables:\n  plain: 2.10\n  token: { value: 1.50, secret: true }\n  \
-             needed: { required: true }\nphases:\n  - name: a\n    tasks:\n      - { name: w, wait: 0s }\n",
+             needed: { required: true, description: \"the build\" }\nphases:\n  - name: a\n    tasks:\n      - { name: w, wait: 0s }\n",
         )
         .unwrap();
         assert_eq!(p.variables["plain"], "2.10");
@@ -572,6 +591,12 @@ mod tests {
         assert_eq!(p.variables["needed"], "");
         assert!(p.secret_variables.contains("token") && p.secret_variables.len() == 1);
         assert!(p.required_variables.contains("needed") && p.required_variables.len() == 1);
+        let values = p.variables.clone();
+        assert_eq!(p.missing_required(&values), ["needed"]);
+        assert_eq!(
+            crate::pipeline::missing_required_message(&p.missing_required(&values)),
+            "variable `needed` is declared `required: true` and has no value: pass --var needed=..."
+        );
         let msgs = messages("name: p\nvariables: { t: { secrt: true } }\nphases: []\n");
         assert!(msgs[0].contains("unknown field `secrt`"), "{msgs:?}");
     }

@@ -175,7 +175,10 @@ impl Checker<'_> {
         field: &str,
     ) -> Option<Option<Vec<Template>>> {
         match value {
-            Some(list) => self.argv(list, &format!("{path}.{field}")).map(Some),
+            Some(list) => {
+                self.check_program(&list.value, &format!("{path}.{field}"), None);
+                self.argv(list, &format!("{path}.{field}")).map(Some)
+            }
             None => Some(None),
         }
     }
@@ -223,7 +226,10 @@ impl Checker<'_> {
             None => Some(DEFAULT_POLLING),
         };
         let ca_cert = match &b.ca_cert {
-            Some(path) => self.template(path).map(Some),
+            Some(cert) => {
+                self.check_readable_file(cert, &format!("{path}.ca_cert"));
+                self.template(cert).map(Some)
+            }
             None => Some(None),
         };
         let timeout = self.backend_timeout(b, path);
@@ -285,7 +291,10 @@ impl Checker<'_> {
     ) -> Option<Backend> {
         let b = &raw.value;
         let deploy = match &b.deploy {
-            Some(deploy) => self.argv(deploy, &format!("{path}.deploy")),
+            Some(deploy) => {
+                self.check_program(&deploy.value, &format!("{path}.deploy"), None);
+                self.argv(deploy, &format!("{path}.deploy"))
+            }
             None => {
                 self.error(
                     raw.referenced,

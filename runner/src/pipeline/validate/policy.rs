@@ -143,7 +143,12 @@ impl Checker<'_> {
                 };
                 self.diags.push(Diagnostic {
                     field: Some(format!("{path}.script")),
-                    ..Diagnostic::at(shown, err.line, err.column, format!("policy script {name}: {err}"))
+                    ..Diagnostic::at(
+                        shown,
+                        err.line,
+                        err.column,
+                        format!("policy script {name}: {err}"),
+                    )
                 });
                 None
             }
@@ -220,7 +225,10 @@ impl Checker<'_> {
     fn fix_forward(&mut self, raw: &Spanned<RawFixForward>, path: &str) -> Option<FixForward> {
         let block = &raw.value;
         let resolve = match &block.resolve {
-            Some(resolve) => self.argv(resolve, &format!("{path}.resolve")),
+            Some(resolve) => {
+                self.check_program(&resolve.value, &format!("{path}.resolve"), None);
+                self.argv(resolve, &format!("{path}.resolve"))
+            }
             None => {
                 self.error(
                     raw.referenced,
@@ -382,11 +390,13 @@ impl Checker<'_> {
             }
         }
         if let Some(run) = &action.run {
+            self.check_program(&run.value, &format!("{path}.run"), None);
             return self
                 .argv(run, &format!("{path}.run"))
                 .map(ActionCommand::Run);
         }
         if let Some(script) = &action.script {
+            self.check_script_file(script, &format!("{path}.script"));
             return self.template(script).map(ActionCommand::Script);
         }
         if let Some(revert) = &action.revert_compose {

@@ -303,6 +303,12 @@ impl Checker<'_> {
             Some(cwd) => self.template(cwd).map(Some),
             None => Some(None),
         };
+        if let Some(Argv::List(items)) = command.run.as_ref().map(|r| &r.value)
+            && !shell
+        {
+            let cwd = command.cwd.as_ref().map(|c| c.value.0.as_str());
+            self.check_program(items, &format!("{path}.run"), cwd);
+        }
         let run = self.run(command.run.as_ref(), raw.referenced.into(), path, shell);
         Some(CommandSpec {
             run: run?,
@@ -365,6 +371,7 @@ impl Checker<'_> {
         let spec = match &raw.value {
             RawScript::Path(file) => {
                 let file = Spanned::new(Scalar(file.clone()), raw.referenced, raw.defined);
+                self.check_script_file(&file, path);
                 return Some(ScriptSpec {
                     path: self.template(&file)?,
                     args: Vec::new(),
@@ -376,7 +383,10 @@ impl Checker<'_> {
             RawScript::Spec(spec) => spec,
         };
         let file = match &spec.path {
-            Some(file) => self.template(file),
+            Some(file) => {
+                self.check_script_file(file, &format!("{path}.path"));
+                self.template(file)
+            }
             None => {
                 self.error(raw.referenced, format!("{path}: a script needs a `path`"));
                 None
@@ -460,6 +470,7 @@ impl Checker<'_> {
                 None
             }
             Some(verify) => {
+                self.check_program(&verify.value, &format!("{path}.verify"), None);
                 self.with_deploy_variables(|c| c.argv(verify, &format!("{path}.verify")).map(Some))
             }
             None => Some(None),
