@@ -31,6 +31,23 @@ fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Copies the executable stand-ins under `dir` into `to` in the sandbox, keeping their modes.
+fn copy_programs(dir: &Path, sandbox: &Sandbox, to: &str) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        let path = entry.expect("dir entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 name");
+        let rel = format!("{to}/{name}");
+        if path.is_dir() {
+            copy_programs(&path, sandbox, &rel);
+        } else {
+            sandbox.write_script(&rel, &std::fs::read_to_string(&path).expect("read program"));
+        }
+    }
+}
+
 fn blessing() -> bool {
     std::env::var_os("RELFLOW_BLESS").is_some_and(|v| v == "1")
 }
@@ -46,6 +63,8 @@ fn check_fixture(fixture: &Path) -> Option<String> {
     if let Ok(script) = std::fs::read_to_string(fixture.with_extension("rhai")) {
         sandbox.write(&format!("bad/{name}.rhai"), &script);
     }
+    // The programs fixtures run (`./bin/smoke`) exist, so each fixture shows its own error.
+    copy_programs(&fixtures_dir().join("programs"), &sandbox, "bad");
     let out = sandbox.run(&["validate", &rel]);
     let expected_path = fixture.with_extension("stderr");
     if blessing() {

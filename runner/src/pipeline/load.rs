@@ -57,6 +57,25 @@ impl LoadError {
     pub fn diagnostics(&self) -> &[Diagnostic] {
         &self.diagnostics
     }
+
+    /// Every problem as it may be shown: the pipeline's literal secrets masked, texts bounded.
+    pub fn shown_diagnostics(&self) -> Vec<Diagnostic> {
+        self.diagnostics
+            .iter()
+            .map(|diag| diag.shown(self.source_of(diag)))
+            .collect()
+    }
+
+    /// The text of the file `diag` points into, when it could be read.
+    fn source_of(&self, diag: &Diagnostic) -> Option<&str> {
+        if diag.file == self.file {
+            return self.source_text.as_deref();
+        }
+        self.other_sources
+            .iter()
+            .find(|(file, _)| *file == diag.file)
+            .map(|(_, text)| text.as_str())
+    }
 }
 
 /// Every diagnostic rendered, a blank line between them, then one summary line:
@@ -66,15 +85,7 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let color = super::diagnostic::stderr_has_color();
         for diag in &self.diagnostics {
-            let source = if diag.file == self.file {
-                self.source_text.as_deref()
-            } else {
-                self.other_sources
-                    .iter()
-                    .find(|(file, _)| *file == diag.file)
-                    .map(|(_, text)| text.as_str())
-            };
-            writeln!(f, "{}", diag.render_with(source, color))?;
+            writeln!(f, "{}", diag.render_with(self.source_of(diag), color))?;
         }
         let count = self.diagnostics.len();
         let noun = if count == 1 { "error" } else { "errors" };

@@ -16,7 +16,7 @@ use serde_saphyr::{Location, Spanned};
 use super::diagnostic::Diagnostic;
 use super::model::{Backend, FlowRollback, Phase, Pipeline};
 use super::raw::{RawBackend, RawFlowRollback, RawPhase, RawPipeline, RawVariable, Scalar, Text};
-pub(super) use checks::did_you_mean;
+pub(super) use checks::{closest, did_you_mean};
 use checks::{is_env_name, is_step_name, name_too_long};
 pub(super) use policy::Level;
 

@@ -66,7 +66,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate within edit distance 2, if any.
-pub(super) fn closest<'c>(
+pub(in crate::pipeline) fn closest<'c>(
     word: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<&'c str> {
