@@ -211,3 +211,21 @@ fn the_schema_refuses_what_the_loader_refuses_inside_values() {
     .expect("YAML");
     assert!(is_valid(&schemas, index, &phase_any_task).is_err());
 }
+
+/// `pipelines/relflow.schema.json` (what the examples' `yaml-language-server` modeline names)
+/// is what `relflow schema` prints; `RELFLOW_BLESS=1` rewrites it.
+#[test]
+fn the_schema_beside_the_examples_is_current() {
+    let out = Sandbox::new().run(&["schema"]);
+    out.expect_code(0);
+    let copy = workspace_dir().join("pipelines/relflow.schema.json");
+    if std::env::var_os("RELFLOW_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(&copy, &out.stdout).expect("bless");
+    }
+    let kept = std::fs::read_to_string(&copy).unwrap_or_default();
+    assert!(
+        kept == out.stdout,
+        "{} differs from `relflow schema` (RELFLOW_BLESS=1 rewrites it)",
+        copy.display()
+    );
+}
