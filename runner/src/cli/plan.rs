@@ -102,10 +102,10 @@ fn render(planned: &Plan) -> String {
         let _ = writeln!(out, "phase {}", phase.name);
         let mut group = None;
         for task in &phase.tasks {
-            if task.parallel.is_some() && task.parallel != group {
-                if let Some(g) = task.parallel {
-                    let _ = writeln!(out, "  parallel (max {}):", g.max);
-                }
+            if let Some(g) = task.parallel
+                && task.parallel != group
+            {
+                let _ = writeln!(out, "  parallel (max {}):", g.max);
             }
             group = task.parallel;
             let indent = if group.is_some() { "    " } else { "  " };

@@ -296,7 +296,7 @@ pub enum RawVariable {
     Value(Scalar),
     /// A number, as parsed (`2.1`); validation takes its text from the source (`2.10`).
     Number(Scalar),
-    Spec(RawVariableSpec),
+    Spec(Box<RawVariableSpec>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -366,7 +366,8 @@ impl<'de> Deserialize<'de> for RawVariable {
                 Err(E::custom(NULL_VALUE))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawVariable, A::Error> {
-                RawVariableSpec::deserialize(MapAccessDeserializer::new(map)).map(RawVariable::Spec)
+                RawVariableSpec::deserialize(MapAccessDeserializer::new(map))
+                    .map(|spec| RawVariable::Spec(Box::new(spec)))
             }
         }
         deserializer.deserialize_any(VariableVisitor)

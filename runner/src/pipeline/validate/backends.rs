@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::checks::{one_of, suggestion};
 use super::{Checker, Pos};
 use crate::pipeline::model::{Backend, BackendLock};
 use crate::pipeline::raw::{RawBackend, Scalar, Text};
@@ -314,6 +315,43 @@ impl Checker<'_> {
             status: status?,
             timeout: timeout?,
         })
+    }
+}
+
+impl Checker<'_> {
+    /// One entry of `backends:`.
+    pub(in crate::pipeline) fn backend(
+        &mut self,
+        raw: &Spanned<RawBackend>,
+        path: &str,
+    ) -> Option<Backend> {
+        let backend = &raw.value;
+        let Some(kind) = &backend.kind else {
+            self.error(
+                raw.referenced,
+                format!(
+                    "{path}: a backend needs a `kind`: {}",
+                    one_of(&BACKEND_KINDS)
+                ),
+            );
+            return None;
+        };
+        let kind_name = kind.value.0.as_str();
+        if !BACKEND_KINDS.contains(&kind_name) {
+            self.error_with_help(
+                kind.referenced,
+                format!("{path}.kind: unknown backend kind `{kind_name}`"),
+                suggestion(kind_name, &BACKEND_KINDS),
+            );
+            return None;
+        }
+        let stray = self.stray_backend_fields(backend, kind_name, path);
+        let built = match kind_name {
+            "local" => self.with_deploy_variables(|c| c.local_backend(raw, path)),
+            "xl-deploy" => self.xl_deploy_backend(raw, path),
+            _ => self.with_deploy_variables(|c| c.exec_backend(raw, path)),
+        };
+        if stray { None } else { built }
     }
 }
 
