@@ -17,6 +17,7 @@ mod run;
 mod schema;
 mod skip;
 mod status;
+mod targets;
 mod unlock;
 mod validate;
 
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::engine::Answer;
+use crate::engine::person::Person;
 use crate::exit_code;
 
 pub use error::CliError;
@@ -44,6 +46,23 @@ pub struct Cli {
     pub state_dir: PathBuf,
     #[command(subcommand)]
     pub command: Verb,
+}
+
+/// Who runs a command and why: recorded with what it does and shown by `status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PersonArgs {
+    /// Who runs this command, recorded with what it does (default: the OS user).
+    #[arg(long, env = "RELFLOW_ACTOR", value_name = "NAME")]
+    pub actor: Option<String>,
+    /// Why: recorded with the action and shown by `status`.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+}
+
+impl PersonArgs {
+    fn person(&self) -> Person {
+        Person::new(self.actor.as_deref(), self.comment.as_deref())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,12 +98,16 @@ pub enum Verb {
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
         /// Print the release as JSON at the end instead of progress lines.
+        #[command(flatten)]
+        person: PersonArgs,
         #[arg(long)]
         json: bool,
     },
     /// Continue a paused or interrupted release.
     Resume {
         release: String,
+        #[command(flatten)]
+        person: PersonArgs,
         #[arg(long)]
         json: bool,
     },
@@ -93,6 +116,12 @@ pub enum Verb {
         release: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Follow the release until it completes, halts or waits for a person.
+        #[arg(long)]
+        watch: bool,
+        /// Exit with the release's exit code (0 completed, 1 halted, ...), as `run` would.
+        #[arg(long)]
+        exit_status: bool,
     },
     /// List releases.
     List {
@@ -102,6 +131,8 @@ pub enum Verb {
     /// Show tasks' script_output.log.
     Logs {
         release: String,
+        #[arg(long)]
+        json: bool,
         /// Only this task (every run of it).
         #[arg(long)]
         task: Option<String>,
@@ -117,6 +148,8 @@ pub enum Verb {
         release: String,
         #[arg(long)]
         task: Option<String>,
+        #[command(flatten)]
+        person: PersonArgs,
         #[arg(long)]
         json: bool,
     },
@@ -125,6 +158,8 @@ pub enum Verb {
         release: String,
         #[arg(long)]
         task: String,
+        #[command(flatten)]
+        person: PersonArgs,
         #[arg(long)]
         json: bool,
     },
@@ -135,9 +170,8 @@ pub enum Verb {
         /// deployment and the flow-level rollback.
         #[arg(long)]
         rollback: bool,
-        /// Why, recorded with the abort and shown by `status`.
-        #[arg(long)]
-        comment: Option<String>,
+        #[command(flatten)]
+        person: PersonArgs,
         #[arg(long)]
         json: bool,
     },
@@ -145,9 +179,8 @@ pub enum Verb {
     /// runner drives it); continue with `resume`.
     Pause {
         release: String,
-        /// Why, recorded with the pause and shown by `status`.
-        #[arg(long)]
-        comment: Option<String>,
+        #[command(flatten)]
+        person: PersonArgs,
         #[arg(long)]
         json: bool,
     },
@@ -165,6 +198,8 @@ pub enum Verb {
         /// Prepare the new runs but leave the release paused (continue with `resume`).
         #[arg(long)]
         no_resume: bool,
+        #[command(flatten)]
+        person: PersonArgs,
         #[arg(long)]
         json: bool,
     },
@@ -173,6 +208,8 @@ pub enum Verb {
         release: String,
         #[arg(long)]
         task: String,
+        #[command(flatten)]
+        person: PersonArgs,
         #[arg(long)]
         json: bool,
     },
@@ -181,6 +218,8 @@ pub enum Verb {
         release: String,
         #[arg(long)]
         task: String,
+        #[command(flatten)]
+        person: PersonArgs,
         #[arg(long)]
         json: bool,
     },
@@ -193,6 +232,10 @@ pub enum Verb {
         /// Only this component (repeatable; default: all of the deployment's components).
         #[arg(long = "component", value_name = "C")]
         components: Vec<String>,
+        #[command(flatten)]
+        person: PersonArgs,
+        #[arg(long)]
+        json: bool,
     },
     /// List the target locks on this host: who holds each, since when, and whether its
     /// holder is still at work.
@@ -204,9 +247,20 @@ pub enum Verb {
     /// holder is live). TARGET as `relflow locks` shows it, or a locked target folder.
     Unlock {
         target: String,
-        /// Who frees it, for the lock folder's unlock.log (default: the OS user).
-        #[arg(long, env = "RELFLOW_ACTOR")]
-        actor: Option<String>,
+        /// Who frees it and why, for the lock folder's unlock.log.
+        #[command(flatten)]
+        person: PersonArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What each target runs now: backend, target, application, version, since when, by
+    /// which release and task.
+    Targets {
+        /// Every change (deployed, rolled back, components rolled back), newest first.
+        #[arg(long)]
+        history: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Print the JSON Schema of the pipeline file format, for editors.
     Schema,
@@ -263,43 +317,69 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
             simulate,
             json,
         } => plan::run(&file, &vars, &simulate, json),
-        Verb::Run { file, vars, json } => run::run(state, &file, &vars, json),
-        Verb::Resume { release, json } => resume::run(state, &release, json),
-        Verb::Status { release, json } => status::status(state, release.as_deref(), json),
+        Verb::Run {
+            file,
+            vars,
+            person,
+            json,
+        } => run::run(state, &file, &vars, &person.person(), json),
+        Verb::Resume {
+            release,
+            person,
+            json,
+        } => resume::run(state, &release, &person.person(), json),
+        Verb::Status {
+            release,
+            json,
+            watch,
+            exit_status,
+        } => {
+            let args = status::StatusArgs {
+                release: release.as_deref(),
+                json,
+                watch,
+                exit_status,
+            };
+            status::status(state, args)
+        }
         Verb::List { json } => status::list(state, json),
         Verb::Logs {
             release,
+            json,
             task,
             attempt,
             follow,
-        } => logs::run(state, &release, task.as_deref(), attempt, follow),
+        } => logs::run(state, &release, task.as_deref(), attempt, follow, json),
         Verb::Retry {
             release,
             task,
+            person,
             json,
-        } => retry::run(state, &release, task.as_deref(), json),
+        } => retry::run(state, &release, task.as_deref(), &person.person(), json),
         Verb::Skip {
             release,
             task,
+            person,
             json,
-        } => skip::run(state, &release, &task, json),
+        } => skip::run(state, &release, &task, &person.person(), json),
         Verb::Abort {
             release,
             rollback,
-            comment,
+            person,
             json,
-        } => abort::run(state, &release, rollback, comment.as_deref(), json),
+        } => abort::run(state, &release, rollback, &person.person(), json),
         Verb::Pause {
             release,
-            comment,
+            person,
             json,
-        } => pause::run(state, &release, comment.as_deref(), json),
+        } => pause::run(state, &release, &person.person(), json),
         Verb::RestartPhase {
             release,
             phase,
             from_task,
             vars,
             no_resume,
+            person,
             json,
         } => {
             let args = restart_phase::RestartArgs {
@@ -310,25 +390,55 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
                 no_resume,
                 json,
             };
-            restart_phase::run(state, args)
+            restart_phase::run(state, args, &person.person())
         }
         Verb::Approve {
             release,
             task,
+            person,
             json,
-        } => approve::run(state, &release, &task, Answer::Approve, json),
+        } => approve::run(
+            state,
+            &release,
+            &task,
+            Answer::Approve,
+            &person.person(),
+            json,
+        ),
         Verb::Reject {
             release,
             task,
+            person,
             json,
-        } => approve::run(state, &release, &task, Answer::Reject, json),
+        } => approve::run(
+            state,
+            &release,
+            &task,
+            Answer::Reject,
+            &person.person(),
+            json,
+        ),
         Verb::Rollback {
             release,
             task,
             components,
-        } => rollback::run(state, &release, task.as_deref(), &components),
+            person,
+            json,
+        } => rollback::run(
+            state,
+            &release,
+            task.as_deref(),
+            &components,
+            &person.person(),
+            json,
+        ),
         Verb::Locks { json } => locks::run(json),
-        Verb::Unlock { target, actor } => unlock::run(&target, actor.as_deref()),
+        Verb::Unlock {
+            target,
+            person,
+            json,
+        } => unlock::run(&target, &person.person(), json),
+        Verb::Targets { history, json } => targets::run(state, history, json),
         Verb::Schema => Ok(schema::run()),
     }
 }

@@ -198,11 +198,30 @@ impl Engine {
             self.output(task_ref, format!("Policy: {}", decided.reason))?;
             return Ok((decided.decision, decided.rule));
         }
+        let total = match on_failure {
+            Some(OnFailure::Declarative(d)) => format!(" of {}", d.retry.retries + 1),
+            _ => String::new(),
+        };
+        // A retry says when and which attempt comes next (the error is the attempt's own);
+        // a scripted policy's reason is kept as it is: it explains the choice.
+        let detail = match (&decided.decision, on_failure) {
+            (
+                Decision::Retry {
+                    delay,
+                    next_attempt,
+                },
+                Some(OnFailure::Declarative(_)),
+            ) => format!(
+                "attempt {next_attempt}{total} in {}",
+                format_duration(*delay)
+            ),
+            _ => decided.reason.clone(),
+        };
         self.emit(Event::Decision {
             task: task_ref.clone(),
             decision: decided.decision.keyword().to_string(),
             rule: decided.rule.clone(),
-            detail: Some(decided.reason.clone()),
+            detail: Some(detail),
         })?;
         if let Some(OnFailure::Script(_)) = on_failure {
             self.output(task_ref, format!("Policy: {}", decided.reason))?;
@@ -213,10 +232,6 @@ impl Engine {
         } = decided.decision
         else {
             return Ok((decided.decision, decided.rule));
-        };
-        let total = match on_failure {
-            Some(OnFailure::Declarative(d)) => format!(" of {}", d.retry.retries + 1),
-            _ => String::new(),
         };
         self.output(
             task_ref,

@@ -33,6 +33,11 @@ impl TerminalMode {
     }
 }
 
+/// A terminal that cannot redraw in place (`TERM=dumb` or unset): it gets plain lines.
+pub fn is_dumb() -> bool {
+    std::env::var("TERM").map_or(true, |term| term.is_empty() || term == "dumb")
+}
+
 pub struct Terminal {
     mode: TerminalMode,
     multi: MultiProgress,
