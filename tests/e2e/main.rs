@@ -18,6 +18,7 @@ mod plan;
 mod policies;
 mod policies_commands;
 mod run_basics;
+mod schema_fixtures;
 mod scripted_policies;
 mod secrets;
 mod snapshot;

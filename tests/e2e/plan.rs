@@ -128,3 +128,73 @@ fn bad_simulations_are_input_errors() {
         out.stderr
     );
 }
+
+#[test]
+fn plan_json_has_each_task_policy_and_the_simulated_outcome() {
+    let sb = Sandbox::new();
+    sb.write("p.yaml", PIPELINE);
+    let out = sb.run(&["plan", "p.yaml", "--json", "--simulate", "smoke=timeoutx2"]);
+    out.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["format"], 1);
+    assert_eq!(doc["pipeline"], "planned");
+    let tasks = &doc["phases"][0]["tasks"];
+    assert_eq!(tasks[0]["name"], "first");
+    assert_eq!(tasks[0]["kind"], "command");
+    assert_eq!(tasks[0]["policy"]["source"], "phase deploy");
+    assert_eq!(tasks[0]["policy"]["retry"]["retries"], 2);
+    assert_eq!(tasks[0]["policy"]["retry"]["delay"], "1s");
+    assert_eq!(tasks[0]["policy"]["then"], "rollback");
+    assert_eq!(tasks[1]["policy"]["source"], "task smoke");
+    assert_eq!(
+        tasks[1]["policy"]["retry"]["when"],
+        serde_json::json!(["timeout"])
+    );
+    assert_eq!(tasks[2]["policy"]["then"], "skip");
+    let sim = &doc["simulation"];
+    assert_eq!(sim["exit_code"], 4);
+    assert_eq!(sim["outcome"], "release rolled back");
+    let steps = sim["steps"].as_array().expect("steps");
+    assert_eq!(steps[0]["step"], "failing");
+    assert_eq!(steps[1]["step"], "retry");
+    assert_eq!(steps[1]["delay"], "5s");
+    assert_eq!(steps[2]["step"], "then");
+    assert_eq!(steps[2]["action"], "rollback_release");
+    assert!(
+        !sb.exists("first-ran") && !sb.exists(".relflow"),
+        "plan ran something"
+    );
+    let out = sb.run(&["plan", "p.yaml", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["simulation"], serde_json::Value::Null);
+}
+
+/// A CI job that forgets `--var version` is stopped by `plan` as `run` would stop it.
+#[test]
+fn plan_refuses_a_required_variable_without_a_value() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "name: p\nvariables:\n  version: { required: true }\nphases:\n  - name: a\n    tasks:\n      - { name: t, command: { run: [echo, \"${version}\"] } }\n",
+    );
+    let out = sb.run(&["plan", "p.yaml"]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "error: variable `version` is declared `required: true` and has no value: pass --var version=...\n"
+    );
+    let out = sb.run(&["plan", "p.yaml", "--var", "versoin=2.3"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("(did you mean `version`?)"),
+        "{}",
+        out.stderr
+    );
+    let out = sb.run(&["plan", "p.yaml", "--var", "version=2.3"]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains("variables: version=2.3"),
+        "{}",
+        out.stdout
+    );
+}

@@ -71,6 +71,9 @@ pub enum Verb {
     Validate {
         /// The pipeline file (YAML).
         file: PathBuf,
+        /// Print the result as a JSON document (errors included) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Show phases, tasks and effective failure policies; with --simulate, what the policies
     /// would do for simulated failures. Runs nothing.
@@ -83,6 +86,9 @@ pub enum Verb {
         /// e.g. `--simulate deploy-petportal=task_failedx4`.
         #[arg(long, value_name = "TASK=CLASS[xN]")]
         simulate: Vec<String>,
+        /// Print the plan as a JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Start a release of a pipeline and run it until it completes or halts.
     Run {
@@ -304,12 +310,13 @@ pub fn main() -> i32 {
 fn dispatch(cli: Cli) -> Result<i32, CliError> {
     let state = &cli.state_dir;
     match cli.command {
-        Verb::Validate { file } => validate::run(&file),
+        Verb::Validate { file, json } => validate::run(&file, json),
         Verb::Plan {
             file,
             vars,
             simulate,
-        } => plan::run(&file, &vars, &simulate),
+            json,
+        } => plan::run(&file, &vars, &simulate, json),
         Verb::Run {
             file,
             vars,

@@ -34,6 +34,11 @@ pub fn run(
         }
         variables.insert(name, value);
     }
+    let missing = pipeline.missing_required(&variables);
+    if !missing.is_empty() {
+        let message = pipeline::missing_required_message(&missing);
+        return Err(CliError::input(format!("error: {message}")));
+    }
     let source = std::fs::read_to_string(file)
         .map_err(|e| CliError::input(format!("error: cannot read {}: {e}", file.display())))?;
     // Refuse before anything is recorded when a secret the pipeline needs is missing.

@@ -25,10 +25,7 @@ pub enum AttachError {
     },
     #[error("environment variable{} {} not set (the pipeline uses {})", if .0.len() > 1 { "s" } else { "" }, .0.join(", "), if .0.len() > 1 { "them" } else { "it" })]
     MissingEnv(Vec<String>),
-    #[error(
-        "variable{} {} must have a value (declared `required: true`): give {} with --var NAME=VALUE",
-        if .0.len() > 1 { "s" } else { "" }, .0.join(", "), if .0.len() > 1 { "them" } else { "it" }
-    )]
+    #[error("{}", pipeline::missing_required_message(.0))]
     MissingRequired(Vec<String>),
     #[error(
         "the secret value{} of {} in release {release} {} lost (the runner was killed as the \
@@ -52,12 +49,7 @@ pub fn start_release(
     source: &str,
     variables: &BTreeMap<String, String>,
 ) -> Result<String, AttachError> {
-    let missing: Vec<String> = pipeline
-        .required_variables
-        .iter()
-        .filter(|name| variables.get(*name).is_none_or(String::is_empty))
-        .cloned()
-        .collect();
+    let missing = pipeline.missing_required(variables);
     if !missing.is_empty() {
         return Err(AttachError::MissingRequired(missing));
     }

@@ -1,4 +1,5 @@
-//! One error in a pipeline file, and its rendering with the source line and a caret.
+//! One error in a pipeline file, and its rendering with the source line, the offending token
+//! underlined and a `help:` line, through `annotate-snippets` (the renderer rustc uses).
 //!
 //! The shape follows rustc and just, and tests pin it:
 //!
@@ -7,11 +8,23 @@
 //!  --> bad/unknown-key.yaml:4:5
 //!   |
 //! 4 |     tsks:
-//!   |     ^
+//!   |     ^^^^
+//!   |
+//!   = help: did you mean `tasks`?
 //! ```
+//!
+//! The header keeps `file:line:column` of the whole file even when the line shown is cut.
 
-use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
+
+use annotate_snippets::renderer::DecorStyle;
+use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
+
+use super::excerpt::{
+    MAX_EXCERPT_CHARS, MAX_MESSAGE_CHARS, excerpt, mask_line, mask_literals, secret_literals,
+    token_len,
+};
 
 /// An error at a place in a pipeline file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,233 +34,167 @@ pub struct Diagnostic {
     pub line: usize,
     /// 1-based, in characters.
     pub column: usize,
+    /// What is wrong, without the field it is about.
     pub message: String,
+    /// The field the error is about, as a path: `phases[0].tasks[1].script`.
+    pub field: Option<String>,
+    /// What to do about it: `did you mean `tasks`?`, `chmod +x scripts/deploy.sh`.
+    pub help: Option<String>,
 }
 
 impl Diagnostic {
-    /// A diagnostic about the whole file (size, encoding of an unreadable file, ...).
-    pub fn whole_file(file: impl Into<PathBuf>, message: impl Into<String>) -> Diagnostic {
+    /// An error at a line and column, about no particular field.
+    pub fn at(
+        file: impl Into<PathBuf>,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic {
             file: file.into(),
-            line: 0,
-            column: 0,
+            line,
+            column,
             message: message.into(),
+            field: None,
+            help: None,
         }
     }
 
-    /// Renders the diagnostic; `source` is the file's text, used to show the line.
-    /// Ends with a newline.
-    pub fn render(&self, source: Option<&str>) -> String {
-        // A message may quote the offending text: masked, then bounded like the excerpt.
-        let masked = match source {
-            Some(s) => mask_literals(&self.message, &secret_literals(s)),
+    /// A diagnostic about the whole file (size, encoding of an unreadable file, ...).
+    pub fn whole_file(file: impl Into<PathBuf>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(file, 0, 0, message)
+    }
+
+    /// The same diagnostic with a `help:` line.
+    pub fn with_help(mut self, help: Option<String>) -> Diagnostic {
+        self.help = help;
+        self
+    }
+
+    /// The headline: `field: message`, or the message alone.
+    pub fn title(&self) -> String {
+        match &self.field {
+            Some(field) => format!("{field}: {}", self.message),
             None => self.message.clone(),
-        };
-        let (message, _) = excerpt(&masked, 1, MAX_MESSAGE_CHARS);
-        let mut out = format!("error: {message}\n");
-        if self.line == 0 {
-            let _ = writeln!(out, " --> {}", self.file.display());
-            return out;
         }
-        let width = self.line.to_string().len();
-        let pad = " ".repeat(width);
-        let _ = writeln!(
-            out,
-            "{pad}--> {}:{}:{}",
-            self.file.display(),
-            self.line,
-            self.column
-        );
-        let Some(text) = source.and_then(|s| s.lines().nth(self.line - 1)) else {
-            return out;
-        };
+    }
+
+    /// The diagnostic as it may be shown: the pipeline's literal secrets masked in every
+    /// text (a message may quote the offending value), each text bounded in length.
+    pub fn shown(&self, source: Option<&str>) -> Diagnostic {
+        let literals = source.map(secret_literals).unwrap_or_default();
+        let clean = |text: &str| excerpt(&mask_literals(text, &literals), 1, MAX_MESSAGE_CHARS).0;
+        Diagnostic {
+            file: self.file.clone(),
+            line: self.line,
+            column: self.column,
+            message: clean(&self.message),
+            field: self.field.as_deref().map(clean),
+            help: self.help.as_deref().map(clean),
+        }
+    }
+
+    /// Renders the diagnostic without colour; `source` is the file's text, used to show the
+    /// line. Ends with a newline.
+    pub fn render(&self, source: Option<&str>) -> String {
+        self.render_with(source, false)
+    }
+
+    /// Renders the diagnostic, in colour when `color` is true.
+    pub fn render_with(&self, source: Option<&str>, color: bool) -> String {
+        let shown = self.shown(source);
+        let line_text = source
+            .filter(|_| self.line > 0)
+            .and_then(|s| s.lines().nth(self.line - 1));
+        match (line_text, source) {
+            (Some(text), Some(source)) => shown.render_snippet(text, source, color),
+            _ => shown.render_location(),
+        }
+    }
+
+    /// Without a source line: the headline, where, and the help.
+    fn render_location(&self) -> String {
+        let mut out = format!("error: {}\n", self.title());
+        if self.line == 0 {
+            out.push_str(&format!(" --> {}\n", self.file.display()));
+        } else {
+            let pad = " ".repeat(self.line.to_string().len());
+            out.push_str(&format!(
+                "{pad}--> {}:{}:{}\n",
+                self.file.display(),
+                self.line,
+                self.column
+            ));
+        }
+        if let Some(help) = &self.help {
+            out.push_str(&format!(" = help: {help}\n"));
+        }
+        out
+    }
+
+    /// The headline, the line with the offending token underlined, and the help.
+    fn render_snippet(&self, text: &str, source: &str, color: bool) -> String {
         // Masked first (before any cut): the line may be the one with the password.
-        let (text, column) = source.map_or_else(
-            || (text.to_string(), self.column),
-            |s| mask_line(text, self.column, s),
-        );
+        let (text, column) = mask_line(text, self.column, source);
         let shown: String = text
             .chars()
             .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
             .collect();
         let (shown, column) = excerpt(shown.trim_end_matches('\r'), column, MAX_EXCERPT_CHARS);
-        // Under a tab, the caret line has a tab too, so the caret lines up in any terminal.
-        let indent: String = shown
-            .chars()
-            .chain(std::iter::repeat(' '))
-            .take(column.saturating_sub(1))
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
-        let _ = writeln!(out, "{pad} |");
-        let _ = writeln!(out, "{} | {shown}", self.line);
-        let _ = writeln!(out, "{pad} | {indent}^");
-        out
-    }
-}
-
-/// The keys whose value is a secret wherever they stand.
-const SECRET_KEYS: &[&str] = &["password"];
-
-fn unquote(s: &str) -> &str {
-    s.trim().trim_matches(|c| c == '"' || c == '\'')
-}
-
-/// `key: value` pairs of one line, block or flow style (`{ a: 1, b: 2 }`), quotes removed.
-fn pairs(line: &str) -> impl Iterator<Item = (&str, &str)> {
-    let line = line.split(" #").next().unwrap_or_default();
-    line.split(['{', '}', ',', '[', ']']).filter_map(|chunk| {
-        let (key, value) = chunk.split_once(':')?;
-        let key = unquote(key.trim_start_matches("- "));
-        Some((key, unquote(value)))
-    })
-}
-
-/// The literal secrets of a pipeline's text, found without parsing it (it may not parse):
-/// values of `password:`, and `value:` of a variable mapping that has `secret: true`.
-fn secret_literals(source: &str) -> Vec<String> {
-    let lines: Vec<&str> = source.lines().collect();
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let mut found = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let line_pairs: Vec<(&str, &str)> = pairs(line).collect();
-        for (key, value) in &line_pairs {
-            if SECRET_KEYS.contains(key) {
-                found.push(value.to_string());
-            }
+        let chars: Vec<char> = shown.chars().collect();
+        let start = column.saturating_sub(1).min(chars.len());
+        let len = if start < chars.len() {
+            token_len(&chars, start)
+        } else {
+            0
+        };
+        let byte =
+            |chars_before: usize| chars.iter().take(chars_before).map(|c| c.len_utf8()).sum();
+        let span = byte(start)..byte((start + len).min(chars.len()));
+        let path = self.file.display().to_string();
+        let title = self.title();
+        let snippet = Snippet::source(shown.as_str())
+            .line_start(self.line)
+            .path(path.as_str())
+            .annotation(AnnotationKind::Primary.span(span));
+        let mut group = Level::ERROR.primary_title(title.as_str()).element(snippet);
+        if let Some(help) = &self.help {
+            group = group.element(Level::HELP.message(help.as_str()));
         }
-        if !line_pairs
-            .iter()
-            .any(|(k, v)| *k == "secret" && *v == "true")
-        {
-            continue;
-        }
-        // `value:` on the same line (flow) or on a sibling line of the same mapping (block).
-        let own = indent(line);
-        let in_mapping = |l: &str| l.trim().is_empty() || indent(l) >= own;
-        let first = (0..i)
-            .rev()
-            .take_while(|&j| in_mapping(lines[j]))
-            .last()
-            .unwrap_or(i);
-        let last = (i..lines.len())
-            .take_while(|&j| in_mapping(lines[j]))
-            .last()
-            .unwrap_or(i);
-        for sibling in lines[first..=last].iter().filter(|l| indent(l) == own) {
-            found.extend(
-                pairs(sibling)
-                    .filter(|(k, _)| *k == "value")
-                    .map(|(_, v)| v.to_string()),
-            );
-        }
+        let renderer = if color {
+            Renderer::styled()
+        } else {
+            Renderer::plain()
+        };
+        // Lines are cut by `excerpt` above, with our own limit: no second cut.
+        let renderer = renderer
+            .decor_style(DecorStyle::Ascii)
+            .term_width(usize::MAX / 4);
+        let rendered = renderer.render(&[group]);
+        // The header names the column in the file, not in the (possibly cut) line shown.
+        let located = with_location(&rendered, &path, self.line, self.column);
+        format!("{located}\n")
     }
-    // Shorter values would mask ordinary words; the key rule of `mask_line` still hides them
-    // where they are set.
-    found.retain(|v| v.len() >= 4 && !v.starts_with("${"));
-    found
 }
 
-fn mask_literals(text: &str, literals: &[String]) -> String {
-    let mut out = text.to_string();
-    for literal in literals {
-        out = out.replace(literal.as_str(), crate::output::redact::MASK);
-    }
-    out
+/// `rendered` with the first `PATH:LINE:...` location replaced by `PATH:LINE:COLUMN`.
+fn with_location(rendered: &str, path: &str, line: usize, column: usize) -> String {
+    let prefix = format!("{path}:{line}:");
+    let Some(at) = rendered.find(&prefix) else {
+        return rendered.to_string();
+    };
+    let from = at + prefix.len();
+    let end = rendered[from..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(rendered.len(), |i| from + i);
+    format!("{}{column}{}", &rendered[..from], &rendered[end..])
 }
 
-/// Where `needle` stands in `chars`, as char ranges.
-fn occurrences(chars: &[char], needle: &str) -> Vec<(usize, usize)> {
-    let needle: Vec<char> = needle.chars().collect();
-    if needle.is_empty() || needle.len() > chars.len() {
-        return Vec::new();
-    }
-    chars
-        .windows(needle.len())
-        .enumerate()
-        .filter(|(_, w)| *w == needle.as_slice())
-        .map(|(i, _)| (i, i + needle.len()))
-        .collect()
-}
-
-/// The value after a `password:` key on `chars` (up to `,`, `}` or the end), as a char range.
-fn secret_key_values(chars: &[char]) -> Vec<(usize, usize)> {
-    let mut ranges = Vec::new();
-    for key in SECRET_KEYS {
-        for (_, key_end) in occurrences(chars, &format!("{key}:")) {
-            let start = (key_end..chars.len())
-                .find(|&i| !chars[i].is_whitespace())
-                .unwrap_or(chars.len());
-            let mut end = (start..chars.len())
-                .find(|&i| matches!(chars[i], ',' | '}'))
-                .unwrap_or(chars.len());
-            while end > start && chars[end - 1].is_whitespace() {
-                end -= 1;
-            }
-            if end > start {
-                ranges.push((start, end));
-            }
-        }
-    }
-    ranges
-}
-
-/// `line` of `source` with every literal secret of `source` masked, and whatever follows a
-/// `password:` key on it (a value the scan above could not read whole, e.g. unclosed quotes);
-/// and the 1-based `column` moved to where the same character stands after masking.
-fn mask_line(line: &str, column: usize, source: &str) -> (String, usize) {
-    let chars: Vec<char> = line.chars().collect();
-    let mut ranges = secret_key_values(&chars);
-    for literal in secret_literals(source) {
-        ranges.extend(occurrences(&chars, &literal));
-    }
-    ranges.sort_unstable();
-    let mask = crate::output::redact::MASK;
-    let (mut out, mut new_column, mut from) = (String::new(), column, 0);
-    for (start, end) in ranges {
-        if end <= from {
-            continue;
-        }
-        let start = start.max(from);
-        out.extend(&chars[from..start]);
-        out.push_str(mask);
-        let caret = column.saturating_sub(1);
-        if caret >= end {
-            new_column = new_column + mask.len() - (end - start);
-        } else if caret >= start {
-            new_column -= caret - start;
-        }
-        from = end;
-    }
-    out.extend(&chars[from..]);
-    (out, new_column)
-}
-
-/// The widest source line shown, in characters: a longer line (a 200 KB line of generated
-/// YAML) is cut around the caret, each cut marked with `...`.
-const MAX_EXCERPT_CHARS: usize = 200;
-/// The longest message shown, in characters (a message may quote what it is about).
-const MAX_MESSAGE_CHARS: usize = 1000;
-const CUT: &str = "...";
-
-/// `line` cut to `width` characters around the 1-based `column`; the caret's new column.
-fn excerpt(line: &str, column: usize, width: usize) -> (String, usize) {
-    let chars: Vec<char> = line.chars().collect();
-    if chars.len() <= width {
-        return (line.to_string(), column);
-    }
-    let caret = column.saturating_sub(1).min(chars.len());
-    let end = (caret.saturating_sub(width / 2) + width).min(chars.len());
-    let start = end - width;
-    let mut out = String::new();
-    if start > 0 {
-        out.push_str(CUT);
-    }
-    out.extend(chars.get(start..end).unwrap_or_default());
-    if end < chars.len() {
-        out.push_str(CUT);
-    }
-    let shift = if start > 0 { CUT.len() } else { 0 };
-    (out, column.saturating_sub(start) + shift)
+/// Whether diagnostics on stderr get colour: a terminal that is attended, and no `NO_COLOR`.
+pub fn stderr_has_color() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+    !no_color && !dumb && std::io::stderr().is_terminal()
 }
 
 #[cfg(test)]
@@ -255,13 +202,12 @@ mod tests {
     use super::*;
 
     fn at(line: usize, column: usize) -> Diagnostic {
-        Diagnostic {
-            file: PathBuf::from("bad/unknown-key.yaml"),
+        Diagnostic::at(
+            "bad/unknown-key.yaml",
             line,
             column,
-            message: "unknown field `tsks`, expected one of `name`, `on_failure`, `tasks`"
-                .to_string(),
-        }
+            "unknown field `tsks`, expected one of `name`, `on_failure`, `tasks`",
+        )
     }
 
     #[test]
@@ -270,29 +216,54 @@ mod tests {
         let out = at(2, 70).render(Some(source));
         assert!(!out.contains("Sup3r-S3cret"), "{out}");
         assert!(out.contains("password: ***, bogus: 1 }"), "{out}");
-        // The caret still points at `bogus`.
+        // The underline still stands under `bogus`.
         let lines: Vec<&str> = out.lines().collect();
-        let shown = lines[3]
-            .split_once(" | ")
-            .map(|(_, l)| l)
-            .unwrap_or_default();
-        let caret =
-            lines[4].find('^').unwrap_or_default() - lines[4].find('|').unwrap_or_default() - 2;
-        assert!(shown[caret..].starts_with("bogus"), "{out}");
+        let caret = lines[4].find('^').unwrap_or_default();
+        assert!(lines[3][caret..].starts_with("bogus"), "{out}");
+        assert_eq!(lines[4].matches('^').count(), "bogus".len(), "{out}");
         let out = at(5, 5).render(Some(source));
         assert!(!out.contains("T0ken-Value-9"), "{out}");
         let flow = "variables: { token: { value: abc-123-xyz, secret: true } }\n";
         assert!(!at(1, 1).render(Some(flow)).contains("abc-123-xyz"));
+        // A message or a help quoting the secret is masked too.
+        let quoting = Diagnostic::at("p.yaml", 7, 5, "`Sup3r-S3cret` is wrong")
+            .with_help(Some("not Sup3r-S3cret".into()));
+        let out = quoting.render(Some(source));
+        assert!(!out.contains("Sup3r-S3cret"), "{out}");
     }
 
     #[test]
-    fn diagnostic_renders_line_and_caret() {
+    fn diagnostic_renders_line_underline_and_help() {
         let source = "name: x\nphases:\n  - name: a\n    tsks:\n";
         assert_eq!(
             at(4, 5).render(Some(source)),
             "error: unknown field `tsks`, expected one of `name`, `on_failure`, `tasks`\n \
-             --> bad/unknown-key.yaml:4:5\n  |\n4 |     tsks:\n  |     ^\n"
+             --> bad/unknown-key.yaml:4:5\n  |\n4 |     tsks:\n  |     ^^^^\n"
         );
+        let helped = at(4, 5).with_help(Some("did you mean `tasks`?".into()));
+        assert!(
+            helped
+                .render(Some(source))
+                .ends_with("  |     ^^^^\n  |\n  = help: did you mean `tasks`?\n"),
+            "{}",
+            helped.render(Some(source))
+        );
+        let mut fielded = at(4, 5);
+        fielded.field = Some("phases[0]".into());
+        assert!(
+            fielded
+                .render(Some(source))
+                .starts_with("error: phases[0]: unknown field")
+        );
+    }
+
+    #[test]
+    fn diagnostic_in_colour_has_the_same_text() {
+        let source = "name: x\nphases:\n  - name: a\n    tsks:\n";
+        let colored = at(4, 5).render_with(Some(source), true);
+        assert!(colored.contains('\u{1b}'), "{colored:?}");
+        assert!(colored.contains("bad/unknown-key.yaml:4:5"), "{colored:?}");
+        assert!(!at(4, 5).render(Some(source)).contains('\u{1b}'));
     }
 
     #[test]
@@ -300,24 +271,28 @@ mod tests {
         let source = format!("{}  bad: 1\n", "x: 1\n".repeat(11));
         let out = at(12, 3).render(Some(&source));
         assert!(
-            out.contains("\n  --> bad/unknown-key.yaml:12:3\n   |\n12 |   bad: 1\n   |   ^\n"),
+            out.contains("\n  --> bad/unknown-key.yaml:12:3\n   |\n12 |   bad: 1\n   |   ^^^\n"),
             "{out}"
         );
     }
 
     #[test]
-    fn diagnostic_keeps_tabs_and_counts_columns_in_chars() {
+    fn diagnostic_counts_columns_in_chars_and_shows_tabs_as_spaces() {
         let source = "é\tx: 1\n";
         let out = at(1, 3).render(Some(source));
-        assert!(out.ends_with("1 | é\tx: 1\n  |  \t^\n"), "{out:?}");
+        assert!(out.contains("bad/unknown-key.yaml:1:3\n"), "{out:?}");
+        let lines: Vec<&str> = out.lines().collect();
+        let caret = lines[4].chars().position(|c| c == '^').unwrap();
+        assert_eq!(lines[3].chars().nth(caret), Some('x'), "{out:?}");
     }
 
     #[test]
     fn diagnostic_cuts_a_long_line_around_the_caret() {
-        let source = format!("key: {}BAD{}\n", "x".repeat(100_000), "y".repeat(100_000));
+        let source = format!("key: {}BAD {}\n", "x".repeat(100_000), "y".repeat(100_000));
         let out = at(1, 100_006).render(Some(&source));
         let lines: Vec<&str> = out.lines().collect();
         assert!(out.len() < 600, "{} bytes", out.len());
+        assert!(out.contains("bad/unknown-key.yaml:1:100006\n"), "{out}");
         let shown = lines[3].strip_prefix("1 | ").unwrap();
         assert!(
             shown.starts_with("...x") && shown.ends_with("y..."),
@@ -328,7 +303,7 @@ mod tests {
         // The start of a long line keeps its start.
         let out = at(1, 1).render(Some(&source));
         assert!(
-            out.contains("1 | key: xxx") && out.contains("x...\n  | ^\n"),
+            out.contains("1 | key: xxx") && out.contains("x...\n  | ^^^\n"),
             "{out}"
         );
     }
@@ -344,5 +319,6 @@ mod tests {
     fn diagnostic_past_the_end_shows_only_the_location() {
         let out = at(9, 1).render(Some("a: 1\n"));
         assert_eq!(out.lines().count(), 2);
+        assert!(out.ends_with(" --> bad/unknown-key.yaml:9:1\n"), "{out}");
     }
 }

@@ -57,22 +57,35 @@ impl LoadError {
     pub fn diagnostics(&self) -> &[Diagnostic] {
         &self.diagnostics
     }
+
+    /// Every problem as it may be shown: the pipeline's literal secrets masked, texts bounded.
+    pub fn shown_diagnostics(&self) -> Vec<Diagnostic> {
+        self.diagnostics
+            .iter()
+            .map(|diag| diag.shown(self.source_of(diag)))
+            .collect()
+    }
+
+    /// The text of the file `diag` points into, when it could be read.
+    fn source_of(&self, diag: &Diagnostic) -> Option<&str> {
+        if diag.file == self.file {
+            return self.source_text.as_deref();
+        }
+        self.other_sources
+            .iter()
+            .find(|(file, _)| *file == diag.file)
+            .map(|(_, text)| text.as_str())
+    }
 }
 
 /// Every diagnostic rendered, a blank line between them, then one summary line:
-/// `error: could not load FILE: N error(s)`.
+/// `error: could not load FILE: N error(s)`. In colour when stderr is a terminal (where a
+/// load error is printed) and `NO_COLOR` is not set.
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let color = super::diagnostic::stderr_has_color();
         for diag in &self.diagnostics {
-            let source = if diag.file == self.file {
-                self.source_text.as_deref()
-            } else {
-                self.other_sources
-                    .iter()
-                    .find(|(file, _)| *file == diag.file)
-                    .map(|(_, text)| text.as_str())
-            };
-            writeln!(f, "{}", diag.render(source))?;
+            writeln!(f, "{}", diag.render_with(self.source_of(diag), color))?;
         }
         let count = self.diagnostics.len();
         let noun = if count == 1 { "error" } else { "errors" };
@@ -97,14 +110,20 @@ pub fn load_file(path: &Path) -> Result<Pipeline, LoadError> {
         return Err(too_large(path, size));
     }
     match std::str::from_utf8(&bytes) {
-        Ok(text) => load_str(path, text),
+        Ok(text) => load(path, text, true),
         Err(err) => Err(not_utf8(path, &bytes, err.valid_up_to())),
     }
 }
 
 /// Parses and validates `source` as the pipeline file `path` (used in messages and to
-/// resolve relative paths).
+/// resolve relative paths). The files it names are not checked: this is how a stored
+/// pipeline is loaded again, and a script removed since must not make a release unreadable.
 pub fn load_str(path: &Path, source: &str) -> Result<Pipeline, LoadError> {
+    load(path, source, false)
+}
+
+/// Parses and validates; `check_files`: also check the scripts and programs it names.
+fn load(path: &Path, source: &str, check_files: bool) -> Result<Pipeline, LoadError> {
     if source.len() > MAX_PIPELINE_BYTES {
         return Err(too_large(path, u64::try_from(source.len()).ok()));
     }
@@ -125,7 +144,7 @@ pub fn load_str(path: &Path, source: &str) -> Result<Pipeline, LoadError> {
     }
     let raw: Spanned<RawPipeline> =
         serde_saphyr::from_str_with_options(source, yaml_options()).map_err(yaml_error)?;
-    validate(raw, path, source, &base_dir(path))
+    validate(raw, path, source, &base_dir(path), check_files)
         .map_err(|diags| LoadError::new(path, Some(source), diags))
 }
 
@@ -216,12 +235,12 @@ fn not_utf8(path: &Path, bytes: &[u8], valid_up_to: usize) -> LoadError {
     let line = prefix.matches('\n').count() + 1;
     let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     let byte = bytes.get(valid_up_to).copied().unwrap_or(0);
-    let diag = Diagnostic {
-        file: path.to_path_buf(),
+    let diag = Diagnostic::at(
+        path,
         line,
         column,
-        message: format!("the file is not UTF-8 text: invalid byte 0x{byte:02x}"),
-    };
+        format!("the file is not UTF-8 text: invalid byte 0x{byte:02x}"),
+    );
     LoadError::new(path, None, vec![diag])
 }
 
@@ -236,11 +255,17 @@ fn yaml_diagnostic(path: &Path, err: &YamlError) -> Diagnostic {
             )
         })
         .unwrap_or((0, 0));
-    Diagnostic {
-        file: path.to_path_buf(),
-        line,
-        column,
-        message: yaml_message(innermost(err)),
+    let err = innermost(err);
+    Diagnostic::at(path, line, column, yaml_message(err)).with_help(yaml_help(err))
+}
+
+/// The nearest known key to an unknown one (`tsks` → `tasks`).
+fn yaml_help(err: &YamlError) -> Option<String> {
+    match err {
+        YamlError::SerdeUnknownField {
+            field, expected, ..
+        } => super::validate::did_you_mean(field, expected.iter().copied()),
+        _ => None,
     }
 }
 
@@ -365,7 +390,10 @@ mod tests {
             Err(err) => err
                 .diagnostics()
                 .iter()
-                .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+                .map(|d| match &d.help {
+                    Some(help) => format!("{}:{}: {} (help: {help})", d.line, d.column, d.title()),
+                    None => format!("{}:{}: {}", d.line, d.column, d.title()),
+                })
                 .collect(),
         }
     }
@@ -401,7 +429,7 @@ mod tests {
         let errs = errors(source);
         assert_eq!(
             errs,
-            vec!["7:35: unknown variable `${versoin}`: did you mean `version`?".to_string()]
+            vec!["7:35: unknown variable `${versoin}` (help: did you mean `version`?)".to_string()]
         );
     }
 

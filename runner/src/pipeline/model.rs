@@ -35,6 +35,36 @@ pub struct Pipeline {
     pub secret_variables: std::collections::BTreeSet<String>,
     /// Variables declared `required: true`: a release starts only with a non-empty value.
     pub required_variables: std::collections::BTreeSet<String>,
+    /// `description:` of the variables that have one.
+    pub variable_descriptions: BTreeMap<String, String>,
+}
+
+impl Pipeline {
+    /// The required variables that have no non-empty value in `values`, by name.
+    pub fn missing_required(&self, values: &BTreeMap<String, String>) -> Vec<String> {
+        self.required_variables
+            .iter()
+            .filter(|name| values.get(*name).is_none_or(String::is_empty))
+            .cloned()
+            .collect()
+    }
+}
+
+/// What `run` and `plan` say when required variables have no value: each name, and the
+/// `--var` options that give them one.
+pub fn missing_required_message(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    let options: Vec<String> = names.iter().map(|n| format!("--var {n}=...")).collect();
+    let (noun, verb) = if names.len() == 1 {
+        ("variable", "is declared `required: true` and has")
+    } else {
+        ("variables", "are declared `required: true` and have")
+    };
+    format!(
+        "{noun} {} {verb} no value: pass {}",
+        quoted.join(", "),
+        options.join(" ")
+    )
 }
 
 #[derive(Debug, Clone)]

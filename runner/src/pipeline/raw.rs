@@ -9,8 +9,9 @@
 //!   and a key with nothing after it mean the same thing elsewhere.
 //! - Booleans are YAML 1.2: only `true`/`false` (any case); `yes`, `on`, `y` are strings.
 //! - Variable values are literal text: `${...}` inside a variable's default is not expanded.
-//! - A variable is `name: value` or `name: { value, secret, required }` (`value` optional:
-//!   without it the default is empty; `required: true` then needs `--var` at `run`).
+//! - A variable is `name: value` or `name: { value, secret, required, description }` (`value`
+//!   optional: without it the default is empty; `required: true` then needs `--var` at `run`
+//!   and `plan`).
 //! - Variable names match `[A-Za-z_][A-Za-z0-9_-]*`; `env`, `release`, `phase`, `task` are
 //!   reserved. `command.env` keys match `[A-Za-z_][A-Za-z0-9_]*`.
 //! - `manual:` with nothing after it is an approval with the default prompt.
@@ -288,13 +289,14 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// A variable: `name: value`, or `name: { value: ..., secret: true, required: true }`.
+/// A variable: `name: value`, or `name: { value: ..., secret: true, required: true,
+/// description: ... }`.
 #[derive(Debug)]
 pub enum RawVariable {
     Value(Scalar),
     /// A number, as parsed (`2.1`); validation takes its text from the source (`2.10`).
     Number(Scalar),
-    Spec(RawVariableSpec),
+    Spec(Box<RawVariableSpec>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,6 +305,8 @@ pub struct RawVariableSpec {
     pub value: Option<Spanned<Scalar>>,
     pub secret: Option<Spanned<bool>>,
     pub required: Option<Spanned<bool>>,
+    /// What the value means, shown by `validate` and `plan` (and in editors).
+    pub description: Option<Spanned<Scalar>>,
 }
 
 impl RawVariable {
@@ -321,6 +325,13 @@ impl RawVariable {
     pub fn is_required(&self) -> bool {
         matches!(self, RawVariable::Spec(spec) if spec.required.as_ref().is_some_and(|s| s.value))
     }
+
+    pub fn description(&self) -> Option<&str> {
+        match self {
+            RawVariable::Spec(spec) => spec.description.as_ref().map(|d| d.value.0.as_str()),
+            _ => None,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for RawVariable {
@@ -329,7 +340,9 @@ impl<'de> Deserialize<'de> for RawVariable {
         impl<'de> Visitor<'de> for VariableVisitor {
             type Value = RawVariable;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a value, or a mapping with `value`, `secret`, `required`")
+                f.write_str(
+                    "a value, or a mapping with `value`, `secret`, `required`, `description`",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawVariable, E> {
                 Ok(RawVariable::Value(Scalar(v.to_string())))
@@ -353,7 +366,8 @@ impl<'de> Deserialize<'de> for RawVariable {
                 Err(E::custom(NULL_VALUE))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawVariable, A::Error> {
-                RawVariableSpec::deserialize(MapAccessDeserializer::new(map)).map(RawVariable::Spec)
+                RawVariableSpec::deserialize(MapAccessDeserializer::new(map))
+                    .map(|spec| RawVariable::Spec(Box::new(spec)))
             }
         }
         deserializer.deserialize_any(VariableVisitor)

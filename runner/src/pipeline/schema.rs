@@ -1,4 +1,9 @@
 //! The JSON Schema of the pipeline file, for editors (`relflow schema`).
+//!
+//! Hand-written, and held to the loader by tests: here, every mapping's keys against the raw
+//! serde types and a description on every property; in `tests/e2e/schema_fixtures.rs`,
+//! every valid pipeline passes it and every invalid fixture fails it, except those whose
+//! error a JSON Schema cannot express (listed there with the reason).
 
 /// A hand-written draft 2020-12 JSON Schema of the pipeline file format.
 pub const JSON_SCHEMA: &str = include_str!("schema.json");
@@ -77,6 +82,40 @@ mod tests {
                 "rollback: {zz_unknown: 1}\n",
                 "/properties/rollback/properties".to_string(),
             ),
+            (
+                "variables: {v: {zz_unknown: 1}}\n",
+                "/properties/variables/additionalProperties/oneOf/1/properties".to_string(),
+            ),
+            (
+                &format!("{task}    script: {{zz_unknown: 1}}\n"),
+                "/$defs/scriptSpec/properties".to_string(),
+            ),
+            (
+                &format!("{task}    manual: {{zz_unknown: 1}}\n"),
+                "/$defs/task/properties/manual/properties".to_string(),
+            ),
+            (
+                &format!("{task}  - parallel: {{zz_unknown: 1}}\n"),
+                "/$defs/parallel/properties/parallel/properties".to_string(),
+            ),
+            (
+                "on_failure: {fix_forward: {zz_unknown: 1}}\n",
+                "/$defs/onFailure/properties/fix_forward/properties".to_string(),
+            ),
+            (
+                "on_failure: {actions: [{zz_unknown: 1}]}\n",
+                "/$defs/onFailure/properties/actions/items/properties".to_string(),
+            ),
+            (
+                "on_failure: {actions: [{revert_compose: {zz_unknown: 1}}]}\n",
+                "/$defs/onFailure/properties/actions/items/properties/revert_compose/properties"
+                    .to_string(),
+            ),
+            (
+                "on_failure: {actions: [{restart_previous_container: {zz_unknown: 1}}]}\n",
+                "/$defs/onFailure/properties/actions/items/properties/restart_previous_container/properties"
+                    .to_string(),
+            ),
         ];
         for (yaml, pointer) in cases {
             assert_eq!(
@@ -97,5 +136,58 @@ mod tests {
             })
             .collect();
         assert_eq!(backend, raw_fields("backends: {b: {zz_unknown: 1}}\n"));
+    }
+
+    /// The properties a schema declares (not those `if`/`then`/`not`/... only constrain),
+    /// with their JSON pointers.
+    fn declared_properties<'a>(node: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+        const CONSTRAINTS: [&str; 6] = ["if", "then", "else", "not", "dependentSchemas", "allOf"];
+        match node {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    if CONSTRAINTS.contains(&key.as_str()) {
+                        continue;
+                    }
+                    let here = format!("{at}/{key}");
+                    if key == "properties"
+                        && let Some(props) = value.as_object()
+                    {
+                        for (name, prop) in props {
+                            out.push((format!("{here}/{name}"), prop));
+                            declared_properties(prop, format!("{here}/{name}"), out);
+                        }
+                    } else {
+                        declared_properties(value, here, out);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    declared_properties(item, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn schema_every_property_has_a_description() {
+        let schema: Value = serde_json::from_str(JSON_SCHEMA).unwrap();
+        let mut props = Vec::new();
+        declared_properties(&schema, String::new(), &mut props);
+        assert!(props.len() > 85, "only {} properties", props.len());
+        let bare: Vec<&str> = props
+            .iter()
+            .filter(|(_, prop)| {
+                prop.get("description")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+            })
+            .map(|(at, _)| at.as_str())
+            .collect();
+        assert!(
+            bare.is_empty(),
+            "properties without a description: {bare:#?}"
+        );
     }
 }

@@ -3,8 +3,11 @@
 
 mod backends;
 mod checks;
+mod deploy;
+mod files;
 mod policy;
 mod tasks;
+mod variables;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,13 +17,13 @@ use serde_saphyr::{Location, Spanned};
 
 use super::diagnostic::Diagnostic;
 use super::model::{Backend, FlowRollback, Phase, Pipeline};
-use super::raw::{RawBackend, RawFlowRollback, RawPhase, RawPipeline, RawVariable, Scalar, Text};
+use super::raw::{RawBackend, RawFlowRollback, RawPhase, RawPipeline, Scalar, Text};
+pub(super) use checks::{closest, did_you_mean};
 use checks::{is_env_name, is_step_name, name_too_long};
 pub(super) use policy::Level;
 
 /// Default `retry_budget`.
 const DEFAULT_RETRY_BUDGET: u32 = 20;
-const RESERVED_VARIABLES: [&str; 4] = ["env", "release", "phase", "task"];
 
 /// Turns the raw file into a [`Pipeline`], or every problem found, sorted by position.
 pub(super) fn validate(
@@ -28,8 +31,10 @@ pub(super) fn validate(
     file: &Path,
     source: &str,
     base_dir: &Path,
+    check_files: bool,
 ) -> Result<Pipeline, Vec<Diagnostic>> {
     let mut checker = Checker::new(file, source, base_dir);
+    checker.check_files = check_files;
     let pipeline = checker.pipeline(&raw);
     let mut diags = checker.diags;
     if diags.is_empty()
@@ -66,10 +71,12 @@ pub(super) struct Checker<'a> {
     file: &'a Path,
     source: &'a str,
     base_dir: &'a Path,
+    /// Whether the files the pipeline names are checked (see `files`).
+    check_files: bool,
     diags: Vec<Diagnostic>,
     variables: BTreeMap<String, String>,
-    /// Backend name → kind keyword.
-    backend_kinds: BTreeMap<String, &'static str>,
+    /// Backend name → kind keyword (`None`: the kind is missing or unknown, already reported).
+    backend_kinds: BTreeMap<String, Option<&'static str>>,
     has_flow_rollback: bool,
     /// Task name → the path of the task that took it first.
     task_names: HashMap<String, String>,
@@ -81,6 +88,7 @@ pub(super) struct Checker<'a> {
     /// Variables declared `secret: true` / `required: true`.
     secret_variables: std::collections::BTreeSet<String>,
     required_variables: std::collections::BTreeSet<String>,
+    variable_descriptions: BTreeMap<String, String>,
 }
 
 impl<'a> Checker<'a> {
@@ -89,6 +97,7 @@ impl<'a> Checker<'a> {
             file,
             source,
             base_dir,
+            check_files: false,
             diags: Vec::new(),
             variables: BTreeMap::new(),
             backend_kinds: BTreeMap::new(),
@@ -98,6 +107,7 @@ impl<'a> Checker<'a> {
             env_references: std::collections::BTreeSet::new(),
             secret_variables: std::collections::BTreeSet::new(),
             required_variables: std::collections::BTreeSet::new(),
+            variable_descriptions: BTreeMap::new(),
         }
     }
 
@@ -109,15 +119,29 @@ impl<'a> Checker<'a> {
         result
     }
 
-    /// Records a problem at `at`.
+    /// Records a problem at `at`. A message that starts with a field path
+    /// (`phases[0].tasks[1].script: ...`) names that field.
     pub(super) fn error(&mut self, at: impl Into<Pos>, message: impl Into<String>) {
         let at = at.into();
+        let message = message.into();
+        let (field, message) = split_field(&message);
         self.diags.push(Diagnostic {
-            file: self.file.to_path_buf(),
-            line: at.line,
-            column: at.column,
-            message: message.into(),
+            field,
+            ..Diagnostic::at(self.file, at.line, at.column, message)
         });
+    }
+
+    /// Records a problem at `at` with a `help:` line saying what to do.
+    pub(super) fn error_with_help(
+        &mut self,
+        at: impl Into<Pos>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.error(at, message);
+        if let Some(last) = self.diags.last_mut() {
+            last.help = Some(help.into());
+        }
     }
 
     fn pipeline(&mut self, raw: &Spanned<RawPipeline>) -> Option<Pipeline> {
@@ -159,6 +183,7 @@ impl<'a> Checker<'a> {
             env_references: std::mem::take(&mut self.env_references),
             secret_variables: std::mem::take(&mut self.secret_variables),
             required_variables: std::mem::take(&mut self.required_variables),
+            variable_descriptions: std::mem::take(&mut self.variable_descriptions),
         })
     }
 
@@ -188,55 +213,6 @@ impl<'a> Checker<'a> {
                 ),
             );
             None
-        }
-    }
-
-    fn variables(&mut self, entries: &[(Spanned<Text>, Spanned<RawVariable>)]) {
-        for (key, value) in entries {
-            let name = &key.value.0;
-            let mut chars = name.chars();
-            let valid = chars
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !valid {
-                self.error(
-                    key.referenced,
-                    format!(
-                        "variables: `{name}` is not a valid variable name: use letters, digits, \
-                         `_` and `-`, starting with a letter or `_`"
-                    ),
-                );
-            } else if RESERVED_VARIABLES.contains(&name.as_str()) {
-                self.error(
-                    key.referenced,
-                    format!("variables: `{name}` is reserved for `${{{name}.…}}` references"),
-                );
-            }
-            // Declared even when invalid, so references to it are not reported twice.
-            let default = match &value.value {
-                // Kept as written: `version: 2.10` is "2.10", not the number 2.1.
-                RawVariable::Number(parsed) => {
-                    let span = value.referenced.span();
-                    span.byte_offset()
-                        .zip(span.byte_len())
-                        .and_then(|(at, len)| {
-                            let at = usize::try_from(at).ok()?;
-                            self.source.get(at..at + usize::try_from(len).ok()?)
-                        })
-                        .unwrap_or(&parsed.0)
-                        .trim()
-                        .to_string()
-                }
-                other => other.value().unwrap_or_default().to_string(),
-            };
-            self.variables.insert(name.clone(), default);
-            if value.value.is_secret() {
-                self.secret_variables.insert(name.clone());
-            }
-            if value.value.is_required() {
-                self.required_variables.insert(name.clone());
-            }
         }
     }
 
@@ -354,11 +330,15 @@ impl<'a> Checker<'a> {
         for (key, raw) in entries.unwrap_or_default() {
             let path = format!("backends.{}", key.value.0);
             let name = self.step_name(key, &path, "backend");
+            // Known even when the backend has errors of its own, so its deploy tasks are
+            // checked against its kind instead of being told it does not exist.
+            let kind = raw.value.kind.as_ref().and_then(|kind| {
+                backends::BACKEND_KINDS
+                    .into_iter()
+                    .find(|known| *known == kind.value.0)
+            });
+            self.backend_kinds.insert(key.value.0.clone(), kind);
             let backend = self.backend(raw, &path);
-            if let Some(backend) = &backend {
-                self.backend_kinds
-                    .insert(key.value.0.clone(), backend.kind());
-            }
             match (name, backend) {
                 (Some(name), Some(backend)) => {
                     out.insert(name, backend);
@@ -379,11 +359,17 @@ impl<'a> Checker<'a> {
             return None;
         }
         let run = match &rollback.run {
-            Some(run) => Some(self.argv(run, "rollback.run")?),
+            Some(run) => {
+                self.check_program(&run.value, "rollback.run", None);
+                Some(self.argv(run, "rollback.run")?)
+            }
             None => None,
         };
         let script = match &rollback.script {
-            Some(script) => Some(self.template(script)?),
+            Some(script) => {
+                self.check_script_file(script, "rollback.script");
+                Some(self.template(script)?)
+            }
             None => None,
         };
         Some(FlowRollback {
@@ -500,6 +486,23 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// `(Some("phases[0].timeout"), "rest")` for `phases[0].timeout: rest`; the message alone
+/// when it does not start with a field path.
+fn split_field(message: &str) -> (Option<String>, String) {
+    let Some((head, rest)) = message.split_once(": ") else {
+        return (None, message.to_string());
+    };
+    let is_path = head.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && head
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']'));
+    if is_path {
+        (Some(head.to_string()), rest.to_string())
+    } else {
+        (None, message.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -516,7 +519,7 @@ mod tests {
     fn messages(source: &str) -> Vec<String> {
         load(source)
             .err()
-            .map(|e| e.diagnostics().iter().map(|d| d.message.clone()).collect())
+            .map(|e| e.diagnostics().iter().map(|d| d.title()).collect())
             .unwrap_or_default()
     }
 
@@ -528,7 +531,7 @@ mod tests {
     fn variables_take_a_value_or_a_mapping_with_secret_and_required() {
         let p = load(
             "name: p\nvariables:\n  plain: 2.10\n  token: { value: 1.50, secret: true }\n  \
-             needed: { required: true }\nphases:\n  - name: a\n    tasks:\n      - { name: w, wait: 0s }\n",
+             needed: { required: true, description: \"the build\" }\nphases:\n  - name: a\n    tasks:\n      - { name: w, wait: 0s }\n",
         )
         .unwrap();
         assert_eq!(p.variables["plain"], "2.10");
@@ -536,6 +539,12 @@ mod tests {
         assert_eq!(p.variables["needed"], "");
         assert!(p.secret_variables.contains("token") && p.secret_variables.len() == 1);
         assert!(p.required_variables.contains("needed") && p.required_variables.len() == 1);
+        let values = p.variables.clone();
+        assert_eq!(p.missing_required(&values), ["needed"]);
+        assert_eq!(
+            crate::pipeline::missing_required_message(&p.missing_required(&values)),
+            "variable `needed` is declared `required: true` and has no value: pass --var needed=..."
+        );
         let msgs = messages("name: p\nvariables: { t: { secrt: true } }\nphases: []\n");
         assert!(msgs[0].contains("unknown field `secrt`"), "{msgs:?}");
     }
@@ -595,7 +604,7 @@ mod tests {
         let file = dir.path().join("p.yaml");
         let err = load_str(&file, &source).unwrap_err();
         assert_eq!(
-            err.diagnostics()[0].message,
+            err.diagnostics()[0].title(),
             "phases[0].tasks[0].on_failure.script: cannot read `policies/p.rhai`: no such file"
         );
         std::fs::create_dir(dir.path().join("policies")).unwrap();

@@ -1,10 +1,15 @@
-//! `relflow plan --simulate`: what the policies would do for simulated failures, computed by
-//! the same `decide` the engine uses, running nothing.
+//! `relflow plan`: each task's effective policy and, with `--simulate`, what the policies
+//! would do for simulated failures, computed by the same `decide` the engine uses, running
+//! nothing. The result is data (`Plan`); `cli/plan.rs` prints it as text or JSON.
 
-use std::fmt::Write;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use relflow_plugin::ErrorClass;
+
+mod report;
+
+pub use report::*;
 
 use super::decide::{Decision, EffectivePolicy, Failure, History, decide, nearest_policy};
 use super::model::{OnFailure, Then};
@@ -49,50 +54,6 @@ impl std::str::FromStr for SimulatedFailure {
     }
 }
 
-/// One line describing a policy: `retry 3× on [task_failed] (exponential from 1s, max 5m), then rollback`.
-pub fn describe_policy(policy: Option<&OnFailure>) -> String {
-    let Some(policy) = policy else {
-        return "pause (no on_failure)".to_string();
-    };
-    let d = match policy {
-        OnFailure::Script(script) => return format!("script {}", script.name()),
-        OnFailure::Declarative(d) => d,
-    };
-    let mut out = String::new();
-    if d.retry.retries > 0 {
-        let classes: Vec<&str> = d.retry.when.iter().map(|c| c.as_str()).collect();
-        let _ = write!(
-            out,
-            "retry {}× on [{}] ({:?} from {}, max {}{}), then ",
-            d.retry.retries,
-            classes.join(", "),
-            d.retry.backoff,
-            format_duration(d.retry.delay),
-            format_duration(d.retry.max_delay),
-            if d.retry.jitter { ", jitter" } else { "" }
-        );
-        out = out
-            .replace("Fixed", "fixed")
-            .replace("Linear", "linear")
-            .replace("Exponential", "exponential");
-    }
-    out.push_str(d.then.keyword());
-    if let Some(ff) = &d.fix_forward {
-        let argv: Vec<&str> = ff.resolve.iter().map(|t| t.source()).collect();
-        let _ = write!(
-            out,
-            " (resolve: {}; max {}; fallback {})",
-            argv.join(" "),
-            ff.max,
-            ff.fallback.keyword()
-        );
-    }
-    if !d.actions.is_empty() {
-        let _ = write!(out, "; {} action(s)", d.actions.len());
-    }
-    out
-}
-
 fn delay_range(policy: EffectivePolicy<'_>, failure: &Failure, history: History) -> String {
     let low = decide(policy, failure, history, 0.0);
     let high = decide(policy, failure, history, 0.999_999);
@@ -105,10 +66,10 @@ fn delay_range(policy: EffectivePolicy<'_>, failure: &Failure, history: History)
     }
 }
 
-/// What one simulated task does: lines, and whether the release goes on (`None`) or ends with
-/// an exit code and a sentence.
+/// What one simulated task does: its steps, and whether the release goes on (`None`) or ends
+/// with an exit code and a sentence.
 fn simulate_task(
-    out: &mut String,
+    steps: &mut Vec<SimStep>,
     pipeline: &Pipeline,
     phase: &Phase,
     task: &Task,
@@ -120,10 +81,15 @@ fn simulate_task(
         on_failure,
         source: &source,
     };
+    let name = || task.name.clone();
+    let class = sim.class.as_str();
     let mut task_retries = 0;
     for attempt in 1.. {
         if attempt > sim.times {
-            let _ = writeln!(out, "    attempt {attempt} succeeds");
+            steps.push(SimStep::Succeeds {
+                task: name(),
+                attempt,
+            });
             return None;
         }
         let failure = simulated_failure(pipeline, phase, task, sim.class, attempt);
@@ -136,42 +102,41 @@ fn simulate_task(
         match decided.decision {
             Decision::Retry { .. } => {
                 // A script explains its retries; a declarative rule speaks for itself.
-                let why = match on_failure {
-                    Some(OnFailure::Script(_)) => format!(": {}", script_reason(&decided.reason)),
-                    _ => String::new(),
-                };
-                let _ = writeln!(
-                    out,
-                    "    attempt {attempt} fails ({}) → retry in {} [{}{why}]",
-                    sim.class,
-                    delay_range(policy, &failure, history),
-                    decided.rule
-                );
+                let reason = matches!(on_failure, Some(OnFailure::Script(_)))
+                    .then(|| script_reason(&decided.reason).to_string());
+                steps.push(SimStep::Retry {
+                    task: name(),
+                    attempt,
+                    class,
+                    delay: delay_range(policy, &failure, history),
+                    rule: decided.rule,
+                    reason,
+                });
                 task_retries += 1;
                 *retries_used += 1;
             }
             Decision::Then(then) => {
-                let _ = writeln!(
-                    out,
-                    "    attempt {attempt} fails ({}) → {} [{}: {}]",
-                    sim.class,
-                    then.keyword(),
-                    decided.rule,
-                    script_reason(&decided.reason)
-                );
-                return apply_then(out, pipeline, task, then);
+                steps.push(SimStep::Then {
+                    task: name(),
+                    attempt,
+                    class,
+                    action: then.keyword(),
+                    rule: decided.rule.clone(),
+                    reason: script_reason(&decided.reason).to_string(),
+                });
+                return apply_then(steps, pipeline, task, then);
             }
             Decision::RestartPhase(values) => {
                 let shown: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let _ = writeln!(
-                    out,
-                    "    attempt {attempt} fails ({}) → restart phase {} with {} [{}: {}]",
-                    sim.class,
-                    phase.name,
-                    shown.join(" "),
-                    decided.rule,
-                    script_reason(&decided.reason)
-                );
+                steps.push(SimStep::RestartPhase {
+                    task: name(),
+                    attempt,
+                    class,
+                    phase: phase.name.clone(),
+                    values,
+                    rule: decided.rule.clone(),
+                    reason: script_reason(&decided.reason).to_string(),
+                });
                 return Some((
                     0,
                     format!(
@@ -223,7 +188,7 @@ fn simulated_failure(
 }
 
 /// The pipeline's variables as a script or a person may see them: `secret: true` ones masked.
-fn shown_variables(pipeline: &Pipeline) -> std::collections::BTreeMap<String, String> {
+pub fn shown_variables(pipeline: &Pipeline) -> BTreeMap<String, String> {
     let mut vars = pipeline.variables.clone();
     for name in &pipeline.secret_variables {
         if let Some(value) = vars.get_mut(name) {
@@ -238,36 +203,41 @@ fn is_process(task: &Task) -> bool {
 }
 
 fn apply_then(
-    out: &mut String,
+    steps: &mut Vec<SimStep>,
     pipeline: &Pipeline,
     task: &Task,
     then: Then,
 ) -> Option<(i32, String)> {
+    let name = &task.name;
+    let mut effect = |text: String| {
+        steps.push(SimStep::Effect {
+            task: name.clone(),
+            text,
+        })
+    };
     match then {
         Then::Skip => {
-            let _ = writeln!(out, "    task {} skipped; the release goes on", task.name);
+            effect(format!("task {name} skipped; the release goes on"));
             None
         }
         Then::Ignore => {
-            let _ = writeln!(out, "    task {} ignored (its failure stays visible); the release goes on", task.name);
+            effect(format!("task {name} ignored (its failure stays visible); the release goes on"));
             None
         }
-        Then::Pause => Some((1, format!("halted on task {}: release failed, waiting for a person", task.name))),
+        Then::Pause => Some((1, format!("halted on task {name}: release failed, waiting for a person"))),
         Then::Rollback => {
-            let _ = writeln!(out, "    rollback order: the task's actions, earlier any_task actions newest first, backend rollback of {}", task.name);
-            Some((4, format!("task {} rolled back; release failed", task.name)))
+            effect(format!("rollback order: the task's actions, earlier any_task actions newest first, backend rollback of {name}"));
+            Some((4, format!("task {name} rolled back; release failed")))
         }
         Then::RollbackRelease => {
             let undo = pipeline.rollback.as_ref().is_some_and(|r| r.undo_completed);
-            let _ = writeln!(
-                out,
-                "    rollback order: the task's actions, earlier any_task actions, backend rollback of {}{}, then the flow-level rollback",
-                task.name,
+            effect(format!(
+                "rollback order: the task's actions, earlier any_task actions, backend rollback of {name}{}, then the flow-level rollback",
                 if undo { ", every completed deployment newest first" } else { "" }
-            );
+            ));
             Some((4, "release rolled back".to_string()))
         }
-        Then::Cancel => Some((3, format!("task {} cancelled without rollback; release aborted (target may be in an unknown state)", task.name))),
+        Then::Cancel => Some((3, format!("task {name} cancelled without rollback; release aborted (target may be in an unknown state)"))),
         Then::FixForward => Some((
             0,
             "fix forward: the resolver would run and the phase restart with its values (not simulated further; fallback applies if it refuses)".to_string(),
@@ -275,92 +245,84 @@ fn apply_then(
     }
 }
 
-/// The whole plan as text; the second value is the exit code the release would end with.
-pub fn plan(pipeline: &Pipeline, sims: &[SimulatedFailure]) -> (String, i32) {
-    let mut out = String::new();
-    let tasks = pipeline.tasks().count();
-    let _ = writeln!(
-        out,
-        "pipeline {}: {} phases, {tasks} tasks",
-        pipeline.name,
-        pipeline.phases.len()
-    );
-    if !pipeline.variables.is_empty() {
-        let vars: Vec<String> = shown_variables(pipeline)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let _ = writeln!(out, "variables: {}", vars.join(" "));
+/// The plan of `pipeline`: every task with its effective policy, and the simulation of
+/// `sims` when there are any.
+pub fn plan(pipeline: &Pipeline, sims: &[SimulatedFailure]) -> Plan {
+    let phases = pipeline
+        .phases
+        .iter()
+        .map(|phase| PhasePlan {
+            name: phase.name.clone(),
+            tasks: phase_tasks(pipeline, phase),
+        })
+        .collect();
+    Plan {
+        pipeline: pipeline.name.clone(),
+        variables: shown_variables(pipeline),
+        phases,
+        simulation: (!sims.is_empty()).then(|| simulate(pipeline, sims)),
     }
-    for phase in &pipeline.phases {
-        let _ = writeln!(out, "phase {}", phase.name);
-        for step in &phase.steps {
-            let (indent, group) = match step {
-                Step::Task(task) => ("  ", std::slice::from_ref(task)),
-                Step::Parallel { max, tasks } => {
-                    let _ = writeln!(out, "  parallel (max {max}):");
-                    ("    ", tasks.as_slice())
-                }
-            };
-            for task in group {
-                let (policy, source) = nearest_policy(pipeline, phase, task);
-                let _ = writeln!(
-                    out,
-                    "{indent}{} ({}) — on failure [{source}]: {}",
-                    task.name,
-                    describe_kind(task),
-                    describe_policy(policy)
-                );
-            }
+}
+
+fn phase_tasks(pipeline: &Pipeline, phase: &Phase) -> Vec<TaskPlan> {
+    let mut tasks = Vec::new();
+    for (index, step) in phase.steps.iter().enumerate() {
+        let (group, members) = match step {
+            Step::Task(task) => (None, std::slice::from_ref(task)),
+            Step::Parallel { max, tasks } => (
+                Some(ParallelGroup {
+                    step: index,
+                    max: *max,
+                }),
+                tasks.as_slice(),
+            ),
+        };
+        for task in members {
+            let (policy, source) = nearest_policy(pipeline, phase, task);
+            tasks.push(TaskPlan {
+                name: task.name.clone(),
+                kind: task.kind.keyword(),
+                summary: describe_kind(task),
+                parallel: group,
+                policy: policy_plan(policy, source),
+            });
         }
     }
-    if sims.is_empty() {
-        return (out, 0);
-    }
-    let _ = writeln!(out, "\nsimulation:");
+    tasks
+}
+
+/// Runs the simulated failures through the policies, task by task in release order.
+fn simulate(pipeline: &Pipeline, sims: &[SimulatedFailure]) -> Simulation {
+    let mut steps = Vec::new();
     let mut retries_used = 0;
     for (phase, task) in pipeline.tasks() {
         let Some(sim) = sims.iter().find(|s| s.task == task.name) else {
             if matches!(task.kind, TaskKind::Manual { .. }) {
-                let _ = writeln!(
-                    out,
-                    "  {}: waits for approval (assumed approved)",
-                    task.name
-                );
+                steps.push(SimStep::Approval {
+                    task: task.name.clone(),
+                });
             }
             continue;
         };
-        let _ = writeln!(
-            out,
-            "  {} fails {}× with {}:",
-            task.name, sim.times, sim.class
-        );
-        if let Some((code, why)) =
-            simulate_task(&mut out, pipeline, phase, task, sim, &mut retries_used)
+        steps.push(SimStep::Failing {
+            task: task.name.clone(),
+            class: sim.class.as_str(),
+            times: sim.times,
+        });
+        if let Some((exit_code, outcome)) =
+            simulate_task(&mut steps, pipeline, phase, task, sim, &mut retries_used)
         {
-            let _ = writeln!(out, "result: {why} (exit {code})");
-            return (out, code);
+            return Simulation {
+                steps,
+                exit_code,
+                outcome,
+            };
         }
     }
-    let _ = writeln!(out, "result: the release completes (exit 0)");
-    (out, 0)
-}
-
-fn describe_kind(task: &Task) -> String {
-    match &task.kind {
-        TaskKind::Command(c) => format!(
-            "command: {}",
-            c.run
-                .iter()
-                .map(|t| t.source())
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        TaskKind::Script(s) => format!("script: {}", s.path),
-        TaskKind::Deploy(d) => format!("deploy {} on {}", d.package, d.backend),
-        TaskKind::Undeploy(d) => format!("undeploy {} on {}", d.package, d.backend),
-        TaskKind::Manual { .. } => "manual".to_string(),
-        TaskKind::Wait(d) => format!("wait {}", format_duration(*d)),
+    Simulation {
+        steps,
+        exit_code: 0,
+        outcome: "the release completes".to_string(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::checks::{one_of, suggestion};
 use super::{Checker, Pos};
 use crate::pipeline::model::{Backend, BackendLock};
 use crate::pipeline::raw::{RawBackend, Scalar, Text};
@@ -175,7 +176,10 @@ impl Checker<'_> {
         field: &str,
     ) -> Option<Option<Vec<Template>>> {
         match value {
-            Some(list) => self.argv(list, &format!("{path}.{field}")).map(Some),
+            Some(list) => {
+                self.check_program(&list.value, &format!("{path}.{field}"), None);
+                self.argv(list, &format!("{path}.{field}")).map(Some)
+            }
             None => Some(None),
         }
     }
@@ -223,7 +227,10 @@ impl Checker<'_> {
             None => Some(DEFAULT_POLLING),
         };
         let ca_cert = match &b.ca_cert {
-            Some(path) => self.template(path).map(Some),
+            Some(cert) => {
+                self.check_readable_file(cert, &format!("{path}.ca_cert"));
+                self.template(cert).map(Some)
+            }
             None => Some(None),
         };
         let timeout = self.backend_timeout(b, path);
@@ -285,7 +292,10 @@ impl Checker<'_> {
     ) -> Option<Backend> {
         let b = &raw.value;
         let deploy = match &b.deploy {
-            Some(deploy) => self.argv(deploy, &format!("{path}.deploy")),
+            Some(deploy) => {
+                self.check_program(&deploy.value, &format!("{path}.deploy"), None);
+                self.argv(deploy, &format!("{path}.deploy"))
+            }
             None => {
                 self.error(
                     raw.referenced,
@@ -308,6 +318,43 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// One entry of `backends:`.
+    pub(in crate::pipeline) fn backend(
+        &mut self,
+        raw: &Spanned<RawBackend>,
+        path: &str,
+    ) -> Option<Backend> {
+        let backend = &raw.value;
+        let Some(kind) = &backend.kind else {
+            self.error(
+                raw.referenced,
+                format!(
+                    "{path}: a backend needs a `kind`: {}",
+                    one_of(&BACKEND_KINDS)
+                ),
+            );
+            return None;
+        };
+        let kind_name = kind.value.0.as_str();
+        if !BACKEND_KINDS.contains(&kind_name) {
+            self.error_with_help(
+                kind.referenced,
+                format!("{path}.kind: unknown backend kind `{kind_name}`"),
+                suggestion(kind_name, &BACKEND_KINDS),
+            );
+            return None;
+        }
+        let stray = self.stray_backend_fields(backend, kind_name, path);
+        let built = match kind_name {
+            "local" => self.with_deploy_variables(|c| c.local_backend(raw, path)),
+            "xl-deploy" => self.xl_deploy_backend(raw, path),
+            _ => self.with_deploy_variables(|c| c.exec_backend(raw, path)),
+        };
+        if stray { None } else { built }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -321,7 +368,7 @@ mod tests {
              deploy: {{ backend: b, package: App/1 }}\n{task_extra}"
         );
         load_str(Path::new("/tmp/relflow-test/p.yaml"), &source)
-            .map_err(|e| e.diagnostics().iter().map(|d| d.message.clone()).collect())
+            .map_err(|e| e.diagnostics().iter().map(|d| d.title()).collect())
     }
 
     #[test]
@@ -359,7 +406,7 @@ mod tests {
                       lock_timeout: 1s\n";
         let errors: Vec<String> = load_str(Path::new("/tmp/relflow-test/p.yaml"), source)
             .map(|_| Vec::new())
-            .unwrap_or_else(|e| e.diagnostics().iter().map(|d| d.message.clone()).collect());
+            .unwrap_or_else(|e| e.diagnostics().iter().map(|d| d.title()).collect());
         assert_eq!(
             errors,
             [

@@ -66,7 +66,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate within edit distance 2, if any.
-pub(super) fn closest<'c>(
+pub(in crate::pipeline) fn closest<'c>(
     word: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<&'c str> {
@@ -83,14 +83,18 @@ pub(super) fn closest<'c>(
 pub(in crate::pipeline) const DEPLOY_VARIABLES: [&str; 3] =
     ["application", "version", "components"];
 
-/// `: did you mean `x`?` or nothing.
-pub(super) fn did_you_mean<'c>(
+/// `did you mean `x`?` when a candidate is close to `word`.
+pub(in crate::pipeline) fn did_you_mean<'c>(
     word: &str,
     candidates: impl IntoIterator<Item = &'c str>,
-) -> String {
-    closest(word, candidates)
-        .map(|c| format!(": did you mean `{c}`?"))
-        .unwrap_or_default()
+) -> Option<String> {
+    closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+/// `did you mean `x`?`, else `expected a, b or c`: the help of an unknown keyword.
+pub(super) fn suggestion(word: &str, candidates: &[&str]) -> String {
+    did_you_mean(word, candidates.iter().copied())
+        .unwrap_or_else(|| format!("expected {}", one_of(candidates)))
 }
 
 /// `a, b or c`
@@ -129,13 +133,9 @@ impl Checker<'_> {
             }
             let offset = text.find(&format!("${{{name}")).unwrap_or(0);
             let loc = self.offset_location(value, offset);
-            let hint = did_you_mean(name, self.declared());
-            let hint = if hint.is_empty() {
-                ": declare it under `variables:`".to_string()
-            } else {
-                hint
-            };
-            self.error(loc, format!("unknown variable `${{{name}}}`{hint}"));
+            let help = did_you_mean(name, self.declared())
+                .unwrap_or_else(|| "declare it under `variables:`".to_string());
+            self.error_with_help(loc, format!("unknown variable `${{{name}}}`"), help);
             ok = false;
         }
         ok.then_some(template)

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::checks::{did_you_mean, one_of};
+use super::checks::suggestion;
 use super::{Checker, Pos};
 use crate::pipeline::diagnostic::Diagnostic;
 use crate::pipeline::raw::{RawAction, RawFixForward, RawOnFailure, RawRetry, Scalar, Text};
@@ -142,10 +142,13 @@ impl Checker<'_> {
                     _ => name.into(),
                 };
                 self.diags.push(Diagnostic {
-                    file: shown,
-                    line: err.line,
-                    column: err.column,
-                    message: format!("policy script {name} ({path}.script): {err}"),
+                    field: Some(format!("{path}.script")),
+                    ..Diagnostic::at(
+                        shown,
+                        err.line,
+                        err.column,
+                        format!("policy script {name}: {err}"),
+                    )
                 });
                 None
             }
@@ -155,15 +158,10 @@ impl Checker<'_> {
     fn then(&mut self, raw: &Spanned<Text>, path: &str, is_fallback: bool) -> Option<Then> {
         let text = raw.value.0.as_str();
         let Some(then) = then_from(text) else {
-            let hint = did_you_mean(text, THENS);
-            let hint = if hint.is_empty() {
-                format!(": expected {}", one_of(&THENS))
-            } else {
-                hint
-            };
-            self.error(
+            self.error_with_help(
                 raw.referenced,
-                format!("{path}: unknown action `{text}`{hint}"),
+                format!("{path}: unknown action `{text}`"),
+                suggestion(text, &THENS),
             );
             return None;
         };
@@ -227,7 +225,10 @@ impl Checker<'_> {
     fn fix_forward(&mut self, raw: &Spanned<RawFixForward>, path: &str) -> Option<FixForward> {
         let block = &raw.value;
         let resolve = match &block.resolve {
-            Some(resolve) => self.argv(resolve, &format!("{path}.resolve")),
+            Some(resolve) => {
+                self.check_program(&resolve.value, &format!("{path}.resolve"), None);
+                self.argv(resolve, &format!("{path}.resolve"))
+            }
             None => {
                 self.error(
                     raw.referenced,
@@ -302,11 +303,10 @@ impl Checker<'_> {
             "linear" => Some(Backoff::Linear),
             "exponential" => Some(Backoff::Exponential),
             other => {
-                self.error(
+                self.error_with_help(
                     raw.referenced,
-                    format!(
-                        "{path}: unknown backoff `{other}`: expected fixed, linear or exponential"
-                    ),
+                    format!("{path}: unknown backoff `{other}`"),
+                    suggestion(other, &["fixed", "linear", "exponential"]),
                 );
                 None
             }
@@ -326,15 +326,10 @@ impl Checker<'_> {
                 let names: Vec<&str> = std::iter::once("transient")
                     .chain(ErrorClass::ALL.iter().map(|c| c.as_str()))
                     .collect();
-                let hint = did_you_mean(text, names.iter().copied());
-                let hint = if hint.is_empty() {
-                    format!(": expected {}", one_of(&names))
-                } else {
-                    hint
-                };
-                self.error(
+                self.error_with_help(
                     class.referenced,
-                    format!("{path}: unknown error class `{text}`{hint}"),
+                    format!("{path}: unknown error class `{text}`"),
+                    suggestion(text, &names),
                 );
                 ok = false;
                 continue;
@@ -395,11 +390,13 @@ impl Checker<'_> {
             }
         }
         if let Some(run) = &action.run {
+            self.check_program(&run.value, &format!("{path}.run"), None);
             return self
                 .argv(run, &format!("{path}.run"))
                 .map(ActionCommand::Run);
         }
         if let Some(script) = &action.script {
+            self.check_script_file(script, &format!("{path}.script"));
             return self.template(script).map(ActionCommand::Script);
         }
         if let Some(revert) = &action.revert_compose {

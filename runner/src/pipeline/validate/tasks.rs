@@ -1,18 +1,12 @@
-//! Validation of `tasks:` entries (tasks, parallel groups, each task kind) and `backends:`.
+//! Validation of `tasks:` entries: tasks, parallel groups, and each task kind but deploys.
 
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::backends::BACKEND_KINDS;
-use super::checks::{did_you_mean, one_of};
 use super::{Checker, Level, Pos};
-use crate::pipeline::model::{
-    Backend, CommandSpec, DeploySpec, ScriptSpec, Step, Task, TaskKind, XlOptions,
-};
-use crate::pipeline::raw::{
-    Argv, RawBackend, RawCommand, RawDeploy, RawManual, RawParallel, RawScript, RawStep, Scalar,
-};
+use crate::pipeline::model::{CommandSpec, ScriptSpec, Step, Task, TaskKind};
+use crate::pipeline::raw::{Argv, RawCommand, RawManual, RawParallel, RawScript, RawStep, Scalar};
 use crate::pipeline::template::Template;
 
 const KINDS: [&str; 6] = ["command", "script", "deploy", "undeploy", "manual", "wait"];
@@ -145,11 +139,12 @@ impl Checker<'_> {
                 None
             }
         };
+        // Not `?` here: the task's other fields are still checked when the timeout is wrong.
         let timeout = match &step.timeout {
-            Some(t) => {
-                Some(self.duration(t, &format!("{path}.timeout"), MIN_TIMEOUT, MAX_TIMEOUT)?)
-            }
-            None => None,
+            Some(t) => self
+                .duration(t, &format!("{path}.timeout"), MIN_TIMEOUT, MAX_TIMEOUT)
+                .map(Some),
+            None => Some(None),
         };
         let lock_timeout = self.lock_timeout(step, path);
         let on_failure = match &step.on_failure {
@@ -184,7 +179,7 @@ impl Checker<'_> {
         Some(Task {
             name: name?,
             kind: kind?,
-            timeout,
+            timeout: timeout?,
             lock_timeout: lock_timeout?,
             on_failure: on_failure?,
         })
@@ -302,6 +297,12 @@ impl Checker<'_> {
             Some(cwd) => self.template(cwd).map(Some),
             None => Some(None),
         };
+        if let Some(Argv::List(items)) = command.run.as_ref().map(|r| &r.value)
+            && !shell
+        {
+            let cwd = command.cwd.as_ref().map(|c| c.value.0.as_str());
+            self.check_program(items, &format!("{path}.run"), cwd);
+        }
         let run = self.run(command.run.as_ref(), raw.referenced.into(), path, shell);
         Some(CommandSpec {
             run: run?,
@@ -364,6 +365,7 @@ impl Checker<'_> {
         let spec = match &raw.value {
             RawScript::Path(file) => {
                 let file = Spanned::new(Scalar(file.clone()), raw.referenced, raw.defined);
+                self.check_script_file(&file, path);
                 return Some(ScriptSpec {
                     path: self.template(&file)?,
                     args: Vec::new(),
@@ -375,7 +377,10 @@ impl Checker<'_> {
             RawScript::Spec(spec) => spec,
         };
         let file = match &spec.path {
-            Some(file) => self.template(file),
+            Some(file) => {
+                self.check_script_file(file, &format!("{path}.path"));
+                self.template(file)
+            }
             None => {
                 self.error(raw.referenced, format!("{path}: a script needs a `path`"));
                 None
@@ -400,204 +405,11 @@ impl Checker<'_> {
         })
     }
 
-    fn deploy(&mut self, raw: &Spanned<RawDeploy>, path: &str) -> Option<DeploySpec> {
-        let deploy = &raw.value;
-        let Some(backend) = &deploy.backend else {
-            self.error(raw.referenced, format!("{path}: `backend` is required"));
-            return None;
-        };
-        let name = &backend.value.0;
-        let Some(kind) = self.backend_kinds.get(name).copied() else {
-            let declared: Vec<&str> = self.backend_kinds.keys().map(String::as_str).collect();
-            let hint = match did_you_mean(name, declared.iter().copied()) {
-                hint if !hint.is_empty() => hint,
-                _ if declared.is_empty() => ": no backends are declared under `backends:`".into(),
-                _ => format!(": declared backends are {}", one_of(&declared)),
-            };
-            self.error(
-                backend.referenced,
-                format!("{path}.backend: unknown backend `{name}`{hint}"),
-            );
-            return None;
-        };
-        let package = match &deploy.package {
-            Some(package) => self.template(package),
-            None => {
-                self.error(raw.referenced, format!("{path}: `package` is required"));
-                None
-            }
-        };
-        let environment = match &deploy.environment {
-            Some(env) => self.template(env).map(Some),
-            None if kind == "xl-deploy" => {
-                self.error(
-                    raw.referenced,
-                    format!("{path}: `environment` is required with an xl-deploy backend"),
-                );
-                None
-            }
-            None => Some(None),
-        };
-        let components = self.local_only(deploy.components.as_deref(), kind, path, "components");
-        let verify = match &deploy.verify {
-            Some(verify) if kind != "local" => {
-                self.not_for_kind(verify.referenced.into(), path, "verify", kind);
-                None
-            }
-            Some(verify) => {
-                self.with_deploy_variables(|c| c.argv(verify, &format!("{path}.verify")).map(Some))
-            }
-            None => Some(None),
-        };
-        let xl = self.xl_options(deploy, kind, path);
-        Some(DeploySpec {
-            backend: name.clone(),
-            package: package?,
-            environment: environment?,
-            components: components?,
-            verify: verify?,
-            xl: xl?,
-        })
-    }
-
-    /// The XL Deploy task options; refused on other backends.
-    fn xl_options(&mut self, deploy: &RawDeploy, kind: &str, path: &str) -> Option<XlOptions> {
-        let set: [(&str, Option<Pos>); 5] = [
-            (
-                "orchestrators",
-                deploy.orchestrators.as_ref().map(|v| v.referenced.into()),
-            ),
-            (
-                "deployed_application_properties",
-                deploy
-                    .deployed_application_properties
-                    .as_ref()
-                    .map(|v| v.referenced.into()),
-            ),
-            (
-                "fail_on_pause",
-                deploy.fail_on_pause.as_ref().map(|v| v.referenced.into()),
-            ),
-            (
-                "polling_budget",
-                deploy.polling_budget.as_ref().map(|v| v.referenced.into()),
-            ),
-            (
-                "fail_if_missing",
-                deploy.fail_if_missing.as_ref().map(|v| v.referenced.into()),
-            ),
-        ];
-        if kind != "xl-deploy" {
-            let mut ok = true;
-            for (key, at) in set {
-                if let Some(at) = at {
-                    self.error(
-                        at,
-                        format!("{path}.{key}: `{key}` is only for an xl-deploy backend, and this one is `{kind}`"),
-                    );
-                    ok = false;
-                }
-            }
-            return ok.then(XlOptions::default);
-        }
-        let defaults = XlOptions::default();
-        Some(XlOptions {
-            orchestrators: deploy
-                .orchestrators
-                .as_ref()
-                .map(|list| list.value.iter().map(|s| s.value.0.clone()).collect())
-                .unwrap_or_default(),
-            deployed_application_properties: deploy
-                .deployed_application_properties
-                .as_ref()
-                .map(|map| {
-                    map.value
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.value.0.clone()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            fail_on_pause: deploy
-                .fail_on_pause
-                .as_ref()
-                .map_or(defaults.fail_on_pause, |b| b.value),
-            polling_budget: deploy.polling_budget.as_ref().map_or(0, |n| n.value),
-            fail_if_missing: deploy
-                .fail_if_missing
-                .as_ref()
-                .map_or(defaults.fail_if_missing, |b| b.value),
-        })
-    }
-
-    fn local_only(
-        &mut self,
-        components: Option<&[Spanned<Scalar>]>,
-        kind: &str,
-        path: &str,
-        key: &str,
-    ) -> Option<Vec<String>> {
-        let items = components.unwrap_or_default();
-        if kind != "local"
-            && let Some(first) = items.first()
-        {
-            self.not_for_kind(first.referenced.into(), path, key, kind);
-            return None;
-        }
-        Some(items.iter().map(|c| c.value.0.clone()).collect())
-    }
-
-    fn not_for_kind(&mut self, at: Pos, path: &str, key: &str, kind: &str) {
-        self.error(
-            at,
-            format!("{path}.{key}: `{key}` is only for a local backend, and `{kind}` is not one"),
-        );
-    }
-
     fn manual(&mut self, raw: Option<&RawManual>) -> Option<TaskKind> {
         let prompt = match raw.and_then(|m| m.prompt.as_ref()) {
             Some(prompt) => self.template(prompt)?,
             None => Template::parse(DEFAULT_PROMPT).ok()?,
         };
         Some(TaskKind::Manual { prompt })
-    }
-
-    /// One entry of `backends:`.
-    pub(in crate::pipeline) fn backend(
-        &mut self,
-        raw: &Spanned<RawBackend>,
-        path: &str,
-    ) -> Option<Backend> {
-        let backend = &raw.value;
-        let Some(kind) = &backend.kind else {
-            self.error(
-                raw.referenced,
-                format!(
-                    "{path}: a backend needs a `kind`: {}",
-                    one_of(&BACKEND_KINDS)
-                ),
-            );
-            return None;
-        };
-        let kind_name = kind.value.0.as_str();
-        if !BACKEND_KINDS.contains(&kind_name) {
-            let hint = did_you_mean(kind_name, BACKEND_KINDS);
-            let hint = if hint.is_empty() {
-                format!(": expected {}", one_of(&BACKEND_KINDS))
-            } else {
-                hint
-            };
-            self.error(
-                kind.referenced,
-                format!("{path}.kind: unknown backend kind `{kind_name}`{hint}"),
-            );
-            return None;
-        }
-        let stray = self.stray_backend_fields(backend, kind_name, path);
-        let built = match kind_name {
-            "local" => self.with_deploy_variables(|c| c.local_backend(raw, path)),
-            "xl-deploy" => self.xl_deploy_backend(raw, path),
-            _ => self.with_deploy_variables(|c| c.exec_backend(raw, path)),
-        };
-        if stray { None } else { built }
     }
 }
