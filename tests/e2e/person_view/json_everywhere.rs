@@ -60,6 +60,8 @@ fn every_command_on_a_release_prints_a_format_1_document() {
         ("abort", vec!["abort", "flow-1", "--json"], 3),
         ("locks", vec!["locks", "--json"], 0),
         ("targets", vec!["targets", "--json"], 0),
+        ("validate", vec!["validate", "p.yaml", "--json"], 0),
+        ("plan", vec!["plan", "p.yaml", "--json"], 0),
         (
             "targets --history",
             vec!["targets", "--history", "--json"],
