@@ -100,11 +100,14 @@ pub enum Event {
         task: TaskRef,
         line: String,
     },
-    /// The task waits until `at_ms` before attempt `next_attempt`.
+    /// The task waits until `at_ms` before attempt `next_attempt` (of `of` at most, when
+    /// the policy says: `retries + 1`; a scripted policy does not).
     RetryScheduled {
         #[serde(flatten)]
         task: TaskRef,
         next_attempt: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        of: Option<u32>,
         delay_ms: u64,
         #[serde(skip)]
         at_ms: i64,

@@ -108,7 +108,8 @@ impl Reporter {
             what: "script_output.log",
             source,
         })?;
-        self.terminal.write(&self.release, &event);
+        self.terminal
+            .write_with_store(&self.release, &event, &self.store);
         Ok(())
     }
 }

@@ -214,10 +214,11 @@ impl Engine {
         else {
             return Ok((decided.decision, decided.rule));
         };
-        let total = match on_failure {
-            Some(OnFailure::Declarative(d)) => format!(" of {}", d.retry.retries + 1),
-            _ => String::new(),
+        let of = match on_failure {
+            Some(OnFailure::Declarative(d)) => Some(d.retry.retries + 1),
+            _ => None,
         };
+        let total = of.map(|n| format!(" of {n}")).unwrap_or_default();
         self.output(
             task_ref,
             format!(
@@ -230,6 +231,7 @@ impl Engine {
         self.emit(Event::RetryScheduled {
             task: task_ref.clone(),
             next_attempt,
+            of,
             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             at_ms: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
         })?;

@@ -6,6 +6,7 @@ pub mod json;
 pub mod paths;
 pub mod redact;
 pub mod script_log;
+pub mod style;
 pub mod terminal;
 pub mod time;
 pub mod view;
