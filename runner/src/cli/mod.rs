@@ -284,6 +284,7 @@ fn init_tracing() {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_ansi(crate::output::style::is_enabled_on_stderr())
             // Through the release's redactor: a traced value may hold a secret.
             .with_writer(crate::output::redact::RedactedStderr)
             .try_init();

@@ -207,6 +207,56 @@ impl Event {
         })
     }
 
+    /// Traces what a person debugging a release wants in `RUST_LOG=relflow=debug`: decisions
+    /// with their rule, retry schedules, rollback jobs, restarts (already redacted).
+    pub fn trace(&self, release: &str) {
+        match self {
+            Event::Decision {
+                task,
+                decision,
+                rule,
+                detail,
+            } => tracing::debug!(
+                target: "relflow::decision",
+                release,
+                phase = %task.phase.label,
+                task = %task.task,
+                decision = %decision,
+                rule = %rule,
+                detail = detail.as_deref().unwrap_or_default(),
+                "decision"
+            ),
+            Event::ReleaseDecision { decision, rule, .. } => {
+                tracing::debug!(target: "relflow::decision", release, decision = %decision, rule = %rule, "release decision")
+            }
+            Event::RetryScheduled {
+                task,
+                next_attempt,
+                of,
+                delay_ms,
+                ..
+            } => tracing::debug!(
+                target: "relflow::retry",
+                release,
+                phase = %task.phase.label,
+                task = %task.task,
+                next_attempt,
+                of,
+                delay_ms,
+                "retry scheduled"
+            ),
+            Event::RollbackJob {
+                task, job, status, ..
+            } => {
+                tracing::debug!(target: "relflow::decision", release, task = %task.task, job, status = %status, "rollback job")
+            }
+            Event::PhaseRestarted { runs, by, .. } => {
+                tracing::debug!(target: "relflow::decision", release, runs = %runs.join(","), by = %by, "phases restarted")
+            }
+            _ => {}
+        }
+    }
+
     /// Rewrites every free-text field with `f` (used to redact secrets before consumers see it).
     pub fn map_text(&mut self, f: &dyn Fn(&str) -> Option<String>) {
         let fix = |s: &mut String| {

@@ -108,6 +108,7 @@ impl Reporter {
             what: "script_output.log",
             source,
         })?;
+        event.trace(&self.release);
         self.terminal
             .write_with_store(&self.release, &event, &self.store);
         Ok(())

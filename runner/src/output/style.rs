@@ -11,7 +11,6 @@
 //! let line = format!("release petportal-2 {}", style::status("failed"));
 //! ```
 
-use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use anstyle::{AnsiColor, Effects, Style};
@@ -19,16 +18,23 @@ use anstyle::{AnsiColor, Effects, Style};
 /// Whether stdout gets colour (decided once per process).
 pub fn is_enabled() -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
-    *ENABLED.get_or_init(|| {
-        let stdout = std::io::stdout();
-        let choice = anstream::AutoStream::choice(&stdout);
-        // anstream also colours a terminal in CI whatever TERM says; a `dumb` terminal shows
-        // escape codes as garbage, so it never gets them unless forced.
-        matches!(
-            choice,
-            anstream::ColorChoice::Always | anstream::ColorChoice::AlwaysAnsi
-        ) && (is_forced() || (stdout.is_terminal() && is_colour_term()))
-    })
+    *ENABLED.get_or_init(|| is_enabled_on(&std::io::stdout()))
+}
+
+/// Whether stderr gets colour (tracing lines), by the same rules.
+pub fn is_enabled_on_stderr() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| is_enabled_on(&std::io::stderr()))
+}
+
+fn is_enabled_on<S: anstream::stream::RawStream>(stream: &S) -> bool {
+    let choice = anstream::AutoStream::choice(stream);
+    // anstream also colours a terminal in CI whatever TERM says; a `dumb` terminal shows
+    // escape codes as garbage, so it never gets them unless forced.
+    matches!(
+        choice,
+        anstream::ColorChoice::Always | anstream::ColorChoice::AlwaysAnsi
+    ) && (is_forced() || (anstream::stream::IsTerminal::is_terminal(stream) && is_colour_term()))
 }
 
 fn is_forced() -> bool {
