@@ -1,6 +1,7 @@
 //! End-to-end tests: the real relflow CLI in temp dirs.
 
 mod approvals;
+mod cli_surface;
 mod crash_points;
 mod crash_resume;
 mod docker_actions;
@@ -22,6 +23,7 @@ mod secrets;
 mod target_locks;
 mod timeouts;
 mod tree;
+mod tty;
 mod xld_backend;
 mod xld_cli;
 mod xld_edges;

@@ -38,6 +38,8 @@ pub use error::CliError;
 #[derive(Debug, Parser)]
 #[command(
     name = "relflow",
+    // The same name in usage lines whatever the binary file is called (tests run a copy).
+    bin_name = "relflow",
     version,
     about,
     long_about = None,
@@ -49,7 +51,13 @@ pub use error::CliError;
 pub struct Cli {
     /// State directory: the SQLite store and every release's logs [default: .relflow in the
     /// working directory or the nearest parent folder that has one; `run` creates ./.relflow]
-    #[arg(long, global = true, env = "RELFLOW_STATE_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "RELFLOW_STATE_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub state_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Verb,
@@ -255,7 +263,12 @@ pub enum Verb {
         /// The locked target: as `relflow locks` shows it, or the target folder's path.
         target: String,
         /// Who frees it, for the lock folder's unlock.log (default: the OS user).
-        #[arg(long, env = "RELFLOW_ACTOR", value_name = "NAME")]
+        #[arg(
+            long,
+            env = "RELFLOW_ACTOR",
+            hide_env_values = true,
+            value_name = "NAME"
+        )]
         actor: Option<String>,
     },
     /// Print the JSON Schema of the pipeline file format, for editors.
