@@ -25,14 +25,14 @@ fn seed(sb: &Sandbox) {
 /// Runs `relflow ARGS...` with a pseudo-terminal (120×40) as stdin, stdout and stderr and
 /// `TERM=term`; returns the exit code and everything the terminal received.
 fn run_on_pty(sb: &Sandbox, args: &[&str], term: &str, envs: &[(&str, &str)]) -> (i32, String) {
-    let (mut master, slave) = (0, 0);
-    let mut size = libc::winsize {
+    let mut master = 0;
+    let size = libc::winsize {
         ws_row: 40,
         ws_col: 120,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    let mut slave_fd = slave;
+    let mut slave_fd = 0;
     // SAFETY: openpty writes two fds into the given integers; the name buffer is not asked for.
     let opened = unsafe {
         libc::openpty(
@@ -40,7 +40,7 @@ fn run_on_pty(sb: &Sandbox, args: &[&str], term: &str, envs: &[(&str, &str)]) ->
             &mut slave_fd,
             std::ptr::null_mut(),
             std::ptr::null(),
-            &mut size,
+            &size,
         )
     };
     assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
