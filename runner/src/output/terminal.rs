@@ -103,8 +103,15 @@ impl Terminal {
         if self.mode == TerminalMode::Quiet {
             return;
         }
+        // Read only where a line needs the task's times: its end, and a spinner's first draw.
         let facts = match event {
-            Event::TaskStatus { task, .. } | Event::AttemptStarted { task, .. } => {
+            Event::TaskStatus { task, status, .. } if *status != TaskStatus::Running => {
+                facts_of(store, release, task.id)
+            }
+            Event::AttemptStarted { task, .. }
+                if self.mode == TerminalMode::Live
+                    && self.tasks.get(&task.id).is_none_or(|t| t.bar.is_none()) =>
+            {
                 facts_of(store, release, task.id)
             }
             _ => None,
@@ -387,6 +394,7 @@ pub fn clock(ms: i64) -> String {
     let secs = ms.div_euclid(1000) as libc::time_t;
     // SAFETY: `localtime_r` writes only into `tm`, which lives on this stack frame.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals; localtime_r is the thread-safe variant.
     let converted = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
     if !converted {
         // No local time zone to be had: UTC, which `status` shows too.
