@@ -49,6 +49,14 @@ pub const NAMES: &[(&str, &str)] = &[
     ),
     ("store.variables", "release variables committed"),
     (
+        "store.action",
+        "who ran a command on the release, and why, committed",
+    ),
+    (
+        "store.target_change",
+        "what a target runs now committed, with the task status or rollback job it reflects",
+    ),
+    (
         "local.journal",
         "a step of the local backend's journal written",
     ),

@@ -72,6 +72,31 @@ fn assert_ran_once_outside(sb: &Sandbox, hits: &[Hit], name: &str, crash: usize,
     }
 }
 
+/// `relflow targets --history --json` as (release, change, version, runs), oldest first:
+/// every change is recorded exactly once whatever the crash.
+fn target_changes(sb: &Sandbox) -> Vec<String> {
+    let out = sb.run(&["targets", "--history", "--json"]);
+    out.expect_code(0);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    let mut changes: Vec<String> = doc["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            let text = |k: &str| c[k].as_str().unwrap_or("nothing").to_string();
+            format!(
+                "{} {} {} runs {}",
+                text("release"),
+                text("change"),
+                text("version"),
+                text("runs")
+            )
+        })
+        .collect();
+    changes.reverse();
+    changes
+}
+
 /// Resumes until the release is settled the way a person would: `resume` once.
 fn resume(sb: &Sandbox, release: &str) -> Outcome {
     sb.run(&["resume", release])
@@ -127,6 +152,7 @@ fn a_crash_at_every_durable_write_of_a_deploy_resumes_to_the_same_end() {
         "local.snapshot",
         "local.component",
         "store.handle",
+        "store.target_change",
     ] {
         assert!(
             hits.iter().any(|h| h.point == point),
@@ -159,6 +185,11 @@ fn a_crash_at_every_durable_write_of_a_deploy_resumes_to_the_same_end() {
             runs(&sb, "verify")
         );
         assert_eq!(task(&doc, "deploy")["status"], "completed", "{what}");
+        assert_eq!(
+            target_changes(&sb),
+            ["cp-1 deployed 2.0 runs 2.0"],
+            "{what}"
+        );
     }
 }
 
@@ -260,6 +291,15 @@ fn a_crash_at_every_durable_write_of_a_release_rollback_resumes_to_the_same_end(
             assert_ne!(phase["status"], "running", "{what}: {phase:#}");
         }
         assert_eq!(runs(&sb, "later"), 0, "{what}");
+        assert_eq!(
+            target_changes(&sb),
+            [
+                "rb-1 deployed 1.0 runs 1.0",
+                "rb-2 deployed 2.0 runs 2.0",
+                "rb-2 rolled_back 2.0 runs 1.0"
+            ],
+            "{what}"
+        );
         let actions = runs(&sb, "action");
         if crash < action_start {
             assert!((1..=2).contains(&actions), "{what}: action ran {actions}");
@@ -314,6 +354,15 @@ fn a_crash_at_every_durable_write_of_a_rollback_job_is_repaired_by_the_next_comm
         assert_eq!(task(&doc, "deploy")["status"], "rolled_back", "{what}");
         assert!(target_matches(&sb, "1.0"), "{what}: 1.0 is not back");
         assert!(!Path::new(&sb.path().join("target/.relflow-staging")).exists());
+        assert_eq!(
+            target_changes(&sb),
+            [
+                "rb-1 deployed 1.0 runs 1.0",
+                "rb-2 deployed 2.0 runs 2.0",
+                "rb-2 rolled_back 2.0 runs 1.0"
+            ],
+            "{what}"
+        );
     }
 }
 
@@ -423,6 +472,8 @@ phases:
             );
             assert!(!sb.exists("deployed"), "{what}: status said unhealthy");
             assert!(runs(&sb, "deploy") <= 1, "{what}: the deploy ran again");
+            // A deployment that began and failed leaves the target in doubt, and says so.
+            assert_eq!(target_changes(&sb), ["ce-1 failed 1.0 runs 1.0"], "{what}");
             continue;
         }
         if hit.detail != "release completed" {
@@ -441,6 +492,11 @@ phases:
             "{what}: a completed deploy was rolled back"
         );
         assert_ran_once_outside(&sb, &hits, "smoke", crash, &what);
+        assert_eq!(
+            target_changes(&sb),
+            ["ce-1 deployed 1.0 runs 1.0"],
+            "{what}"
+        );
     }
 }
 

@@ -155,7 +155,10 @@ phases:
         status.stdout
     );
     assert!(
-        status.stdout.contains("never                    planned"),
+        status
+            .stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["never", "planned", "command"]),
         "{}",
         status.stdout
     );

@@ -5,17 +5,18 @@ use std::path::Path;
 
 use crate::cli::error::CliError;
 use crate::cli::live::act_or_ask;
+use crate::engine::person::Person;
 use crate::store::ControlAction;
 
 pub fn run(
     state_dir: &Path,
     release: &str,
     rollback: bool,
-    comment: Option<&str>,
+    person: &Person,
     json: bool,
 ) -> Result<i32, CliError> {
     let action = ControlAction::Abort { rollback };
-    act_or_ask(state_dir, release, action, comment, json, async |engine| {
-        Ok(engine.abort(rollback, comment).await?)
+    act_or_ask(state_dir, release, action, person, json, async |engine| {
+        Ok(engine.abort(rollback).await?)
     })
 }

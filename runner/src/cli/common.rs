@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::cli::error::CliError;
+use crate::engine::person::Person;
 use crate::engine::{self, Engine, Outcome};
 use crate::output::terminal::{Terminal, TerminalMode};
 use crate::output::view::ReleaseView;
@@ -35,11 +36,13 @@ pub fn drive_release(
     state_dir: &Path,
     release: &str,
     json: bool,
+    person: &Person,
     drive: impl AsyncFnOnce(&Engine) -> Result<Outcome, CliError>,
 ) -> Result<i32, CliError> {
     let store = Store::open(state_dir)?;
     let terminal = Terminal::new(TerminalMode::detect(json));
-    let (engine, lease) = engine::attach(store, release, terminal)?;
+    let (mut engine, lease) = engine::attach(store, release, terminal)?;
+    engine.set_person(person.clone());
     let rt = runtime()?;
     let control = engine.control();
     let outcome = rt.block_on(async {
@@ -58,7 +61,7 @@ pub fn drive_release(
         Store::open(state_dir)?.mark_control_handled(release)?;
     }
     drop::<Lease>(lease);
-    let outcome = outcome?;
+    let outcome = outcome.map_err(|e| with_next_steps(state_dir, release, e))?;
     print_summary(state_dir, release, json)?;
     if let Some(crate::engine::control::Stop::Signal(signal)) = control.pending() {
         eprintln!(
@@ -66,6 +69,25 @@ pub fn drive_release(
         );
     }
     Ok(outcome.exit_code())
+}
+
+/// A refused command says what does apply to the release as it stands.
+pub fn with_next_steps(state_dir: &Path, release: &str, mut error: CliError) -> CliError {
+    if !error.refused {
+        return error;
+    }
+    let view = Store::open_read_only(state_dir)
+        .ok()
+        .and_then(|store| ReleaseView::load(&store, release).ok());
+    if let Some(view) = view.filter(|v| !v.next.is_empty()) {
+        error.message.push_str(&format!(
+            "\nrelease {} is {}; what applies now:\n{}",
+            view.release.id,
+            view.status_text(),
+            crate::output::next_steps::render(&view.next).trim_end()
+        ));
+    }
+    error
 }
 
 /// Installs the SIGINT and SIGTERM handlers (inside the runtime).
@@ -108,7 +130,7 @@ pub fn print_summary(state_dir: &Path, release: &str, json: bool) -> Result<(), 
     if json {
         println!("{}", view.to_json());
     } else {
-        print!("{}", view.render_summary());
+        print!("{}", crate::output::summary::render(&view));
     }
     Ok(())
 }

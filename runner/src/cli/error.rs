@@ -10,6 +10,8 @@ use crate::store::{LeaseError, StoreError};
 pub struct CliError {
     pub code: i32,
     pub message: String,
+    /// The release's state does not allow the command: the caller adds what does apply.
+    pub refused: bool,
 }
 
 impl CliError {
@@ -18,6 +20,15 @@ impl CliError {
         CliError {
             code: exit_code::INVALID_INPUT,
             message: message.into(),
+            refused: false,
+        }
+    }
+
+    /// The release as it stands does not allow the command (exit 2).
+    pub fn refused(message: impl Into<String>) -> CliError {
+        CliError {
+            refused: true,
+            ..CliError::input(message)
         }
     }
 
@@ -26,6 +37,7 @@ impl CliError {
         CliError {
             code: exit_code::STATE,
             message: message.into(),
+            refused: false,
         }
     }
 }
@@ -85,7 +97,7 @@ impl From<AnswerError> for CliError {
         match e {
             AnswerError::Engine(e) => e.into(),
             not_waiting @ AnswerError::NotWaiting { .. } => {
-                CliError::input(format!("error: {not_waiting}"))
+                CliError::refused(format!("error: {not_waiting}"))
             }
         }
     }
@@ -95,7 +107,7 @@ impl From<CommandError> for CliError {
     fn from(e: CommandError) -> Self {
         match e {
             CommandError::Engine(e) | CommandError::Restart(RestartError::Engine(e)) => e.into(),
-            refused => CliError::input(format!("error: {refused}")),
+            refused => CliError::refused(format!("error: {refused}")),
         }
     }
 }

@@ -241,3 +241,14 @@ pub const MAN: &str = "Examples:
   relflow man | man -l -
   relflow man run | man -l -
   relflow man --dir ~/.local/share/man/man1       # then: man relflow, man relflow-run";
+
+/// Under `relflow targets --help`.
+pub const TARGETS: &str = concat!(
+    "Examples:
+  relflow targets
+  relflow targets --history
+  relflow targets --json
+
+",
+    other_exit_codes!()
+);

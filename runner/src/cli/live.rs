@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::cli::common::{drive_release, print_summary};
 use crate::cli::error::CliError;
-use crate::engine::{Engine, Outcome, who};
+use crate::engine::person::Person;
+use crate::engine::{Engine, Outcome};
 use crate::store::{ControlAction, Store};
 
 /// How often the waiting command looks at its request.
@@ -19,7 +20,7 @@ pub fn act_or_ask(
     state_dir: &Path,
     release: &str,
     action: ControlAction,
-    comment: Option<&str>,
+    person: &Person,
     json: bool,
     act: impl AsyncFnOnce(&Engine) -> Result<Outcome, CliError>,
 ) -> Result<i32, CliError> {
@@ -27,13 +28,12 @@ pub fn act_or_ask(
     store.release(release)?;
     let Some(holder) = store.lease_holder(release)? else {
         drop(store);
-        return drive_release(state_dir, release, json, act);
+        return drive_release(state_dir, release, json, person, act);
     };
-    let verb = match action {
-        ControlAction::Abort { .. } => "abort",
-        ControlAction::Pause => "pause",
-    };
-    let id = store.request_control(release, action, &who(), comment)?;
+    let verb = action.verb();
+    // Recorded here, by the person's own command: the runner that acts may be killed first.
+    store.record_action(release, None, verb, person)?;
+    let id = store.request_control(release, action, &person.actor, person.comment.as_deref())?;
     eprintln!(
         "Release {release} is being driven by pid {} on {}: asked it to {verb}; waiting for it to act",
         holder.pid, holder.host
@@ -53,7 +53,7 @@ pub fn act_or_ask(
             }
             store.mark_control_handled(release)?;
             drop(store);
-            return drive_release(state_dir, release, json, act);
+            return drive_release(state_dir, release, json, person, act);
         }
     }
     print_summary(state_dir, release, json)?;

@@ -1,4 +1,5 @@
-//! `relflow logs RELEASE [--task T] [--attempt N] [--follow]`
+//! `relflow logs RELEASE [--task T] [--attempt N] [--follow] [--json]`: with `--json` one
+//! document of every log's text, or with `--follow` one JSON object per line as it comes.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -7,13 +8,24 @@ use std::time::Duration;
 use crate::cli::error::CliError;
 use crate::cli::status::open_existing;
 use crate::exit_code;
-use crate::output::paths;
+use crate::output::{json, paths};
 use crate::store::{ReleaseStatus, Store};
 
 /// A task run's log: `phase[#n]/task` and its path.
 struct LogFile {
     name: String,
+    phase: String,
+    task: String,
     path: PathBuf,
+}
+
+/// One log in `logs --json`.
+#[derive(serde::Serialize)]
+struct LogDoc<'a> {
+    phase: &'a str,
+    task: &'a str,
+    path: String,
+    text: String,
 }
 
 fn log_files(store: &Store, release: &str, task: Option<&str>) -> Result<Vec<LogFile>, CliError> {
@@ -36,6 +48,8 @@ fn log_files(store: &Store, release: &str, task: Option<&str>) -> Result<Vec<Log
             Some(LogFile {
                 name: format!("{phase}/{}", t.task),
                 path: paths::script_log(store.dir(), release, &phase, &t.task),
+                phase,
+                task: t.task.clone(),
             })
         })
         .collect())
@@ -61,6 +75,7 @@ pub fn run(
     task: Option<&str>,
     attempt: Option<u32>,
     follow: bool,
+    json: bool,
 ) -> Result<i32, CliError> {
     let store = open_existing(state_dir)?;
     store.release(release)?;
@@ -69,6 +84,7 @@ pub fn run(
     let many = existing.len() > 1 || (task.is_none() && !existing.is_empty());
     let mut out = std::io::stdout().lock();
     let mut offsets = Vec::new();
+    let mut docs = Vec::new();
     for file in &files {
         let text = std::fs::read(&file.path).unwrap_or_default();
         offsets.push(text.len() as u64);
@@ -89,12 +105,26 @@ pub fn run(
             },
             None => text.into_owned(),
         };
+        if json {
+            docs.push(LogDoc {
+                phase: &file.phase,
+                task: &file.task,
+                path: file.path.to_string_lossy().into_owned(),
+                text: shown,
+            });
+            continue;
+        }
         if many {
             let _ = writeln!(out, "==> {} <==", file.name);
         }
         let _ = out.write_all(shown.as_bytes());
     }
-    if existing.is_empty() && !follow {
+    if json && !follow {
+        drop(out);
+        json::print(&serde_json::json!({ "release": release, "logs": docs }));
+        return Ok(exit_code::OK);
+    }
+    if existing.is_empty() && !follow && !json {
         let _ = writeln!(
             std::io::stderr(),
             "no log yet for {}",
@@ -103,7 +133,7 @@ pub fn run(
     }
     drop(out);
     if follow {
-        follow_logs(&store, release, task, files, offsets)?;
+        follow_logs(&store, release, task, files, offsets, json)?;
     }
     Ok(exit_code::OK)
 }
@@ -115,6 +145,7 @@ fn follow_logs(
     task: Option<&str>,
     mut files: Vec<LogFile>,
     mut offsets: Vec<u64>,
+    json: bool,
 ) -> Result<(), CliError> {
     loop {
         let record = store.release(release)?;
@@ -140,7 +171,16 @@ fn follow_logs(
                 let text = String::from_utf8_lossy(&new);
                 let mut out = std::io::stdout().lock();
                 for line in text.lines() {
-                    let _ = if task.is_some() {
+                    let _ = if json {
+                        // One document per line, so a reader can act on each as it comes.
+                        let doc = json::document(&serde_json::json!({
+                            "release": release,
+                            "phase": file.phase,
+                            "task": file.task,
+                            "line": line,
+                        }));
+                        writeln!(out, "{doc}")
+                    } else if task.is_some() {
                         writeln!(out, "{line}")
                     } else {
                         writeln!(out, "[{}] {line}", file.name)

@@ -21,6 +21,7 @@ mod schema;
 mod skip;
 pub mod state_dir;
 mod status;
+mod targets;
 mod unlock;
 mod validate;
 
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::engine::Answer;
+use crate::engine::person::Person;
 use crate::exit_code;
 
 pub use error::CliError;
@@ -63,6 +65,28 @@ pub struct Cli {
     pub command: Verb,
 }
 
+/// Who runs a command and why: recorded with what it does and shown by `status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PersonArgs {
+    /// Who runs this command, recorded with what it does (default: the OS user).
+    #[arg(
+        long,
+        env = "RELFLOW_ACTOR",
+        hide_env_values = true,
+        value_name = "NAME"
+    )]
+    pub actor: Option<String>,
+    /// Why: recorded with the action and shown by `status`.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+}
+
+impl PersonArgs {
+    fn person(&self) -> Person {
+        Person::new(self.actor.as_deref(), self.comment.as_deref())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Verb {
     /// Load and validate a pipeline file; errors name file, line and column.
@@ -94,6 +118,8 @@ pub enum Verb {
         /// variables).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
+        #[command(flatten)]
+        person: PersonArgs,
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
@@ -103,6 +129,8 @@ pub enum Verb {
     Resume {
         /// The release, e.g. `petportal-2` (see `relflow list`).
         release: String,
+        #[command(flatten)]
+        person: PersonArgs,
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
@@ -115,6 +143,12 @@ pub enum Verb {
         /// Print the release as a JSON document.
         #[arg(long)]
         json: bool,
+        /// Follow the release until it completes, halts or waits for a person.
+        #[arg(long)]
+        watch: bool,
+        /// Exit with the release's exit code (0 completed, 1 halted, ...), as `run` would.
+        #[arg(long)]
+        exit_status: bool,
     },
     /// List releases.
     #[command(after_help = help::LIST)]
@@ -128,6 +162,9 @@ pub enum Verb {
     Logs {
         /// The release, e.g. `petportal-2`.
         release: String,
+        /// Print the log lines as a JSON document.
+        #[arg(long)]
+        json: bool,
         /// Only this task (every run of it).
         #[arg(long, value_name = "TASK")]
         task: Option<String>,
@@ -146,6 +183,8 @@ pub enum Verb {
         /// The failed task to retry (default: every failed task).
         #[arg(long, value_name = "TASK")]
         task: Option<String>,
+        #[command(flatten)]
+        person: PersonArgs,
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
@@ -158,6 +197,8 @@ pub enum Verb {
         /// The failed (or rolled-back) task to skip.
         #[arg(long, value_name = "TASK")]
         task: String,
+        #[command(flatten)]
+        person: PersonArgs,
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
@@ -171,9 +212,8 @@ pub enum Verb {
         /// deployment and the flow-level rollback.
         #[arg(long)]
         rollback: bool,
-        /// Why, recorded with the abort and shown by `status`.
-        #[arg(long, value_name = "TEXT")]
-        comment: Option<String>,
+        #[command(flatten)]
+        person: PersonArgs,
         /// Print only the release document as JSON at the end.
         #[arg(long)]
         json: bool,
@@ -184,9 +224,8 @@ pub enum Verb {
     Pause {
         /// The release, e.g. `petportal-2`.
         release: String,
-        /// Why, recorded with the pause and shown by `status`.
-        #[arg(long, value_name = "TEXT")]
-        comment: Option<String>,
+        #[command(flatten)]
+        person: PersonArgs,
         /// Print only the release document as JSON at the end.
         #[arg(long)]
         json: bool,
@@ -208,6 +247,8 @@ pub enum Verb {
         /// Prepare the new runs but leave the release paused (continue with `resume`).
         #[arg(long)]
         no_resume: bool,
+        #[command(flatten)]
+        person: PersonArgs,
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
@@ -220,6 +261,8 @@ pub enum Verb {
         /// The manual task waiting for an answer.
         #[arg(long, value_name = "TASK")]
         task: String,
+        #[command(flatten)]
+        person: PersonArgs,
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
@@ -232,6 +275,8 @@ pub enum Verb {
         /// The manual task waiting for an answer.
         #[arg(long, value_name = "TASK")]
         task: String,
+        #[command(flatten)]
+        person: PersonArgs,
         /// Print only the release document as JSON at the end.
         #[arg(long)]
         json: bool,
@@ -247,6 +292,11 @@ pub enum Verb {
         /// Only this component (repeatable; default: all of the deployment's components).
         #[arg(long = "component", value_name = "C")]
         components: Vec<String>,
+        #[command(flatten)]
+        person: PersonArgs,
+        /// Print the rollback jobs as a JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// List the target locks on this host: who holds each, since when, and whether its
     /// holder is still at work.
@@ -262,14 +312,23 @@ pub enum Verb {
     Unlock {
         /// The locked target: as `relflow locks` shows it, or the target folder's path.
         target: String,
-        /// Who frees it, for the lock folder's unlock.log (default: the OS user).
-        #[arg(
-            long,
-            env = "RELFLOW_ACTOR",
-            hide_env_values = true,
-            value_name = "NAME"
-        )]
-        actor: Option<String>,
+        /// Who frees it and why, for the lock folder's unlock.log.
+        #[command(flatten)]
+        person: PersonArgs,
+        /// Print the result as a JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What each target runs now: backend, target, application, version, since when, by
+    /// which release and task.
+    #[command(after_help = help::TARGETS)]
+    Targets {
+        /// Every change (deployed, rolled back, components rolled back), newest first.
+        #[arg(long)]
+        history: bool,
+        /// Print the targets as a JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the JSON Schema of the pipeline file format, for editors.
     #[command(after_help = help::SCHEMA)]
@@ -360,7 +419,9 @@ fn state_dir_for(given: Option<PathBuf>, verb: &Verb) -> Result<PathBuf, CliErro
     if let Some(miss) = found.miss_text() {
         match verb {
             Verb::Run { .. } => {}
-            Verb::Status { release: None, .. } | Verb::List { .. } => eprintln!("note: {miss}"),
+            Verb::Status { release: None, .. } | Verb::List { .. } | Verb::Targets { .. } => {
+                eprintln!("note: {miss}")
+            }
             other => {
                 if let Some(release) = release_of(other) {
                     return Err(CliError::input(format!(
@@ -382,43 +443,69 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
             vars,
             simulate,
         } => plan::run(&file, &vars, &simulate),
-        Verb::Run { file, vars, json } => run::run(state, &file, &vars, json),
-        Verb::Resume { release, json } => resume::run(state, &release, json),
-        Verb::Status { release, json } => status::status(state, release.as_deref(), json),
+        Verb::Run {
+            file,
+            vars,
+            person,
+            json,
+        } => run::run(state, &file, &vars, &person.person(), json),
+        Verb::Resume {
+            release,
+            person,
+            json,
+        } => resume::run(state, &release, &person.person(), json),
+        Verb::Status {
+            release,
+            json,
+            watch,
+            exit_status,
+        } => {
+            let args = status::StatusArgs {
+                release: release.as_deref(),
+                json,
+                watch,
+                exit_status,
+            };
+            status::status(state, args)
+        }
         Verb::List { json } => status::list(state, json),
         Verb::Logs {
             release,
+            json,
             task,
             attempt,
             follow,
-        } => logs::run(state, &release, task.as_deref(), attempt, follow),
+        } => logs::run(state, &release, task.as_deref(), attempt, follow, json),
         Verb::Retry {
             release,
             task,
+            person,
             json,
-        } => retry::run(state, &release, task.as_deref(), json),
+        } => retry::run(state, &release, task.as_deref(), &person.person(), json),
         Verb::Skip {
             release,
             task,
+            person,
             json,
-        } => skip::run(state, &release, &task, json),
+        } => skip::run(state, &release, &task, &person.person(), json),
         Verb::Abort {
             release,
             rollback,
-            comment,
+            person,
             json,
-        } => abort::run(state, &release, rollback, comment.as_deref(), json),
+        } => abort::run(state, &release, rollback, &person.person(), json),
         Verb::Pause {
             release,
-            comment,
+            person,
             json,
-        } => pause::run(state, &release, comment.as_deref(), json),
+        } => pause::run(state, &release, &person.person(), json),
         Verb::RestartPhase {
             release,
             phase,
             from_task,
             vars,
             no_resume,
+            person,
             json,
         } => {
             let args = restart_phase::RestartArgs {
@@ -429,25 +516,55 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
                 no_resume,
                 json,
             };
-            restart_phase::run(state, args)
+            restart_phase::run(state, args, &person.person())
         }
         Verb::Approve {
             release,
             task,
+            person,
             json,
-        } => approve::run(state, &release, &task, Answer::Approve, json),
+        } => approve::run(
+            state,
+            &release,
+            &task,
+            Answer::Approve,
+            &person.person(),
+            json,
+        ),
         Verb::Reject {
             release,
             task,
+            person,
             json,
-        } => approve::run(state, &release, &task, Answer::Reject, json),
+        } => approve::run(
+            state,
+            &release,
+            &task,
+            Answer::Reject,
+            &person.person(),
+            json,
+        ),
         Verb::Rollback {
             release,
             task,
             components,
-        } => rollback::run(state, &release, task.as_deref(), &components),
+            person,
+            json,
+        } => rollback::run(
+            state,
+            &release,
+            task.as_deref(),
+            &components,
+            &person.person(),
+            json,
+        ),
         Verb::Locks { json } => locks::run(json),
-        Verb::Unlock { target, actor } => unlock::run(&target, actor.as_deref()),
+        Verb::Unlock {
+            target,
+            person,
+            json,
+        } => unlock::run(&target, &person.person(), json),
+        Verb::Targets { history, json } => targets::run(state, history, json),
         Verb::Schema => Ok(schema::run()),
         Verb::Completions { shell } => completions::run(shell),
         Verb::Man { verb, dir } => man::run(verb.as_deref(), dir.as_deref()),

@@ -5,20 +5,16 @@ use std::path::Path;
 
 use crate::cli::error::CliError;
 use crate::cli::live::act_or_ask;
+use crate::engine::person::Person;
 use crate::store::ControlAction;
 
-pub fn run(
-    state_dir: &Path,
-    release: &str,
-    comment: Option<&str>,
-    json: bool,
-) -> Result<i32, CliError> {
+pub fn run(state_dir: &Path, release: &str, person: &Person, json: bool) -> Result<i32, CliError> {
     act_or_ask(
         state_dir,
         release,
         ControlAction::Pause,
-        comment,
+        person,
         json,
-        async |engine| Ok(engine.pause(comment)?),
+        async |engine| Ok(engine.pause()?),
     )
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::cli::common::{drive_release, parse_vars};
 use crate::cli::error::CliError;
+use crate::engine::person::Person;
 
 pub struct RestartArgs<'a> {
     pub release: &'a str,
@@ -14,9 +15,9 @@ pub struct RestartArgs<'a> {
     pub json: bool,
 }
 
-pub fn run(state_dir: &Path, args: RestartArgs<'_>) -> Result<i32, CliError> {
+pub fn run(state_dir: &Path, args: RestartArgs<'_>, person: &Person) -> Result<i32, CliError> {
     let values = parse_vars(args.vars)?;
-    drive_release(state_dir, args.release, args.json, async |engine| {
+    drive_release(state_dir, args.release, args.json, person, async |engine| {
         let declared = &engine.pipeline().variables;
         if let Some(name) = values.keys().find(|k| !declared.contains_key(*k)) {
             let names: Vec<&str> = declared.keys().map(String::as_str).collect();

@@ -4,9 +4,10 @@ use std::path::Path;
 
 use crate::cli::common::drive_release;
 use crate::cli::error::CliError;
+use crate::engine::person::Person;
 use crate::store::{ReleaseStatus, Store, TaskStatus};
 
-pub fn run(state_dir: &Path, release: &str, json: bool) -> Result<i32, CliError> {
+pub fn run(state_dir: &Path, release: &str, person: &Person, json: bool) -> Result<i32, CliError> {
     let store = Store::open(state_dir)?;
     let record = store.release(release)?;
     let waiting: Vec<String> = store
@@ -37,7 +38,8 @@ pub fn run(state_dir: &Path, release: &str, json: bool) -> Result<i32, CliError>
             )));
         }
     }
-    drive_release(state_dir, release, json, async |engine| {
+    drive_release(state_dir, release, json, person, async |engine| {
+        engine.record_own_action("resume")?;
         engine.repair_interrupted()?;
         Ok(engine.drive().await?)
     })

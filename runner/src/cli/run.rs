@@ -5,10 +5,17 @@ use std::path::Path;
 use crate::cli::common::{drive_release, parse_vars};
 use crate::cli::error::CliError;
 use crate::engine;
+use crate::engine::person::Person;
 use crate::pipeline;
 use crate::store::Store;
 
-pub fn run(state_dir: &Path, file: &Path, vars: &[String], json: bool) -> Result<i32, CliError> {
+pub fn run(
+    state_dir: &Path,
+    file: &Path,
+    vars: &[String],
+    person: &Person,
+    json: bool,
+) -> Result<i32, CliError> {
     let pipeline = pipeline::load_file(file)?;
     let overrides = parse_vars(vars)?;
     let mut variables = pipeline.variables.clone();
@@ -34,7 +41,8 @@ pub fn run(state_dir: &Path, file: &Path, vars: &[String], json: bool) -> Result
     let mut store = Store::open(state_dir)?;
     let release = engine::start_release(&mut store, &pipeline, &source, &variables)?;
     drop(store);
-    drive_release(state_dir, &release, json, async |engine| {
+    drive_release(state_dir, &release, json, person, async |engine| {
+        engine.record_own_action("run")?;
         Ok(engine.drive().await?)
     })
 }

@@ -4,9 +4,16 @@ use std::path::Path;
 
 use crate::cli::common::drive_release;
 use crate::cli::error::CliError;
+use crate::engine::person::Person;
 
-pub fn run(state_dir: &Path, release: &str, task: &str, json: bool) -> Result<i32, CliError> {
-    drive_release(state_dir, release, json, async |engine| {
+pub fn run(
+    state_dir: &Path,
+    release: &str,
+    task: &str,
+    person: &Person,
+    json: bool,
+) -> Result<i32, CliError> {
+    drive_release(state_dir, release, json, person, async |engine| {
         Ok(engine.skip_failed(task).await?)
     })
 }

@@ -1,8 +1,9 @@
-//! `relflow unlock TARGET [--actor NAME]`: frees a target lock whose holder has ended or whose
+//! `relflow unlock TARGET [--actor NAME] [--comment TEXT] [--json]`: frees a target lock whose holder has ended or whose
 //! runner is gone, and records who did it in the lock folder's `unlock.log`. Refused (exit 2)
 //! while the holder is live, and for a target that is not locked.
 
 use crate::cli::error::CliError;
+use crate::engine::person::Person;
 use crate::exit_code;
 use crate::locks::{self, Listed};
 
@@ -17,7 +18,7 @@ fn find(target: &str, listed: Vec<Listed>) -> Option<Listed> {
     })
 }
 
-pub fn run(target: &str, actor: Option<&str>) -> Result<i32, CliError> {
+pub fn run(target: &str, person: &Person, json: bool) -> Result<i32, CliError> {
     let dir = locks::lock_dir();
     let state = |e: locks::LockError| CliError::state(format!("error: {e}"));
     let listed = locks::list(&dir).map_err(state)?;
@@ -27,7 +28,12 @@ pub fn run(target: &str, actor: Option<&str>) -> Result<i32, CliError> {
         )));
     };
     let key = lock.key();
-    let actor = actor.map(str::to_string).unwrap_or_else(crate::engine::who);
+    let actor = &person.actor;
+    let why = person
+        .comment
+        .as_deref()
+        .map(|c| format!(" (\"{c}\")"))
+        .unwrap_or_default();
     let (expected, held_by) = match &lock.record {
         Ok(record) => {
             let holder = locks::assess(record);
@@ -65,11 +71,25 @@ pub fn run(target: &str, actor: Option<&str>) -> Result<i32, CliError> {
         )));
     }
     let line = format!(
-        "{} {actor} unlocked {}, held by {held_by}",
+        "{} {actor} unlocked {}{why}, held by {held_by}",
         crate::output::time::rfc3339_ms(crate::store::now_ms()),
         key.target
     );
-    match locks::log_unlock(&dir, &line) {
+    let logged = locks::log_unlock(&dir, &line);
+    if json {
+        let log = logged
+            .as_ref()
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
+        crate::output::json::print(&serde_json::json!({
+            "target": key.target,
+            "held_by": held_by,
+            "by": person,
+            "unlock_log": log,
+        }));
+        return Ok(exit_code::OK);
+    }
+    match logged {
         Ok(log) => println!(
             "unlocked {} (held by {held_by}); recorded in {}",
             key.target,

@@ -1,7 +1,7 @@
 //! Answers to manual tasks: `relflow approve` and `relflow reject`.
 
 use crate::engine::event::{Event, FailureInfo, TaskRef};
-use crate::engine::{Engine, EngineError, Outcome, who};
+use crate::engine::{Engine, EngineError, Outcome};
 use crate::store::{PhaseStatus, ReleaseStatus, TaskStatus};
 use relflow_plugin::ErrorClass;
 
@@ -50,8 +50,17 @@ impl Engine {
             } else {
                 "reject"
             },
-            who()
+            self.person.actor
         );
+        self.record_action(
+            Some(&task_ref),
+            if answer == Answer::Approve {
+                "approve"
+            } else {
+                "reject"
+            },
+            &self.person,
+        )?;
         self.emit(Event::Decision {
             task: task_ref.clone(),
             decision: if answer == Answer::Approve {
@@ -61,7 +70,7 @@ impl Engine {
             }
             .to_string(),
             rule: by.clone(),
-            detail: None,
+            detail: self.person.comment.clone(),
         })?;
         self.emit(Event::Output {
             task: task_ref.clone(),

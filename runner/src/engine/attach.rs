@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::engine::secrets;
 use crate::engine::{Engine, Reporter};
+use crate::engine::{person, secrets};
 use crate::output::terminal::Terminal;
 use crate::pipeline::{self, Pipeline, Step};
 use crate::store::secrets::SecretKey;
@@ -154,6 +154,7 @@ pub fn attach(
         control,
         ending_reason: RefCell::default(),
         target_locks: RefCell::default(),
+        person: person::Person::from_os(),
     };
     Ok((engine, lease))
 }

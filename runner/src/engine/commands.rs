@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::engine::event::{Event, FailureInfo, PhaseRef, TaskRef};
+use crate::engine::person::Person;
 use crate::engine::rollback_order::Scope;
-use crate::engine::{Engine, EngineError, Outcome, RestartError, who};
+use crate::engine::{Engine, EngineError, Outcome, RestartError};
 use crate::store::{PhaseStatus, ReleaseStatus, TaskRunRecord, TaskStatus};
 
 /// A command that does not fit the release as it stands.
@@ -105,11 +106,12 @@ impl Engine {
         decision: &str,
     ) -> Result<(), EngineError> {
         let task_ref = self.task_ref_of(run)?;
+        self.record_action(Some(&task_ref), decision, &self.person)?;
         self.emit(Event::Decision {
             task: task_ref.clone(),
             decision: decision.to_string(),
-            rule: format!("relflow {decision} by {}", who()),
-            detail: None,
+            rule: format!("relflow {decision} by {}", self.person.actor),
+            detail: self.person.comment.clone(),
         })?;
         self.emit(Event::TaskStatus {
             task: task_ref.clone(),
@@ -162,8 +164,10 @@ impl Engine {
             phase,
             from_task,
             values,
-            &format!("relflow restart-phase by {}", who()),
+            &format!("relflow restart-phase by {}", self.person.actor),
         )?;
+        // After the restart was judged possible: a refused one is not an action taken.
+        self.record_own_action("restart-phase")?;
         if resume {
             return Ok(self.drive().await?);
         }
@@ -180,35 +184,40 @@ impl Engine {
 
     /// `relflow abort [--rollback]`: with `rollback`, the rollback order runs first (for the
     /// failed task if there is one, and the flow-level rollback); remaining tasks are cancelled.
-    pub async fn abort(
-        &self,
-        rollback: bool,
-        comment: Option<&str>,
-    ) -> Result<Outcome, CommandError> {
+    pub async fn abort(&self, rollback: bool) -> Result<Outcome, CommandError> {
         use ReleaseStatus::*;
         self.refuse_unless(&[Planned, Running, Failed, Paused], "abort")?;
+        let action = crate::store::ControlAction::Abort { rollback };
+        self.record_own_action(action.verb())?;
         // The request is the durable intent, as for an abort asked from another shell: a
         // runner killed half-way finds it open and finishes the abort on the next drive.
-        let actor = who();
-        let action = crate::store::ControlAction::Abort { rollback };
-        self.with_store(|s| s.request_control(&self.release, action, &actor, comment))?;
-        let outcome = self.abort_as(rollback, &actor, comment).await?;
+        let person = &self.person;
+        self.with_store(|s| {
+            s.request_control(
+                &self.release,
+                action,
+                &person.actor,
+                person.comment.as_deref(),
+            )
+        })?;
+        let outcome = self.abort_as(rollback, person).await?;
         self.with_store(|s| s.mark_control_handled(&self.release))?;
         Ok(outcome)
     }
 
     /// `relflow pause` on a release no live runner drives (one left `running` by a killed
     /// runner): its interrupted attempts are recorded and the release is left paused.
-    pub fn pause(&self, comment: Option<&str>) -> Result<Outcome, CommandError> {
+    pub fn pause(&self) -> Result<Outcome, CommandError> {
         use ReleaseStatus::*;
         self.refuse_unless(&[Planned, Running, Paused], "pause")?;
         if self.release_status()? == Paused {
             return Ok(Outcome::Paused);
         }
+        self.record_own_action("pause")?;
         self.repair_interrupted()?;
-        let actor = who();
+        let actor = &self.person.actor;
         let mut reason = format!("paused by {actor}");
-        if let Some(comment) = comment {
+        if let Some(comment) = &self.person.comment {
             reason.push_str(&format!(" ({comment})"));
         }
         reason.push_str(&format!(
@@ -224,9 +233,9 @@ impl Engine {
     pub(super) async fn abort_as(
         &self,
         rollback: bool,
-        actor: &str,
-        comment: Option<&str>,
+        person: &Person,
     ) -> Result<Outcome, CommandError> {
+        let (actor, comment) = (&person.actor, person.comment.as_deref());
         let flag = if rollback { " --rollback" } else { "" };
         self.emit(Event::ReleaseDecision {
             decision: "abort".to_string(),

@@ -153,6 +153,14 @@ pub enum Event {
     VariablesSet {
         values: BTreeMap<String, String>,
     },
+    /// A person ran a command on the release (`run`, `retry`, `approve`, ...): who, and why.
+    PersonAction {
+        #[serde(flatten, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskRef>,
+        action: String,
+        #[serde(flatten)]
+        person: crate::engine::person::Person,
+    },
     /// A decision about the whole release (abort, pause, a signal), with who made it.
     ReleaseDecision {
         decision: String,
@@ -178,6 +186,7 @@ impl Event {
             } => format!("{} attempt {attempt} {status}", task.task),
             Event::Decision { task, decision, .. } => format!("{} {decision}", task.task),
             Event::ReleaseDecision { decision, .. } => format!("release {decision}"),
+            Event::PersonAction { action, .. } => format!("person {action}"),
             Event::RetryScheduled { task, .. }
             | Event::HandleStored { task, .. }
             | Event::Output { task, .. }
@@ -203,6 +212,7 @@ impl Event {
             Event::RollbackJob { .. } => "store.rollback_job",
             Event::PhaseRestarted { .. } => "store.phase_restarted",
             Event::VariablesSet { .. } => "store.variables",
+            Event::PersonAction { .. } => "store.action",
             Event::Output { .. } | Event::RollbackOutput { .. } => return None,
         })
     }
@@ -280,6 +290,7 @@ impl Event {
                 .for_each(fix),
             Event::RollbackJob { error, .. } => error.iter_mut().for_each(fix),
             Event::PhaseRestarted { values, .. } => fix(values),
+            Event::PersonAction { person, .. } => person.comment.iter_mut().for_each(fix),
             Event::HandleStored { handle, .. } => fix(handle),
             Event::AttemptStarted { .. } | Event::RetryScheduled { .. } => {}
         }

@@ -14,6 +14,7 @@ pub mod event;
 mod fix_forward;
 mod kinds;
 mod outcome;
+pub mod person;
 pub mod process;
 mod repair;
 pub mod report;
@@ -24,6 +25,7 @@ mod script_policy;
 pub mod secrets;
 mod shell;
 mod stop;
+mod target_changes;
 mod target_lock;
 mod task;
 
@@ -37,6 +39,7 @@ pub use event::Event;
 pub use report::{ReportError, Reporter};
 pub use restart::RestartError;
 pub use rollback::RollbackRequestError;
+pub use rollback_order::STEP_DECISION;
 pub use secrets::secrets_of;
 
 use crate::pipeline::Pipeline;
@@ -125,6 +128,8 @@ pub struct Engine {
     ending_reason: RefCell<Option<String>>,
     /// The target locks this runner took, by task run (see `target_lock`).
     target_locks: RefCell<std::collections::HashMap<i64, crate::locks::LockKey>>,
+    /// Who runs this command (`--actor`, `--comment`): recorded with what they order.
+    person: person::Person,
 }
 
 /// Looks up `${env.NAME}`: the process environment in production.
@@ -140,11 +145,19 @@ impl Engine {
     }
 
     fn emit(&self, event: Event) -> Result<(), EngineError> {
+        self.emit_for_job(event, None)
+    }
+
+    /// Reports `event`; when it changes what a target runs (a deployment completed or undone),
+    /// the store records that change with it. `job`: the `relflow rollback` job behind it and
+    /// who ordered it.
+    fn emit_for_job(&self, event: Event, job: Option<(i64, &str)>) -> Result<(), EngineError> {
         let status = match &event {
             Event::TaskStatus { task, status, .. } => Some((task.clone(), *status)),
             _ => None,
         };
-        self.reporter.borrow_mut().emit(event)?;
+        let target = self.target_change_of(&event, job)?;
+        self.reporter.borrow_mut().emit_with_target(event, target)?;
         match status {
             // Once the status is durable, a task run that ended frees its target's lock.
             Some((task, status)) => self.after_task_status(&task, status),
@@ -160,6 +173,34 @@ impl Engine {
         Ok(f(&self.reporter.borrow().store)?)
     }
 
+    /// Sets who runs this command (before the drive starts).
+    pub fn set_person(&mut self, person: person::Person) {
+        self.person = person;
+    }
+
+    pub fn person(&self) -> &person::Person {
+        &self.person
+    }
+
+    /// Records that `person` ran `action` on the release (or on `task`'s run).
+    fn record_action(
+        &self,
+        task: Option<&event::TaskRef>,
+        action: &str,
+        person: &person::Person,
+    ) -> Result<(), EngineError> {
+        self.emit(Event::PersonAction {
+            task: task.cloned(),
+            action: action.to_string(),
+            person: person.clone(),
+        })
+    }
+
+    /// Records that the person at this command ran `action` on the whole release.
+    pub fn record_own_action(&self, action: &str) -> Result<(), EngineError> {
+        self.record_action(None, action, &self.person)
+    }
+
     /// What the runner's signal handler and lease keeper raise.
     pub fn control(&self) -> std::sync::Arc<control::LiveControl> {
         self.control.clone()
@@ -169,11 +210,4 @@ impl Engine {
     pub fn finish_terminal(&self) {
         self.reporter.borrow_mut().terminal.finish();
     }
-}
-
-/// Who is at the terminal, for the rule of a decision a person made.
-pub fn who() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "an unnamed user".to_string())
 }

@@ -10,7 +10,7 @@ use crate::output::script_log::ScriptLogs;
 use crate::output::terminal::Terminal;
 use crate::output::{Redactor, paths};
 use crate::store::secrets::{SecretError, SecretKey, SecretValues};
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{NewTargetChange, Store, StoreError, now_ms};
 
 /// A consumer failed: the release's record can no longer be trusted.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,17 @@ impl Reporter {
     /// Redacts `event`, then hands it to every consumer. Variables that are secret keep their
     /// real value, encrypted, beside their masked one (redaction never changes a value the
     /// release uses).
-    pub fn emit(&mut self, mut event: Event) -> Result<(), ReportError> {
+    pub fn emit(&mut self, event: Event) -> Result<(), ReportError> {
+        self.emit_with_target(event, None)
+    }
+
+    /// Like [`Reporter::emit`]; the store records `target` (what a target runs after the
+    /// change `event` reports) in the same transaction as the event itself.
+    pub fn emit_with_target(
+        &mut self,
+        mut event: Event,
+        mut target: Option<NewTargetChange>,
+    ) -> Result<(), ReportError> {
         let kept = match &event {
             Event::VariablesSet { values } => {
                 secrets::add_secret_variables(&self.redactor, &self.secret_variables, values);
@@ -86,6 +96,9 @@ impl Reporter {
         if !self.redactor.is_empty() {
             let redactor = &self.redactor;
             event.map_text(&|text| redactor.redact_changed(text));
+            if let Some(target) = &mut target {
+                target.map_text(&|text| redactor.redact_changed(text));
+            }
         }
         let at = now_ms();
         if self.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
@@ -95,7 +108,17 @@ impl Reporter {
             .into());
         }
         if let Some(point) = event.failpoint() {
-            self.write_to_store(&event, kept.as_ref())?;
+            self.write_to_store(&event, kept.as_ref(), target.as_ref())?;
+            if let Some(target) = &target {
+                crate::failpoint::hit_with("store.target_change", || {
+                    format!(
+                        "{} {} {}",
+                        target.task,
+                        target.change.as_str(),
+                        target.version
+                    )
+                });
+            }
             crate::failpoint::hit_with(point, || event.trace_detail());
         }
         self.events
@@ -117,22 +140,24 @@ impl Reporter {
 
 impl Reporter {
     /// The event's store write; with `kept`, the real values it masks, encrypted, in the same
-    /// transaction (a kill never leaves `***` without the value behind it).
+    /// transaction (a kill never leaves `***` without the value behind it); likewise `target`.
     fn write_to_store(
         &mut self,
         event: &Event,
         kept: Option<&SecretValues>,
+        target: Option<&NewTargetChange>,
     ) -> Result<(), ReportError> {
         let release = &self.release;
+        let apply =
+            |store: &Store| store.with_target_change(target, |s| apply_to_store(s, release, event));
         let Some(kept) = kept else {
-            self.store
-                .guarded_write(|store| apply_to_store(store, release, event))?;
+            self.store.guarded_write(apply)?;
             return Ok(());
         };
         let key = SecretKey::load_or_create(self.store.dir())?;
         self.store.guarded_write(|store| {
             store
-                .with_secrets(release, kept, &key, |s| apply_to_store(s, release, event))
+                .with_secrets(release, kept, &key, apply)
                 .map_err(|e| match e {
                     SecretError::Store(e) => e,
                     other => StoreError::Corrupt(other.to_string()),
@@ -219,6 +244,11 @@ fn apply_to_store(store: &Store, release: &str, event: &Event) -> Result<(), Sto
             rule,
             detail,
         } => store.record_decision(release, None, decision, rule, detail.as_deref()),
+        Event::PersonAction {
+            task,
+            action,
+            person,
+        } => store.record_action(release, task.as_ref().map(|t| t.id), action, person),
         Event::Output { .. } | Event::RollbackOutput { .. } => Ok(()),
     }
 }

@@ -260,6 +260,7 @@ impl Engine {
                 .map(|p| p.phase.clone())
                 .unwrap_or_default();
             let task_ref = TaskRef::of(&run, &phases);
+            self.record_action(Some(&task_ref), "rollback", &self.person)?;
             // The target's lock first: what it holds cannot change while it is checked.
             let lock = self.lock_for_job(&phase_name, &task_ref, &run).await?;
             let checked = match &lock {
@@ -420,15 +421,19 @@ impl Engine {
         };
         // The deployment's own status first: a runner killed before the job's end leaves a job
         // that the next command finds already done (see `repair_abandoned_rollback_jobs`).
+        // What the target runs after the job is recorded with its end, naming who ordered it.
+        let actor = self.person().actor.clone();
+        let actor = actor.as_str();
         if status == RollbackJobStatus::Completed && reverted_all {
-            self.emit(Event::TaskStatus {
+            let rolled_back = Event::TaskStatus {
                 task: task_ref.clone(),
                 status: TaskStatus::RolledBack,
                 error: None,
-            })?;
+            };
+            self.emit_for_job(rolled_back, Some((job, actor)))?;
         }
         self.rollback_line(task_ref, format!("rollback job {job} {status}"))?;
-        self.emit(job_event(status, error))?;
+        self.emit_for_job(job_event(status, error), Some((job, actor)))?;
         Ok((job, status))
     }
 }

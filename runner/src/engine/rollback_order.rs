@@ -32,7 +32,7 @@ pub(super) struct RollbackSummary {
 }
 
 /// The decision kind under which finished steps are recorded.
-pub(super) const STEP_DECISION: &str = "rollback_step";
+pub const STEP_DECISION: &str = "rollback_step";
 
 /// One step to run.
 enum StepWork<'a> {
@@ -274,12 +274,22 @@ impl Engine {
                     task: log_to.clone(),
                     line: format!("step {}: {detail}", n + 1),
                 })?;
-                self.emit(Event::Decision {
+                let record = Event::Decision {
                     task: log_to.clone(),
                     decision: STEP_DECISION.to_string(),
                     rule,
                     detail: Some(detail),
-                })?;
+                };
+                match (&step.work, failing, &outcome) {
+                    // The failing task's deployment went back: its target runs what it ran
+                    // (not when it never started: then nothing changed).
+                    (StepWork::TaskBackend { .. }, Some((_, failing, _)), Ok(done))
+                        if done == "ok" =>
+                    {
+                        self.emit_with_rollback_of(record, failing)?
+                    }
+                    _ => self.emit(record)?,
+                }
                 outcome.is_err()
             };
             if is_failed {

@@ -27,7 +27,8 @@ impl Engine {
             } => {
                 // The abort's own rollback must be able to call backends again.
                 self.interrupt.rearm();
-                self.abort_as(rollback, &actor, comment.as_deref())
+                let person = crate::engine::person::Person { actor, comment };
+                self.abort_as(rollback, &person)
                     .await
                     .map_err(|e| e.into_engine("abort"))?
             }

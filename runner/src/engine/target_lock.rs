@@ -29,8 +29,8 @@ const POLL_EVERY: Duration = Duration::from_millis(200);
 const ASSESS_EVERY: Duration = Duration::from_secs(1);
 
 /// A target to lock and how long to wait for it.
-struct TargetLock {
-    key: LockKey,
+pub(super) struct TargetLock {
+    pub(super) key: LockKey,
     timeout: Duration,
 }
 
@@ -62,7 +62,7 @@ fn lock_failure(target: &str, e: impl std::fmt::Display) -> BackendError {
 
 impl Engine {
     /// The deploy or undeploy spec of `task`, if it has one.
-    fn deploy_spec(task: &Task) -> Option<&DeploySpec> {
+    pub(super) fn deploy_spec(task: &Task) -> Option<&DeploySpec> {
         match &task.kind {
             TaskKind::Deploy(spec) | TaskKind::Undeploy(spec) => Some(spec),
             _ => None,
@@ -72,7 +72,7 @@ impl Engine {
     /// The lock of the target `task` deploys to. A stored `handle` names the deployment;
     /// without one the task's package is rendered. `Ok(None)`: nothing to lock, or the
     /// deployment cannot be worked out (its attempt then fails on that by itself).
-    fn target_lock(
+    pub(super) fn target_lock(
         &self,
         phase: &Phase,
         task: &Task,
@@ -318,7 +318,7 @@ impl Engine {
 
     /// Whether the backend of a failed task run may have changed its target: something was
     /// started (a handle is stored) and, for a local deployment, delivery began.
-    fn may_have_changed_target(&self, task_ref: &TaskRef) -> Result<bool, EngineError> {
+    pub(super) fn may_have_changed_target(&self, task_ref: &TaskRef) -> Result<bool, EngineError> {
         Ok(match self.stored_handle(task_ref)? {
             None => false,
             Some(Handle::Local(h)) => relflow_plugin::local::may_have_changed_target(&h),

@@ -198,11 +198,31 @@ impl Engine {
             self.output(task_ref, format!("Policy: {}", decided.reason))?;
             return Ok((decided.decision, decided.rule));
         }
+        let of = match on_failure {
+            Some(OnFailure::Declarative(d)) => Some(d.retry.retries + 1),
+            _ => None,
+        };
+        let total = of.map(|n| format!(" of {n}")).unwrap_or_default();
+        // A retry says when and which attempt comes next (the error is the attempt's own);
+        // a scripted policy's reason is kept as it is: it explains the choice.
+        let detail = match (&decided.decision, on_failure) {
+            (
+                Decision::Retry {
+                    delay,
+                    next_attempt,
+                },
+                Some(OnFailure::Declarative(_)),
+            ) => format!(
+                "attempt {next_attempt}{total} in {}",
+                format_duration(*delay)
+            ),
+            _ => decided.reason.clone(),
+        };
         self.emit(Event::Decision {
             task: task_ref.clone(),
             decision: decided.decision.keyword().to_string(),
             rule: decided.rule.clone(),
-            detail: Some(decided.reason.clone()),
+            detail: Some(detail),
         })?;
         if let Some(OnFailure::Script(_)) = on_failure {
             self.output(task_ref, format!("Policy: {}", decided.reason))?;
@@ -214,11 +234,6 @@ impl Engine {
         else {
             return Ok((decided.decision, decided.rule));
         };
-        let of = match on_failure {
-            Some(OnFailure::Declarative(d)) => Some(d.retry.retries + 1),
-            _ => None,
-        };
-        let total = of.map(|n| format!(" of {n}")).unwrap_or_default();
         self.output(
             task_ref,
             format!(

@@ -52,6 +52,18 @@ pub fn rfc3339_opt<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok
     }
 }
 
+/// A stored JSON text (a backend handle) as the object it holds; a text that is not JSON
+/// stays a string.
+pub fn embedded_json<S: serde::Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match text {
+        None => s.serialize_none(),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(value) => value.serialize(s),
+            Err(_) => s.serialize_str(text),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,10 +3,15 @@
 
 pub mod events_file;
 pub mod json;
+pub mod list;
+pub mod next_steps;
 pub mod paths;
 pub mod redact;
 pub mod script_log;
+pub mod status_text;
 pub mod style;
+pub mod summary;
+pub mod targets;
 pub mod terminal;
 pub mod time;
 pub mod view;

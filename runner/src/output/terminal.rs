@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, P
 
 use crate::engine::event::{Event, FailureInfo, TaskRef};
 use crate::output::style;
-use crate::output::time::elapsed;
+use crate::output::time::{clock, elapsed};
 use crate::store::{ReleaseStatus, Store, TaskStatus, now_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,16 +28,19 @@ impl TerminalMode {
     /// `Live` only on a terminal that can redraw: with `TERM` unset or `dumb` indicatif hides
     /// its output (and every line printed through it), so such a terminal gets plain lines.
     pub fn detect(json: bool) -> TerminalMode {
-        let term = std::env::var_os("TERM");
-        let can_redraw = term.is_some_and(|t| !t.is_empty() && t != "dumb");
         if json {
             TerminalMode::Quiet
-        } else if std::io::stdout().is_terminal() && can_redraw {
+        } else if std::io::stdout().is_terminal() && !is_dumb() {
             TerminalMode::Live
         } else {
             TerminalMode::Plain
         }
     }
+}
+
+/// A terminal that cannot redraw in place (`TERM=dumb` or unset): it gets plain lines.
+pub fn is_dumb() -> bool {
+    std::env::var("TERM").map_or(true, |term| term.is_empty() || term == "dumb")
 }
 
 /// What the store knows of a task run when its status changes: its own times and attempts,
@@ -389,21 +392,6 @@ fn paint_outcome(line: &str) -> String {
     }
 }
 
-/// `14:02:31`: a time of day on this machine's clock, as a person at the terminal reads it.
-pub fn clock(ms: i64) -> String {
-    let secs = ms.div_euclid(1000) as libc::time_t;
-    // SAFETY: `localtime_r` writes only into `tm`, which lives on this stack frame.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are to live locals; localtime_r is the thread-safe variant.
-    let converted = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
-    if !converted {
-        // No local time zone to be had: UTC, which `status` shows too.
-        let day = ms.div_euclid(1000).rem_euclid(86_400);
-        return format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60);
-    }
-    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,13 +406,5 @@ mod tests {
             paint_outcome("step 2: action `x` of task b: failed: x exited with code 7"),
             "step 2: action `x` of task b: failed: x exited with code 7"
         );
-    }
-
-    #[test]
-    fn a_clock_time_has_hours_minutes_and_seconds() {
-        let text = clock(1_795_499_064_123);
-        assert_eq!(text.len(), 8, "{text}");
-        assert_eq!(&text[2..3], ":");
-        assert_eq!(&text[5..6], ":");
     }
 }

@@ -17,6 +17,11 @@ pub fn rfc3339_ms(ms: i64) -> String {
     )
 }
 
+/// `05:44:24` (UTC) for milliseconds since the Unix epoch: times within a release's day.
+pub fn clock(ms: i64) -> String {
+    rfc3339_ms(ms)[11..19].to_string()
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
@@ -52,6 +57,7 @@ mod tests {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(1_795_499_064_123), "2026-11-24T05:44:24.123Z");
         assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(clock(1_795_499_064_123), "05:44:24");
     }
 
     #[test]

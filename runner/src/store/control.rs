@@ -16,6 +16,15 @@ pub enum ControlAction {
 }
 
 impl ControlAction {
+    /// The command a person types: `abort`, `abort --rollback`, `pause`.
+    pub fn verb(self) -> &'static str {
+        match self {
+            ControlAction::Abort { rollback: true } => "abort --rollback",
+            ControlAction::Abort { rollback: false } => "abort",
+            ControlAction::Pause => "pause",
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             ControlAction::Abort { .. } => "abort",

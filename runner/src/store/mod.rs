@@ -1,5 +1,6 @@
 //! Durable release state: a SQLite store (`relflow.db`) in the state directory.
 
+mod actions;
 mod control;
 mod lease;
 mod open;
@@ -9,6 +10,8 @@ mod rollback_jobs;
 mod schema;
 pub mod secrets;
 pub mod status;
+mod target_records;
+mod targets;
 mod writes;
 
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -28,6 +31,7 @@ pub use records::*;
 pub use rollback_jobs::ABANDONED_JOB;
 pub use schema::SCHEMA_VERSION;
 pub use status::{AttemptStatus, PhaseStatus, ReleaseStatus, RollbackJobStatus, TaskStatus};
+pub use target_records::{ChangeKind, NewTargetChange, Origin, TargetChangeRecord, TargetNow};
 
 /// The store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

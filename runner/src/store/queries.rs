@@ -22,6 +22,7 @@ fn release_from_row(row: &Row<'_>) -> rusqlite::Result<(ReleaseRecord, String)> 
             reason: row.get("reason")?,
             created_at: row.get("created_at")?,
             updated_at: row.get("updated_at")?,
+            rolled_back_later: Vec::new(),
         },
         row.get("variables")?,
     ))
@@ -121,7 +122,12 @@ impl Store {
             )
             .optional()?
             .ok_or_else(|| StoreError::UnknownRelease(id.to_string()))?;
-        finish_release(row)
+        let mut record = finish_release(row)?;
+        record.rolled_back_later = self
+            .rolled_back_later(Some(id))?
+            .remove(id)
+            .unwrap_or_default();
+        Ok(record)
     }
 
     /// Every release, oldest first.
@@ -130,7 +136,13 @@ impl Store {
             .conn
             .prepare("SELECT * FROM releases ORDER BY created_at, pipeline, seq")?;
         let rows = stmt.query_map([], release_from_row)?;
-        rows.map(|row| finish_release(row?)).collect()
+        let mut later = self.rolled_back_later(None)?;
+        rows.map(|row| {
+            let mut record = finish_release(row?)?;
+            record.rolled_back_later = later.remove(&record.id).unwrap_or_default();
+            Ok(record)
+        })
+        .collect()
     }
 
     /// The newest release, if any.

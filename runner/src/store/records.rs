@@ -15,8 +15,14 @@ pub struct ReleaseRecord {
     pub variables: BTreeMap<String, String>,
     /// Why the release stopped where it did, when it did not complete.
     pub reason: Option<String>,
+    #[serde(serialize_with = "crate::output::json::rfc3339")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::output::json::rfc3339")]
     pub updated_at: i64,
+    /// Targets whose deployments by this release `relflow rollback` undid later: `prod`, or
+    /// `prod (web)` when only some components were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rolled_back_later: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,7 +34,9 @@ pub struct PhaseRunRecord {
     pub status: PhaseStatus,
     /// The release variables when this run started (`None` before it started).
     pub variables: Option<BTreeMap<String, String>>,
+    #[serde(serialize_with = "crate::output::json::rfc3339_opt")]
     pub started_at: Option<i64>,
+    #[serde(serialize_with = "crate::output::json::rfc3339_opt")]
     pub ended_at: Option<i64>,
 }
 
@@ -59,12 +67,17 @@ pub struct TaskRunRecord {
     pub kind: String,
     pub status: TaskStatus,
     pub attempts: i64,
+    /// The backend's own record (shown as a nested object).
+    #[serde(serialize_with = "crate::output::json::embedded_json")]
     pub handle: Option<String>,
     /// When a task `waiting_retry` starts its next attempt (ms since epoch).
+    #[serde(serialize_with = "crate::output::json::rfc3339_opt")]
     pub retry_at: Option<i64>,
     pub error_class: Option<String>,
     pub error: Option<String>,
+    #[serde(serialize_with = "crate::output::json::rfc3339_opt")]
     pub started_at: Option<i64>,
+    #[serde(serialize_with = "crate::output::json::rfc3339_opt")]
     pub ended_at: Option<i64>,
 }
 
@@ -76,7 +89,9 @@ pub struct AttemptRecord {
     pub error_class: Option<String>,
     pub message: Option<String>,
     pub exit_code: Option<i64>,
+    #[serde(serialize_with = "crate::output::json::rfc3339")]
     pub started_at: i64,
+    #[serde(serialize_with = "crate::output::json::rfc3339_opt")]
     pub ended_at: Option<i64>,
 }
 
@@ -86,6 +101,19 @@ pub struct DecisionRecord {
     pub decision: String,
     pub rule: String,
     pub detail: Option<String>,
+    #[serde(serialize_with = "crate::output::json::rfc3339")]
+    pub at: i64,
+}
+
+/// A command a person ran on a release (`relflow retry --comment ...`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActionRecord {
+    #[serde(skip)]
+    pub task_run_id: Option<i64>,
+    pub action: String,
+    #[serde(flatten)]
+    pub person: crate::engine::person::Person,
+    #[serde(serialize_with = "crate::output::json::rfc3339")]
     pub at: i64,
 }
 
@@ -113,6 +141,8 @@ pub struct RollbackJobRecord {
     /// Components asked for; empty = all of the deployment's.
     pub components: Vec<String>,
     pub error: Option<String>,
+    #[serde(serialize_with = "crate::output::json::rfc3339")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::output::json::rfc3339_opt")]
     pub ended_at: Option<i64>,
 }

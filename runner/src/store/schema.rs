@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// `MIGRATIONS[n]` takes a store from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
@@ -128,6 +128,47 @@ CREATE TABLE secret_values (
     ciphertext BLOB NOT NULL,
     PRIMARY KEY (release_id, name)
 );
+"#,
+    // 6: who ran which command on a release, and why (`--actor`, `--comment`).
+    r#"
+CREATE TABLE actions (
+    id          INTEGER PRIMARY KEY,
+    release_id  TEXT NOT NULL REFERENCES releases(id),
+    task_run_id INTEGER REFERENCES task_runs(id),
+    action      TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    comment     TEXT,
+    at          INTEGER NOT NULL
+);
+CREATE INDEX actions_release ON actions (release_id);
+"#,
+    // 7: what each target runs, one row per change (see `targets.rs`); `origin_id` names the
+    // `deployed` row that delivered what the target runs after the change.
+    r#"
+CREATE TABLE target_changes (
+    id                 INTEGER PRIMARY KEY,
+    backend            TEXT NOT NULL,
+    backend_kind       TEXT NOT NULL,
+    target_key         TEXT NOT NULL,
+    target             TEXT NOT NULL,
+    application        TEXT NOT NULL,
+    version            TEXT NOT NULL,
+    change             TEXT NOT NULL,
+    components         TEXT NOT NULL,
+    runs_version       TEXT,
+    components_version TEXT,
+    origin_id          INTEGER REFERENCES target_changes(id),
+    release_id         TEXT NOT NULL REFERENCES releases(id),
+    phase_run          TEXT NOT NULL,
+    task               TEXT NOT NULL,
+    task_run_id        INTEGER NOT NULL REFERENCES task_runs(id),
+    job_id             INTEGER REFERENCES rollback_jobs(id),
+    actor              TEXT,
+    at                 INTEGER NOT NULL
+);
+CREATE INDEX target_changes_by_target ON target_changes (target_key, application, id);
+CREATE INDEX target_changes_by_task_run ON target_changes (task_run_id);
+CREATE INDEX target_changes_by_release ON target_changes (release_id);
 "#,
 ];
 
