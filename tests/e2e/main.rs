@@ -1,6 +1,7 @@
 //! End-to-end tests: the real relflow CLI in temp dirs.
 
 mod approvals;
+mod cli_surface;
 mod crash_points;
 mod crash_resume;
 mod docker_actions;
@@ -26,6 +27,7 @@ mod target_locks;
 mod targets;
 mod timeouts;
 mod tree;
+mod tty;
 mod xld_backend;
 mod xld_cli;
 mod xld_edges;

@@ -168,11 +168,35 @@ pub fn run(
     if let Some(cause) = spec.interrupt.cause() {
         return ended_by(cause, &spec.interrupt);
     }
-    let mut running = match spawn::start(spec) {
+    let started = Instant::now();
+    let running = match spawn::start(spec) {
         Ok(running) => running,
-        Err(e) => return ProcessEnd::SpawnFailed(e),
+        Err(e) => {
+            tracing::debug!(target: "relflow::process", program = spec.program(), error = %e, "process could not start");
+            return ProcessEnd::SpawnFailed(e);
+        }
     };
+    // The program only, never its arguments: they may hold a variable's value.
+    tracing::debug!(target: "relflow::process", program = spec.program(), pid = running.id.pid, "process started");
     on_start(&running.id);
+    let pid = running.id.pid;
+    let end = run_started(spec, running, on_line);
+    tracing::debug!(
+        target: "relflow::process",
+        program = spec.program(),
+        pid,
+        end = ?end,
+        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "process ended"
+    );
+    end
+}
+
+fn run_started(
+    spec: &ProcessSpec,
+    mut running: spawn::Running,
+    on_line: &mut dyn FnMut(String),
+) -> ProcessEnd {
     let mut lines = lines::LineBuffer::default();
     let mut on_bytes = |bytes: &[u8]| lines.push(bytes, on_line);
     let stopped = wait_for_exit(&mut running, &spec.interrupt, &mut on_bytes);

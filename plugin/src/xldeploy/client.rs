@@ -254,11 +254,36 @@ impl Client {
         if let Some(left) = interrupt.remaining() {
             request = request.timeout(self.timeout.min(left.max(Duration::from_millis(1))));
         }
-        let response = request.send().map_err(|e| match interrupt.cause() {
+        let started = std::time::Instant::now();
+        let answered = request.send().map_err(|e| match interrupt.cause() {
             Some(cause) => HttpError::stopped(interrupt, cause),
             None => self.transport_error(&e),
-        })?;
-        self.read(response)
+        });
+        let status = answered.as_ref().ok().map(|r| r.status().as_u16());
+        let result = answered.and_then(|response| self.read(response));
+        self.trace(call, status, started.elapsed(), result.as_ref().err());
+        result
+    }
+
+    /// One debug line per request: method, path, status (or the error's class) and duration.
+    /// Never a body, a header or a query value: they may carry what a person must not see.
+    fn trace(&self, call: &Call, status: Option<u16>, took: Duration, error: Option<&HttpError>) {
+        let request = self.redact(&call.describe());
+        let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        match (status, error) {
+            (Some(status), None) => {
+                tracing::debug!(target: "relflow::xld", %request, status, ms, "XL Deploy call")
+            }
+            (status, Some(e)) => tracing::debug!(
+                target: "relflow::xld",
+                %request,
+                status,
+                class = %e.class,
+                ms,
+                "XL Deploy call failed"
+            ),
+            (None, None) => {}
+        }
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> HttpError {
@@ -408,6 +433,15 @@ impl Client {
                 tries += 1;
                 hint.set(e.retry_after);
                 let wait = e.retry_after.unwrap_or(delay);
+                tracing::debug!(
+                    target: "relflow::xld",
+                    request = %self.redact(&call.describe()),
+                    class = %e.class,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    try_no = tries,
+                    of = retry.times,
+                    "XL Deploy call retried in place"
+                );
                 log(&format!(
                     "{}: {}; retrying in {:.1}s ({tries} of {})",
                     call.describe(),

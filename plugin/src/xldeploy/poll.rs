@@ -124,6 +124,14 @@ pub(crate) fn wait_until_settled(
             },
         };
         polls += 1;
+        tracing::debug!(
+            target: "relflow::xld",
+            task = task_id,
+            state = %state,
+            poll = polls,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "XL Deploy task polled"
+        );
         if last.as_ref() != Some(&state) {
             log(&format!("Task {task_id} now in state {state}"));
         }

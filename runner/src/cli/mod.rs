@@ -3,10 +3,13 @@
 mod abort;
 mod approve;
 mod common;
+mod completions;
 mod error;
+mod help;
 mod live;
 mod locks;
 mod logs;
+mod man;
 mod pause;
 mod plan;
 mod restart_phase;
@@ -16,6 +19,7 @@ mod rollback;
 mod run;
 mod schema;
 mod skip;
+pub mod state_dir;
 mod status;
 mod targets;
 mod unlock;
@@ -34,16 +38,29 @@ pub use error::CliError;
 /// relflow runs release pipelines: it retries what is transient, rolls back what failed,
 /// and keeps every release's state so a person can pick it up later.
 #[derive(Debug, Parser)]
-#[command(name = "relflow", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "relflow",
+    // The same name in usage lines whatever the binary file is called (tests run a copy).
+    bin_name = "relflow",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    styles = help::STYLES,
+    max_term_width = 100,
+    after_help = help::ROOT
+)]
 pub struct Cli {
-    /// State directory: the SQLite store and every release's logs.
+    /// State directory: the SQLite store and every release's logs [default: .relflow in the
+    /// working directory or the nearest parent folder that has one; `run` creates ./.relflow]
     #[arg(
         long,
         global = true,
         env = "RELFLOW_STATE_DIR",
-        default_value = ".relflow"
+        hide_env_values = true,
+        value_name = "DIR"
     )]
-    pub state_dir: PathBuf,
+    pub state_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Verb,
 }
@@ -52,7 +69,12 @@ pub struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 pub struct PersonArgs {
     /// Who runs this command, recorded with what it does (default: the OS user).
-    #[arg(long, env = "RELFLOW_ACTOR", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "RELFLOW_ACTOR",
+        hide_env_values = true,
+        value_name = "NAME"
+    )]
     pub actor: Option<String>,
     /// Why: recorded with the action and shown by `status`.
     #[arg(long, value_name = "TEXT")]
@@ -68,6 +90,7 @@ impl PersonArgs {
 #[derive(Debug, Subcommand)]
 pub enum Verb {
     /// Load and validate a pipeline file; errors name file, line and column.
+    #[command(after_help = help::VALIDATE)]
     Validate {
         /// The pipeline file (YAML).
         file: PathBuf,
@@ -77,9 +100,11 @@ pub enum Verb {
     },
     /// Show phases, tasks and effective failure policies; with --simulate, what the policies
     /// would do for simulated failures. Runs nothing.
+    #[command(after_help = help::PLAN)]
     Plan {
         /// The pipeline file (YAML).
         file: PathBuf,
+        /// Set a pipeline variable, e.g. `--var version=2.3` (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
         /// `TASK=CLASS[xN]`: the task's first N attempts fail with CLASS (repeatable),
@@ -91,29 +116,37 @@ pub enum Verb {
         json: bool,
     },
     /// Start a release of a pipeline and run it until it completes or halts.
+    #[command(after_help = help::RUN)]
     Run {
         /// The pipeline file (YAML).
         file: PathBuf,
-        /// Set a pipeline variable, e.g. `--var version=2.3` (repeatable).
+        /// Set a pipeline variable, e.g. `--var version=2.3` (repeatable; only declared
+        /// variables).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
-        /// Print the release as JSON at the end instead of progress lines.
         #[command(flatten)]
         person: PersonArgs,
+        /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
     },
     /// Continue a paused or interrupted release.
+    #[command(after_help = help::RESUME)]
     Resume {
+        /// The release, e.g. `petportal-2` (see `relflow list`).
         release: String,
         #[command(flatten)]
         person: PersonArgs,
+        /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
     },
     /// Show a release: phases, tasks, attempts, errors, decisions (default: the newest).
+    #[command(after_help = help::STATUS)]
     Status {
+        /// The release, e.g. `petportal-2` (default: the newest).
         release: Option<String>,
+        /// Print the release as a JSON document.
         #[arg(long)]
         json: bool,
         /// Follow the release until it completes, halts or waits for a person.
@@ -124,47 +157,62 @@ pub enum Verb {
         exit_status: bool,
     },
     /// List releases.
+    #[command(after_help = help::LIST)]
     List {
+        /// Print the releases as a JSON document.
         #[arg(long)]
         json: bool,
     },
     /// Show tasks' script_output.log.
+    #[command(after_help = help::LOGS)]
     Logs {
+        /// The release, e.g. `petportal-2`.
         release: String,
+        /// Print the log lines as a JSON document.
         #[arg(long)]
         json: bool,
         /// Only this task (every run of it).
-        #[arg(long)]
+        #[arg(long, value_name = "TASK")]
         task: Option<String>,
-        /// Only this attempt.
-        #[arg(long)]
+        /// Only this attempt (1 is the first).
+        #[arg(long, value_name = "N")]
         attempt: Option<u32>,
         /// Keep printing new lines while the release runs.
         #[arg(long, short)]
         follow: bool,
     },
     /// One more attempt of a failed task (all failed tasks without --task), then continue.
+    #[command(after_help = help::RETRY)]
     Retry {
+        /// The release, e.g. `petportal-2`.
         release: String,
-        #[arg(long)]
+        /// The failed task to retry (default: every failed task).
+        #[arg(long, value_name = "TASK")]
         task: Option<String>,
         #[command(flatten)]
         person: PersonArgs,
+        /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
     },
     /// Skip a failed task and continue the release.
+    #[command(after_help = help::SKIP)]
     Skip {
+        /// The release, e.g. `petportal-2`.
         release: String,
-        #[arg(long)]
+        /// The failed (or rolled-back) task to skip.
+        #[arg(long, value_name = "TASK")]
         task: String,
         #[command(flatten)]
         person: PersonArgs,
+        /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
     },
     /// Abort a release; with --rollback run the rollback order first.
+    #[command(after_help = help::ABORT)]
     Abort {
+        /// The release, e.g. `petportal-2`.
         release: String,
         /// Roll back first: the failed task's actions and deployment, then every completed
         /// deployment and the flow-level rollback.
@@ -172,25 +220,32 @@ pub enum Verb {
         rollback: bool,
         #[command(flatten)]
         person: PersonArgs,
+        /// Print only the release document as JSON at the end.
         #[arg(long)]
         json: bool,
     },
     /// Pause a release: start no new task, let running ones finish (works while another
     /// runner drives it); continue with `resume`.
+    #[command(after_help = help::PAUSE)]
     Pause {
+        /// The release, e.g. `petportal-2`.
         release: String,
         #[command(flatten)]
         person: PersonArgs,
+        /// Print only the release document as JSON at the end.
         #[arg(long)]
         json: bool,
     },
     /// Fix forward: stop the current phase, append new runs of PHASE up to it with new
     /// variables, and continue.
+    #[command(after_help = help::RESTART_PHASE)]
     RestartPhase {
+        /// The release, e.g. `petportal-2`.
         release: String,
+        /// The phase to run again (the current one or an earlier one), e.g. `deploy`.
         phase: String,
         /// Start the new run of PHASE at this task (earlier ones are skipped).
-        #[arg(long)]
+        #[arg(long, value_name = "TASK")]
         from_task: Option<String>,
         /// New variable values, e.g. `--var version=2.3` (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE")]
@@ -200,70 +255,106 @@ pub enum Verb {
         no_resume: bool,
         #[command(flatten)]
         person: PersonArgs,
+        /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
     },
     /// Approve a manual task and continue the release.
+    #[command(after_help = help::APPROVE)]
     Approve {
+        /// The release, e.g. `petportal-2`.
         release: String,
-        #[arg(long)]
+        /// The manual task waiting for an answer.
+        #[arg(long, value_name = "TASK")]
         task: String,
         #[command(flatten)]
         person: PersonArgs,
+        /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
     },
     /// Reject a manual task: the task fails and the release halts.
+    #[command(after_help = help::REJECT)]
     Reject {
+        /// The release, e.g. `petportal-2`.
         release: String,
-        #[arg(long)]
+        /// The manual task waiting for an answer.
+        #[arg(long, value_name = "TASK")]
         task: String,
         #[command(flatten)]
         person: PersonArgs,
+        /// Print only the release document as JSON at the end.
         #[arg(long)]
         json: bool,
     },
     /// Roll back completed deployments from their pre-deployment snapshots, newest first.
+    #[command(after_help = help::ROLLBACK)]
     Rollback {
+        /// The release, e.g. `petportal-3`.
         release: String,
         /// Only this deploy task (default: every completed deploy task of the release).
-        #[arg(long)]
+        #[arg(long, value_name = "TASK")]
         task: Option<String>,
         /// Only this component (repeatable; default: all of the deployment's components).
         #[arg(long = "component", value_name = "C")]
         components: Vec<String>,
         #[command(flatten)]
         person: PersonArgs,
+        /// Print the rollback jobs as a JSON document.
         #[arg(long)]
         json: bool,
     },
     /// List the target locks on this host: who holds each, since when, and whether its
     /// holder is still at work.
+    #[command(after_help = help::LOCKS)]
     Locks {
+        /// Print the locks as a JSON document.
         #[arg(long)]
         json: bool,
     },
     /// Free a target lock whose holder has ended or whose runner is gone (exit 2 while the
     /// holder is live). TARGET as `relflow locks` shows it, or a locked target folder.
+    #[command(after_help = help::UNLOCK)]
     Unlock {
+        /// The locked target: as `relflow locks` shows it, or the target folder's path.
         target: String,
         /// Who frees it and why, for the lock folder's unlock.log.
         #[command(flatten)]
         person: PersonArgs,
+        /// Print the result as a JSON document.
         #[arg(long)]
         json: bool,
     },
     /// What each target runs now: backend, target, application, version, since when, by
     /// which release and task.
+    #[command(after_help = help::TARGETS)]
     Targets {
         /// Every change (deployed, rolled back, components rolled back), newest first.
         #[arg(long)]
         history: bool,
+        /// Print the targets as a JSON document.
         #[arg(long)]
         json: bool,
     },
     /// Print the JSON Schema of the pipeline file format, for editors.
+    #[command(after_help = help::SCHEMA)]
     Schema,
+    /// Print a shell completion script on stdout.
+    #[command(after_help = help::COMPLETIONS)]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout, or write every page into a folder.
+    #[command(after_help = help::MAN)]
+    Man {
+        /// A verb's own page, e.g. `run` (default: the page of relflow itself).
+        verb: Option<String>,
+        /// Write relflow.1 and a relflow-VERB.1 per verb into DIR instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "verb")]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn init_tracing() {
@@ -271,6 +362,7 @@ fn init_tracing() {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_ansi(crate::output::style::is_enabled_on_stderr())
             // Through the release's redactor: a traced value may hold a secret.
             .with_writer(crate::output::redact::RedactedStderr)
             .try_init();
@@ -307,8 +399,49 @@ pub fn main() -> i32 {
     }
 }
 
+/// The release a verb acts on, when it needs a store that already holds it.
+fn release_of(verb: &Verb) -> Option<&str> {
+    match verb {
+        Verb::Resume { release, .. }
+        | Verb::Logs { release, .. }
+        | Verb::Retry { release, .. }
+        | Verb::Skip { release, .. }
+        | Verb::Abort { release, .. }
+        | Verb::Pause { release, .. }
+        | Verb::RestartPhase { release, .. }
+        | Verb::Approve { release, .. }
+        | Verb::Reject { release, .. }
+        | Verb::Rollback { release, .. } => Some(release),
+        Verb::Status { release, .. } => release.as_deref(),
+        _ => None,
+    }
+}
+
+/// Where the state lives for this command. Only `run` creates a state directory when none
+/// is found; a command about a release refuses (exit 2, as for an unknown release) naming
+/// where it looked, instead of creating an empty store; `status`/`list` say so on stderr.
+fn state_dir_for(given: Option<PathBuf>, verb: &Verb) -> Result<PathBuf, CliError> {
+    let found = state_dir::StateDir::from_env(given);
+    if let Some(miss) = found.miss_text() {
+        match verb {
+            Verb::Run { .. } => {}
+            Verb::Status { release: None, .. } | Verb::List { .. } | Verb::Targets { .. } => {
+                eprintln!("note: {miss}")
+            }
+            other => {
+                if let Some(release) = release_of(other) {
+                    return Err(CliError::input(format!(
+                        "error: no release `{release}`: {miss}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(found.path())
+}
+
 fn dispatch(cli: Cli) -> Result<i32, CliError> {
-    let state = &cli.state_dir;
+    let state = &state_dir_for(cli.state_dir, &cli.command)?;
     match cli.command {
         Verb::Validate { file, json } => validate::run(&file, json),
         Verb::Plan {
@@ -440,5 +573,7 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
         } => unlock::run(&target, &person.person(), json),
         Verb::Targets { history, json } => targets::run(state, history, json),
         Verb::Schema => Ok(schema::run()),
+        Verb::Completions { shell } => completions::run(shell),
+        Verb::Man { verb, dir } => man::run(verb.as_deref(), dir.as_deref()),
     }
 }

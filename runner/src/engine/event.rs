@@ -100,11 +100,14 @@ pub enum Event {
         task: TaskRef,
         line: String,
     },
-    /// The task waits until `at_ms` before attempt `next_attempt`.
+    /// The task waits until `at_ms` before attempt `next_attempt` (of `of` at most, when
+    /// the policy says: `retries + 1`; a scripted policy does not).
     RetryScheduled {
         #[serde(flatten)]
         task: TaskRef,
         next_attempt: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        of: Option<u32>,
         delay_ms: u64,
         #[serde(skip)]
         at_ms: i64,
@@ -212,6 +215,56 @@ impl Event {
             Event::PersonAction { .. } => "store.action",
             Event::Output { .. } | Event::RollbackOutput { .. } => return None,
         })
+    }
+
+    /// Traces what a person debugging a release wants in `RUST_LOG=relflow=debug`: decisions
+    /// with their rule, retry schedules, rollback jobs, restarts (already redacted).
+    pub fn trace(&self, release: &str) {
+        match self {
+            Event::Decision {
+                task,
+                decision,
+                rule,
+                detail,
+            } => tracing::debug!(
+                target: "relflow::decision",
+                release,
+                phase = %task.phase.label,
+                task = %task.task,
+                decision = %decision,
+                rule = %rule,
+                detail = detail.as_deref().unwrap_or_default(),
+                "decision"
+            ),
+            Event::ReleaseDecision { decision, rule, .. } => {
+                tracing::debug!(target: "relflow::decision", release, decision = %decision, rule = %rule, "release decision")
+            }
+            Event::RetryScheduled {
+                task,
+                next_attempt,
+                of,
+                delay_ms,
+                ..
+            } => tracing::debug!(
+                target: "relflow::retry",
+                release,
+                phase = %task.phase.label,
+                task = %task.task,
+                next_attempt,
+                of,
+                delay_ms,
+                "retry scheduled"
+            ),
+            Event::RollbackJob {
+                task, job, status, ..
+            } => {
+                tracing::debug!(target: "relflow::decision", release, task = %task.task, job, status = %status, "rollback job")
+            }
+            Event::PhaseRestarted { runs, by, .. } => {
+                tracing::debug!(target: "relflow::decision", release, runs = %runs.join(","), by = %by, "phases restarted")
+            }
+            _ => {}
+        }
     }
 
     /// Rewrites every free-text field with `f` (used to redact secrets before consumers see it).

@@ -131,7 +131,9 @@ impl Reporter {
             what: "script_output.log",
             source,
         })?;
-        self.terminal.write(&self.release, &event);
+        event.trace(&self.release);
+        self.terminal
+            .write_with_store(&self.release, &event, &self.store);
         Ok(())
     }
 }

@@ -85,14 +85,14 @@ impl Engine {
         self.backend(phase, task, spec, &vars)
     }
 
-    /// Reverts the failing task's deployment (rollback order step 3). Returns whether the target
-    /// is back where it was; a failure is logged, never hidden.
+    /// Reverts the failing task's deployment (rollback order step 3). `Ok` says what was
+    /// done (`ok`, or that nothing needed reverting); `Err` names what could not be reverted.
     pub(super) async fn roll_back_failed_task(
         &self,
         phase: &Phase,
         task_ref: &TaskRef,
         task: &Task,
-    ) -> Result<Result<(), String>, EngineError> {
+    ) -> Result<Result<String, String>, EngineError> {
         let runs = self.with_store(|s| s.task_runs(&self.release))?;
         let stored = runs
             .iter()
@@ -104,12 +104,16 @@ impl Engine {
                 _ => "not a deployment: there is no backend change to revert",
             };
             self.output(task_ref, format!("Nothing to roll back: {why}"))?;
-            return Ok(Ok(()));
+            return Ok(Ok(format!("nothing to roll back ({why})")));
         };
-        match Handle::from_json(&stored) {
-            Ok(handle) => self.revert_deployment(phase, task_ref, task, handle).await,
-            Err(e) => self.finish_rollback(task_ref, Err(e)),
-        }
+        let reverted = match Handle::from_json(&stored) {
+            Ok(handle) => {
+                self.revert_deployment(phase, task_ref, task, handle)
+                    .await?
+            }
+            Err(e) => self.finish_rollback(task_ref, Err(e))?,
+        };
+        Ok(reverted.map(|()| "ok".to_string()))
     }
 
     /// Rolls back the whole deployment behind `handle` through its task's backend and logs

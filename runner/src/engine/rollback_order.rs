@@ -9,7 +9,7 @@ use relflow_plugin::Handle;
 use crate::engine::actions::{actions_of, any_task_actions_of};
 use crate::engine::event::{Event, TaskRef};
 use crate::engine::{Engine, EngineError};
-use crate::pipeline::{FlowRollback, Phase, Task};
+use crate::pipeline::{FlowRollback, Phase, Task, TaskKind};
 use crate::policy::{Action, ActionCommand};
 use crate::store::{TaskRunRecord, TaskStatus};
 
@@ -52,10 +52,52 @@ enum StepWork<'a> {
 }
 
 struct Step<'a> {
-    /// Unique within the release: identifies the step when the release resumes.
-    id: String,
+    /// The key earlier versions recorded as the step's rule (`7:backend:deploy`): still
+    /// recognised, so a release rolled back half-way by an older relflow resumes cleanly.
+    legacy_id: String,
+    /// What the step does, in words (`backend rollback of task deploy-petportal`): unique
+    /// within a plan, and independent of which steps already ran.
     title: String,
     work: StepWork<'a>,
+}
+
+impl Step<'_> {
+    /// The rule recorded with the step's decision and shown by `status`: the step in words,
+    /// e.g. `rollback order: backend rollback of task deploy-petportal`. With the task run it
+    /// is logged under, it identifies the step when the release resumes.
+    fn rule(&self) -> String {
+        format!("rollback order: {}", self.title)
+    }
+}
+
+/// Whether a task kind changes a target, so that step 3 has a deployment to revert. A
+/// command, script, manual or wait task has none: no backend step is planned for it (it
+/// would only ever report "ok" for nothing).
+fn has_backend_change(task: &Task) -> bool {
+    matches!(task.kind, TaskKind::Deploy(_) | TaskKind::Undeploy(_))
+}
+
+/// ` in deploy#2` for a task run of a restarted phase, so that two runs of one task (before
+/// and after a restart-phase) name different steps; nothing for a first run.
+fn run_suffix(label: &str) -> String {
+    if label.contains('#') {
+        format!(" in {label}")
+    } else {
+        String::new()
+    }
+}
+
+/// Makes titles unique within one plan (two identical actions on one task): the second
+/// becomes `... (2)`. Action lists are fixed by the pipeline, so the numbering is stable.
+fn dedupe_titles(steps: &mut [Step<'_>]) {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for step in steps.iter_mut() {
+        let n = seen.entry(step.title.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            step.title = format!("{} ({n})", step.title);
+        }
+    }
 }
 
 fn describe(action: &Action) -> String {
@@ -110,11 +152,12 @@ impl Engine {
     ) -> Result<Vec<Step<'a>>, EngineError> {
         let key = failing.map(|(_, r, _)| r.id).unwrap_or(0);
         let mut steps = Vec::new();
-        if let Some((phase, _, task)) = failing {
+        if let Some((phase, task_ref, task)) = failing {
+            let of = run_suffix(&task_ref.phase.label);
             for (i, action) in actions_of(task) {
                 steps.push(Step {
-                    id: format!("{key}:action:{}:{i}", task.name),
-                    title: format!("action `{}` of task {}", describe(action), task.name),
+                    legacy_id: format!("{key}:action:{}:{i}", task.name),
+                    title: format!("action `{}` of task {}{of}", describe(action), task.name),
                     work: StepWork::Action {
                         phase,
                         owner: task,
@@ -123,14 +166,16 @@ impl Engine {
                 });
             }
         }
+        let labels = self.with_store(|s| s.phase_runs(&self.release))?;
         for run in completed {
             let phase = self.phase_of_run(run)?;
             let (owner, _) = self.task_def(phase, &run.task)?;
+            let of = run_suffix(&TaskRef::of(run, &labels).phase.label);
             for (i, action) in any_task_actions_of(owner) {
                 steps.push(Step {
-                    id: format!("{key}:action:{}:{i}", owner.name),
+                    legacy_id: format!("{key}:action:{}:{i}", owner.name),
                     title: format!(
-                        "any_task action `{}` of task {}",
+                        "any_task action `{}` of task {}{of}",
                         describe(action),
                         owner.name
                     ),
@@ -142,38 +187,47 @@ impl Engine {
                 });
             }
         }
-        if let Some((phase, _, task)) = failing {
+        if let Some((phase, task_ref, task)) = failing
+            && has_backend_change(task)
+        {
             steps.push(Step {
-                id: format!("{key}:backend:{}", task.name),
-                title: format!("backend rollback of task {}", task.name),
+                legacy_id: format!("{key}:backend:{}", task.name),
+                title: format!(
+                    "backend rollback of task {}{}",
+                    task.name,
+                    run_suffix(&task_ref.phase.label)
+                ),
                 work: StepWork::TaskBackend { phase, task },
             });
         }
         if scope == Scope::Release
             && let Some(flow) = &self.pipeline.rollback
         {
-            {
-                if flow.undo_completed {
-                    for run in completed
-                        .iter()
-                        .filter(|r| r.kind == "deploy" && r.handle.is_some())
-                    {
-                        steps.push(Step {
-                            id: format!("{key}:undo:{}", run.id),
-                            title: format!("undo completed deployment {}", run.task),
-                            work: StepWork::Undo { run: run.clone() },
-                        });
-                    }
-                }
-                if flow.run.is_some() || flow.script.is_some() {
+            if flow.undo_completed {
+                for run in completed
+                    .iter()
+                    .filter(|r| r.kind == "deploy" && r.handle.is_some())
+                {
                     steps.push(Step {
-                        id: format!("{key}:flow"),
-                        title: "flow-level rollback".to_string(),
-                        work: StepWork::Flow(flow),
+                        legacy_id: format!("{key}:undo:{}", run.id),
+                        title: format!(
+                            "undo completed deployment {}{}",
+                            run.task,
+                            run_suffix(&TaskRef::of(run, &labels).phase.label)
+                        ),
+                        work: StepWork::Undo { run: run.clone() },
                     });
                 }
             }
+            if flow.run.is_some() || flow.script.is_some() {
+                steps.push(Step {
+                    legacy_id: format!("{key}:flow"),
+                    title: "flow-level rollback".to_string(),
+                    work: StepWork::Flow(flow),
+                });
+            }
         }
+        dedupe_titles(&mut steps);
         Ok(steps)
     }
 
@@ -187,10 +241,12 @@ impl Engine {
     ) -> Result<RollbackSummary, EngineError> {
         let completed = self.completed_newest_first()?;
         let steps = self.plan_steps(failing, scope, &completed)?;
+        // Steps this rollback already ran (the runner was killed half-way): recorded under
+        // the task run the rollback logs to, by their rule (or an older relflow's key).
         let done: Vec<(String, String)> = self
             .with_store(|s| s.decisions(&self.release))?
             .into_iter()
-            .filter(|d| d.decision == STEP_DECISION)
+            .filter(|d| d.decision == STEP_DECISION && d.task_run_id == Some(log_to.id))
             .map(|d| (d.rule, d.detail.unwrap_or_default()))
             .collect();
         let mut summary = RollbackSummary {
@@ -198,14 +254,20 @@ impl Engine {
             ..RollbackSummary::default()
         };
         for (n, step) in steps.iter().enumerate() {
-            let ok = format!("{}: ok", step.title);
-            let is_failed = if let Some((_, detail)) = done.iter().find(|(id, _)| *id == step.id) {
+            let rule = step.rule();
+            let is_failed = if let Some((_, detail)) = done
+                .iter()
+                .find(|(id, _)| *id == rule || *id == step.legacy_id)
+            {
                 // Resumed: this step already ran; keep its outcome.
-                *detail != ok
+                match detail.strip_prefix(&format!("{}: ", step.title)) {
+                    Some(outcome) => outcome.starts_with("failed: "),
+                    None => detail.contains(": failed: "),
+                }
             } else {
                 let outcome = self.run_step_work(&step.work, log_to).await?;
                 let detail = match &outcome {
-                    Ok(()) => ok,
+                    Ok(done) => format!("{}: {done}", step.title),
                     Err(e) => format!("{}: failed: {e}", step.title),
                 };
                 self.emit(Event::RollbackOutput {
@@ -215,12 +277,15 @@ impl Engine {
                 let record = Event::Decision {
                     task: log_to.clone(),
                     decision: STEP_DECISION.to_string(),
-                    rule: step.id.clone(),
+                    rule,
                     detail: Some(detail),
                 };
                 match (&step.work, failing, &outcome) {
-                    // The failing task's deployment went back: its target runs what it ran.
-                    (StepWork::TaskBackend { .. }, Some((_, failing, _)), Ok(())) => {
+                    // The failing task's deployment went back: its target runs what it ran
+                    // (not when it never started: then nothing changed).
+                    (StepWork::TaskBackend { .. }, Some((_, failing, _)), Ok(done))
+                        if done == "ok" =>
+                    {
                         self.emit_with_rollback_of(record, failing)?
                     }
                     _ => self.emit(record)?,
@@ -237,23 +302,25 @@ impl Engine {
         Ok(summary)
     }
 
+    /// Runs one step; `Ok` says what it did (`ok`, or why there was nothing to do).
     async fn run_step_work(
         &self,
         work: &StepWork<'_>,
         log_to: &TaskRef,
-    ) -> Result<Result<(), String>, EngineError> {
-        match work {
+    ) -> Result<Result<String, String>, EngineError> {
+        let done = |r: Result<(), String>| r.map(|()| "ok".to_string());
+        Ok(match work {
             StepWork::Action {
                 phase,
                 owner,
                 action,
-            } => self.run_action(phase, owner, action, log_to).await,
+            } => done(self.run_action(phase, owner, action, log_to).await?),
             StepWork::TaskBackend { phase, task } => {
-                self.roll_back_failed_task(phase, log_to, task).await
+                self.roll_back_failed_task(phase, log_to, task).await?
             }
-            StepWork::Undo { run } => self.undo_completed(run).await,
-            StepWork::Flow(flow) => self.run_flow_rollback(flow, log_to).await,
-        }
+            StepWork::Undo { run } => done(self.undo_completed(run).await?),
+            StepWork::Flow(flow) => done(self.run_flow_rollback(flow, log_to).await?),
+        })
     }
 
     /// Rolls back one completed deployment of the release (step 4).

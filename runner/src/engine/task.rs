@@ -198,10 +198,11 @@ impl Engine {
             self.output(task_ref, format!("Policy: {}", decided.reason))?;
             return Ok((decided.decision, decided.rule));
         }
-        let total = match on_failure {
-            Some(OnFailure::Declarative(d)) => format!(" of {}", d.retry.retries + 1),
-            _ => String::new(),
+        let of = match on_failure {
+            Some(OnFailure::Declarative(d)) => Some(d.retry.retries + 1),
+            _ => None,
         };
+        let total = of.map(|n| format!(" of {n}")).unwrap_or_default();
         // A retry says when and which attempt comes next (the error is the attempt's own);
         // a scripted policy's reason is kept as it is: it explains the choice.
         let detail = match (&decided.decision, on_failure) {
@@ -245,6 +246,7 @@ impl Engine {
         self.emit(Event::RetryScheduled {
             task: task_ref.clone(),
             next_attempt,
+            of,
             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             at_ms: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
         })?;

@@ -114,8 +114,14 @@ pub fn take(key: &LockKey, claim: &Claim, stale: Option<&LockRecord>) -> Result<
     let current = read(key)?;
     let record = match current {
         Some(record) if claim.is_same_release(&record.holder) => record,
-        Some(record) if Some(&record) != stale => return Ok(Taken::HeldBy(Box::new(record))),
+        Some(record) if Some(&record) != stale => {
+            tracing::debug!(target: "relflow::lock", target_key = %key.target, holder = %record.holder.release, task = %record.holder.task, "target lock held by another release");
+            return Ok(Taken::HeldBy(Box::new(record)));
+        }
         _ => {
+            if stale.is_some() {
+                tracing::info!(target: "relflow::lock", target_key = %key.target, release = %claim.release, "abandoned target lock taken over");
+            }
             let now = crate::store::now_ms();
             let record = LockRecord {
                 format: RECORD_FORMAT,
@@ -127,6 +133,7 @@ pub fn take(key: &LockKey, claim: &Claim, stale: Option<&LockRecord>) -> Result<
                 }],
             };
             write(&folder, key, &record)?;
+            tracing::debug!(target: "relflow::lock", target_key = %key.target, release = %claim.release, task = %claim.task, "target lock taken");
             return Ok(Taken::Holds { was_held: false });
         }
     };
@@ -193,6 +200,7 @@ pub fn release(
     if record.runs.is_empty() {
         folder.remove(&key.file)?;
         failpoint::hit("lock.write");
+        tracing::debug!(target: "relflow::lock", target_key = %key.target, release, "target lock freed");
     } else {
         write(&folder, key, &record)?;
     }
@@ -213,6 +221,7 @@ pub fn free(key: &LockKey, expected: Option<&LockRecord>) -> Result<bool, LockEr
     if unchanged {
         folder.remove(&key.file)?;
         failpoint::hit("lock.write");
+        tracing::info!(target: "relflow::lock", target_key = %key.target, "target lock freed by hand");
     }
     Ok(unchanged)
 }

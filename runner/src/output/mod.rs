@@ -9,6 +9,7 @@ pub mod paths;
 pub mod redact;
 pub mod script_log;
 pub mod status_text;
+pub mod style;
 pub mod summary;
 pub mod targets;
 pub mod terminal;

@@ -137,13 +137,14 @@ impl Store {
             && holder.is_live()
             && !(holder.pid == me && holder.host == host)
         {
+            tracing::debug!(target: "relflow::lease", release, holder_pid = holder.pid, holder_host = %holder.host, "lease held by a live runner");
             return Err(LeaseError::Held {
                 release: release.to_string(),
                 pid: holder.pid,
                 host: holder.host.clone(),
             });
         }
-        let epoch = holder.map_or(0, |h| h.epoch) + 1;
+        let epoch = holder.as_ref().map_or(0, |h| h.epoch) + 1;
         tx.execute(
             "INSERT OR REPLACE INTO leases (release_id, pid, host, token, heartbeat_at, epoch, process_start)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -151,6 +152,21 @@ impl Store {
         )
         .map_err(StoreError::from)?;
         tx.commit().map_err(StoreError::from)?;
+        match &holder {
+            // A row with a pid whose runner is gone: this claim takes the release over.
+            Some(h) if h.pid > 0 && !(h.pid == me && h.host == host) => tracing::info!(
+                target: "relflow::lease",
+                release,
+                epoch,
+                from_pid = h.pid,
+                from_host = %h.host,
+                heartbeat_age_ms = now_ms() - h.heartbeat_at,
+                "lease taken over from a runner that is gone"
+            ),
+            _ => {
+                tracing::debug!(target: "relflow::lease", release, epoch, pid = me, "lease claimed")
+            }
+        }
         self.guard = Some((release.to_string(), epoch));
         Ok(Lease::start(
             release,
@@ -185,6 +201,7 @@ impl Store {
                 )
                 .optional()?;
             if held != Some(epoch) {
+                tracing::debug!(target: "relflow::lease", release, epoch, "write refused: the lease was taken over");
                 return Err(StoreError::LeaseLost { release });
             }
             write(self)
@@ -260,10 +277,14 @@ fn keep(
         }
         if last_beat.elapsed() >= HEARTBEAT_EVERY {
             last_beat = std::time::Instant::now();
-            let _ = conn.execute(
+            if let Err(e) = conn.execute(
                 "UPDATE leases SET heartbeat_at = ?3 WHERE release_id = ?1 AND epoch = ?2",
                 params![release, epoch, now_ms()],
-            );
+            ) {
+                // Not fatal by itself: on this host the pid keeps the lease; elsewhere a
+                // heartbeat older than the TTL lets another runner take over.
+                tracing::warn!(target: "relflow::lease", release, epoch, error = %e, "lease heartbeat failed");
+            }
         }
         let current: Option<i64> = conn
             .query_row(
@@ -274,6 +295,7 @@ fn keep(
             .optional()
             .unwrap_or(Some(epoch));
         if current != Some(epoch) && !lost.swap(true, Ordering::SeqCst) {
+            tracing::warn!(target: "relflow::lease", release, epoch, now = ?current, "lease lost: another runner took the release over");
             on_news(LeaseNews::Lost);
         }
         for request in super::control::open_requests(&conn, release).unwrap_or_default() {

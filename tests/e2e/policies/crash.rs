@@ -137,10 +137,11 @@ phases:
         .filter(|d| d.0 == "rollback_step")
         .map(|d| d.1)
         .collect();
-    assert_eq!(step_decisions.len(), 4, "{step_decisions:#?}");
+    // b is a command task: it has no deployment, so no backend rollback step.
+    assert_eq!(step_decisions.len(), 3, "{step_decisions:#?}");
     let rollback = rollback_log(&sb, "kr-1", "build", "b");
     let steps = lines_starting(&rollback, "step ");
-    assert_eq!(steps.len(), 4, "{rollback}");
+    assert_eq!(steps.len(), 3, "{rollback}");
     assert!(
         steps[0].starts_with("step 1: action `sh -c echo first"),
         "{rollback}"
@@ -151,7 +152,6 @@ phases:
         steps[2].starts_with("step 3: any_task action"),
         "{rollback}"
     );
-    assert_eq!(steps[3], "step 4: backend rollback of task b: ok");
     let log = log(&sb, "kr-1", "build", "b");
     let resumed = log
         .find("Resuming the interrupted `rollback` decision")
