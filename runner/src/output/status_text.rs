@@ -7,8 +7,8 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::engine::STEP_DECISION;
-use crate::output::next_steps;
 use crate::output::time::{clock, elapsed, rfc3339_ms};
+use crate::output::{next_steps, style};
 
 /// `2026-12-01 05:44:24 UTC`.
 fn day_and_clock(ms: i64) -> String {
@@ -29,7 +29,13 @@ struct Entry {
 pub fn render(view: &ReleaseView) -> String {
     let r = &view.release;
     let mut out = String::new();
-    let _ = writeln!(out, "release {}  {}", r.id, view.status_text());
+    let status = view.status_text();
+    let _ = writeln!(
+        out,
+        "release {}  {}",
+        r.id,
+        status.replacen(r.status.as_str(), &style::status(r.status.as_str()), 1)
+    );
     let _ = writeln!(out, "  pipeline   {}  {}", r.pipeline, r.pipeline_file);
     let started_by = view
         .actions
@@ -115,7 +121,12 @@ fn render_phase(out: &mut String, view: &ReleaseView, phase: &PhaseView) {
         ),
         None => String::new(),
     };
-    let _ = writeln!(out, "phase {}  {}{when}{vars}", phase.label, run.status);
+    let _ = writeln!(
+        out,
+        "phase {}  {}{when}{vars}",
+        phase.label,
+        style::status(run.status.as_str())
+    );
     let width = phase
         .tasks
         .iter()
@@ -140,9 +151,11 @@ fn render_task(out: &mut String, task: &TaskView, width: usize) {
     };
     let _ = writeln!(
         out,
-        "  {:<width$}  {:<16} {}{attempts}{took}",
+        "  {:<width$}  {}{} {}{attempts}{took}",
         t.task,
-        t.status.as_str(),
+        style::status(t.status.as_str()),
+        // Padded apart from the word: colour codes take no columns.
+        " ".repeat(16usize.saturating_sub(t.status.as_str().len())),
         t.kind
     );
     if let Some(prompt) = &task.prompt

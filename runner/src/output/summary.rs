@@ -15,7 +15,8 @@ pub fn render(view: &ReleaseView) -> String {
         .as_deref()
         .map(|s| format!(": {s}"))
         .unwrap_or_default();
-    let _ = writeln!(out, "\nrelease {} {}{reason}", r.id, r.status);
+    let status = crate::output::style::status(r.status.as_str());
+    let _ = writeln!(out, "\nrelease {} {status}{reason}", r.id);
     let troubled: Vec<String> = view
         .tasks()
         .filter(|(_, t)| {
