@@ -59,16 +59,11 @@ pub fn for_release(view: &ReleaseView) -> Vec<NextStep> {
                     )),
                     _ => continue,
                 }
-                let vars: Vec<String> = r
-                    .variables
-                    .keys()
-                    .map(|k| format!(" --var {}=...", shell_word(k)))
-                    .collect();
                 steps.push(step(
                     format!(
                         "relflow restart-phase {id} {}{}",
                         shell_word(&phase.run.phase),
-                        vars.concat()
+                        var_placeholders(view)
                     ),
                     "fix forward: run the phase again with new values",
                 ));
@@ -148,22 +143,26 @@ pub fn for_release(view: &ReleaseView) -> Vec<NextStep> {
             }
         }
         ReleaseStatus::Aborted | ReleaseStatus::RolledBack => {
-            let vars: Vec<String> = r
-                .variables
-                .keys()
-                .map(|k| format!(" --var {}=...", shell_word(k)))
-                .collect();
             steps.push(step(
                 format!(
                     "relflow run {}{}",
                     shell_word(&r.pipeline_file),
-                    vars.concat()
+                    var_placeholders(view)
                 ),
                 "start a new release",
             ));
         }
     }
     dedup(steps)
+}
+
+/// ` --var version=...` for each of the release's variables: the values a person changes.
+fn var_placeholders(view: &ReleaseView) -> String {
+    view.release
+        .variables
+        .keys()
+        .map(|k| format!(" --var {}=...", shell_word(k)))
+        .collect()
 }
 
 /// Keeps the first of equal commands (several failed tasks share `abort`).
