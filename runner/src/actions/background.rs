@@ -73,6 +73,7 @@ pub fn order_in_background(
 ) -> Result<Accepted, CliError> {
     let store = Store::open(state_dir)?;
     check_before_attach(&store, release, &action)?;
+    wait_for_own_drive_to_end(&store, release)?;
     if let Some(holder) = store.lease_holder(release)? {
         let Some(control) = action.as_control() else {
             return Err(CliError::refused(format!(
@@ -105,6 +106,22 @@ pub fn order_in_background(
         drivers.add(Driver { control, thread });
     }
     Ok(accepted)
+}
+
+/// A drive of this process that has halted or ended lets go of the lease a moment later;
+/// an action ordered in that moment waits for it instead of finding the release held.
+fn wait_for_own_drive_to_end(store: &Store, release: &str) -> Result<(), CliError> {
+    use crate::store::ReleaseStatus;
+    for _ in 0..100 {
+        let holder = store.lease_holder(release)?;
+        let is_ours = holder.is_some_and(|h| h.pid == std::process::id() as i64);
+        let status = store.release(release)?.status;
+        if !is_ours || matches!(status, ReleaseStatus::Running | ReleaseStatus::Planned) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// The body of a driving thread: take the release, order, answer, drive to the end.

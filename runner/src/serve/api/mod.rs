@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/releases/{id}/{action}", post(act::act))
         .route("/targets", get(read::targets))
         .route("/pipelines", get(read::pipelines))
+        .fallback(unknown_route)
 }
 
 /// Any other path under `/api`: a JSON 404.
