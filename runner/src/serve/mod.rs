@@ -81,7 +81,7 @@ pub fn run(opts: ServeOptions) -> Result<i32, CliError> {
         .build()
         .map_err(|e| CliError::state(format!("error: cannot start the runtime: {e}")))?;
     let drivers = state.drivers().clone();
-    let signal = runtime.block_on(listen::serve(opts.listen, tls, app(state)))?;
+    let signal = runtime.block_on(listen::serve(opts.listen, tls, state))?;
     // Off the runtime: the drives end on their own threads and are waited for.
     if let Some(signal) = signal {
         eprintln!("{signal} received: pausing the releases this server drives, then exiting");

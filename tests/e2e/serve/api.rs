@@ -148,6 +148,25 @@ fn refusals_are_404_409_400_and_413_with_the_clis_words() {
         refused.stderr
     );
 
+    let rollback = expect_error(
+        server.post(
+            "/releases/gated-1/rollback",
+            Some(&op),
+            &json!({ "components": ["web"] }),
+        ),
+        409,
+    );
+    assert_eq!(
+        rollback,
+        "release gated-1 has no completed deployment to roll back"
+    );
+    let cli_rollback = sb.run(&["rollback", "gated-1", "--component", "web"]);
+    assert!(
+        cli_rollback.stderr.contains(&rollback),
+        "{}",
+        cli_rollback.stderr
+    );
+
     // Malformed JSON names the field; unknown fields are refused.
     let typed = expect_error(
         server.post(

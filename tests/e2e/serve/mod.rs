@@ -2,6 +2,7 @@
 //! child, with tokens, roles, refusals, the event stream and actions.
 
 mod api;
+mod live;
 mod tokens;
 
 use std::io::{BufRead, BufReader};
@@ -113,6 +114,19 @@ impl Server {
         });
         assert!(reached, "release {release} did not get there: {doc:#}");
         doc
+    }
+}
+
+impl Server {
+    pub fn child(&self) -> &Child {
+        &self.child
+    }
+
+    /// Waits for the server to exit (after a signal); its exit code.
+    pub fn wait(&mut self) -> Option<i32> {
+        let exited = wait_until(60, || self.child.try_wait().ok().flatten().is_some());
+        assert!(exited, "relflow serve did not exit");
+        self.child.wait().ok().and_then(|s| s.code())
     }
 }
 
