@@ -2,7 +2,7 @@
 //! current-thread runtime (the engine is not `Send`), like a CLI runner. The caller waits
 //! only for the order to be accepted or refused.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -126,7 +126,7 @@ fn wait_for_own_drive_to_end(store: &Store, release: &str) -> Result<(), CliErro
 
 /// The body of a driving thread: take the release, order, answer, drive to the end.
 fn drive_on_thread(
-    state_dir: &PathBuf,
+    state_dir: &Path,
     release: &str,
     action: &Action,
     person: Person,
