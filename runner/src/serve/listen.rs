@@ -100,7 +100,8 @@ pub async fn serve(
     Ok(heard.await.ok())
 }
 
-async fn wait_for_signal() -> &'static str {
+/// The first SIGINT or SIGTERM from now on (its name).
+pub async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),

@@ -45,6 +45,7 @@ fn every_route_needs_a_token_viewers_read_and_operators_act_as_themselves() {
             "{route}"
         );
     }
+    expect_error(server.get("/releases/gated-1/events", None), 401);
     let list = body_json(server.get("/releases", Some(&vera)));
     assert_eq!(list["format"], 1);
     assert_eq!(list["releases"][0]["id"], "gated-1", "{list}");

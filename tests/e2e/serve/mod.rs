@@ -3,6 +3,7 @@
 
 mod api;
 mod live;
+mod tls;
 mod tokens;
 
 use std::io::{BufRead, BufReader};
@@ -51,10 +52,24 @@ fn free_port() -> u16 {
 impl Server {
     /// Starts `serve --pipelines pipelines` in the sandbox and waits until it answers.
     pub fn start(sb: &Sandbox) -> Server {
+        let client = Client::builder().build().expect("client");
+        Server::start_with(sb, "127.0.0.1", &[], "http", client)
+    }
+
+    /// Starts `serve` on `host` with `extra` options, reached over `scheme` with `client`.
+    pub fn start_with(
+        sb: &Sandbox,
+        host: &str,
+        extra: &[&str],
+        scheme: &str,
+        client: Client,
+    ) -> Server {
         std::fs::create_dir_all(sb.path().join("pipelines")).expect("mkdir");
         let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut child = sb.spawn(&["serve", "--listen", &listen, "--pipelines", "pipelines"]);
+        let listen = format!("{host}:{port}");
+        let mut args = vec!["serve", "--listen", &listen, "--pipelines", "pipelines"];
+        args.extend(extra);
+        let mut child = sb.spawn(&args);
         // stderr says whether a token follows on stdout, then where it listens.
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let mut first_token = false;
@@ -76,8 +91,7 @@ impl Server {
                 .read_line(&mut token)
                 .expect("token line");
         }
-        let client = Client::builder().build().expect("client");
-        let base = format!("http://{listen}/api/v1");
+        let base = format!("{scheme}://127.0.0.1:{port}/api/v1");
         let up = wait_until(30, || client.get(format!("{base}/releases")).send().is_ok());
         assert!(up, "relflow serve did not answer on {listen}");
         Server {
