@@ -32,9 +32,33 @@ struct Driver {
 #[derive(Clone, Default)]
 pub struct Drivers {
     running: Arc<Mutex<Vec<Driver>>>,
+    /// Releases a thread of this process has taken or is taking. The lease is re-entrant
+    /// for one pid, so it cannot keep two of this process's threads off one release.
+    claimed: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+/// A release claimed by one driving thread; let go when the thread ends.
+struct Claim {
+    claimed: Arc<Mutex<std::collections::HashSet<String>>>,
+    release: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        claimed.remove(&self.release);
+    }
 }
 
 impl Drivers {
+    fn claim(&self, release: &str) -> Option<Claim> {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        claimed.insert(release.to_string()).then(|| Claim {
+            claimed: self.claimed.clone(),
+            release: release.to_string(),
+        })
+    }
+
     fn add(&self, driver: Driver) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.retain(|d| !d.thread.is_finished());
@@ -76,12 +100,7 @@ pub fn order_in_background(
     wait_for_own_drive_to_end(&store, release)?;
     if let Some(holder) = store.lease_holder(release)? {
         let Some(control) = action.as_control() else {
-            return Err(CliError::refused(format!(
-                "error: release {release} is held by pid {} on {}: `{}` needs the release free (abort and pause reach it)",
-                holder.pid,
-                holder.host,
-                action.verb()
-            )));
+            return Err(held(release, holder.pid, &holder.host));
         };
         store.record_action(release, None, control.verb(), &person)?;
         store.request_control(release, control, &person.actor, person.comment.as_deref())?;
@@ -91,11 +110,17 @@ pub fn order_in_background(
         });
     }
     drop(store);
+    let Some(claim) = drivers.claim(release) else {
+        return Err(held(release, i64::from(std::process::id()), &host_name()));
+    };
     let (tell, answer) = mpsc::channel::<Answer>();
     let (dir, id) = (state_dir.to_path_buf(), release.to_string());
     let thread = std::thread::Builder::new()
         .name(format!("drive {release}"))
-        .spawn(move || drive_on_thread(&dir, &id, &action, person, &tell))
+        .spawn(move || {
+            drive_on_thread(&dir, &id, &action, person, &tell);
+            drop(claim);
+        })
         .map_err(|e| CliError::state(format!("error: cannot start a thread: {e}")))?;
     let (accepted, control) = answer.recv().map_err(|_| {
         CliError::state(format!(
@@ -106,6 +131,20 @@ pub fn order_in_background(
         drivers.add(Driver { control, thread });
     }
     Ok(accepted)
+}
+
+/// The CLI's words for a release another runner holds (a refusal: 409 from the server).
+fn held(release: &str, pid: i64, host: &str) -> CliError {
+    let held = crate::store::LeaseError::Held {
+        release: release.to_string(),
+        pid,
+        host: host.to_string(),
+    };
+    CliError::refused(format!("error: {held}"))
+}
+
+fn host_name() -> String {
+    relflow_plugin::process::host_name()
 }
 
 /// A drive of this process that has halted or ended lets go of the lease a moment later;

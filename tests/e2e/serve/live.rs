@@ -33,7 +33,14 @@ fn a_release_another_runner_holds_takes_abort_through_the_store_and_refuses_the_
         server.post("/releases/live-1/retry", Some(&server.token), &json!({})),
         409,
     );
-    assert!(retry.contains("is held by pid"), "{retry}");
+    assert!(retry.contains("is held by another runner (pid"), "{retry}");
+    let cli = sb.run(&["retry", "live-1"]);
+    cli.expect_code(6);
+    assert!(
+        cli.stderr.contains(&retry),
+        "the CLI's words: {}\n{retry}",
+        cli.stderr
+    );
     let abort = server.post(
         "/releases/live-1/abort",
         Some(&server.token),
