@@ -230,3 +230,31 @@ pub async fn log(
     let lines = follow_stream(state.clone(), id, path, 0, |_, line| line + "\n");
     Ok((text, Body::from_stream(lines)).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_waits_for_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, "one\ntw").unwrap();
+        let mut tail = Tail::new(path.clone());
+        assert_eq!(tail.new_lines(), ["one"]);
+        assert!(tail.new_lines().is_empty());
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        assert_eq!(tail.new_lines(), ["two", "three"]);
+    }
+
+    #[test]
+    fn an_attempt_section_runs_to_the_next_header() {
+        let log = "=== attempt 1 ===\na\n=== attempt 2 ===\nb\nc\n";
+        assert_eq!(attempt_section(log, 1).unwrap(), "=== attempt 1 ===\na\n");
+        assert_eq!(
+            attempt_section(log, 2).unwrap(),
+            "=== attempt 2 ===\nb\nc\n"
+        );
+        assert!(attempt_section(log, 3).is_none());
+    }
+}
