@@ -94,3 +94,53 @@ fn sigterm_pauses_the_releases_the_server_drives_and_exits_0() {
     sb.run(&["resume", "live-1"]).expect_code(0);
     assert!(sb.exists("pipelines/after.ran"));
 }
+
+#[test]
+fn the_event_stream_delivers_a_running_release_live_until_it_ends() {
+    use std::io::{BufRead, BufReader};
+    let sb = Sandbox::new();
+    sb.write("pipelines/live.yaml", HOLDING);
+    let server = Server::start(&sb);
+    let started = server.post(
+        "/releases",
+        Some(&server.token),
+        &json!({ "pipeline": "live.yaml" }),
+    );
+    assert_eq!(started.status().as_u16(), 202);
+    let stream = super::send(
+        server.client.get(server.url("/releases/live-1/events")),
+        Some(&server.token),
+    );
+    let mut lines = BufReader::new(stream).lines();
+    let mut next_event = || -> Option<serde_json::Value> {
+        for line in lines.by_ref() {
+            if let Some(data) = line.expect("line").strip_prefix("data: ") {
+                return Some(serde_json::from_str(data).expect("json"));
+            }
+        }
+        None
+    };
+    // Events come while the task runs, before anything lets it finish.
+    let mut seen = Vec::new();
+    while let Some(event) = next_event() {
+        let running = event["event"] == "task_status" && event["status"] == "running";
+        seen.push(event);
+        if running {
+            break;
+        }
+    }
+    assert!(!sb.exists("pipelines/go"), "{seen:?}");
+    assert_eq!(
+        seen.last().map(|e| e["status"].clone()),
+        Some(json!("running")),
+        "{seen:#?}"
+    );
+    sb.write("pipelines/go", "");
+    let mut ended = false;
+    while let Some(event) = next_event() {
+        if event["event"] == "release_status" && event["status"] == "completed" {
+            ended = true;
+        }
+    }
+    assert!(ended, "the stream carried the release to its end");
+}
