@@ -3,6 +3,7 @@
 
 mod api;
 mod live;
+mod rollback;
 mod tls;
 mod tokens;
 
