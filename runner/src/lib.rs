@@ -1,5 +1,6 @@
 //! relflow: a release-pipeline runner. The binary is a thin shell over this library.
 
+pub mod actions;
 pub mod cli;
 pub mod engine;
 pub mod exit_code;
@@ -9,4 +10,5 @@ pub mod pipeline;
 /// Named crash points for deterministic crash tests (inert unless the test build arms them).
 pub use relflow_plugin::failpoint;
 pub mod policy;
+pub mod serve;
 pub mod store;

@@ -22,6 +22,7 @@ mod run_basics;
 mod schema_fixtures;
 mod scripted_policies;
 mod secrets;
+mod serve;
 mod snapshot;
 mod target_locks;
 mod targets;

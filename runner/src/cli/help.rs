@@ -252,3 +252,26 @@ pub const TARGETS: &str = concat!(
 ",
     other_exit_codes!()
 );
+
+/// Under `relflow serve --help`.
+pub const SERVE: &str = concat!(
+    "Examples:
+  relflow serve                                   # http://127.0.0.1:8080, prints a first token once
+  relflow serve --pipelines pipelines             # the UI and POST /api/v1/releases start these
+  relflow serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
+
+",
+    other_exit_codes!()
+);
+
+/// Under `relflow token --help`.
+pub const TOKEN: &str = concat!(
+    "Examples:
+  relflow token create ann --role operator        # prints the token once
+  relflow token create dashboard --role viewer
+  relflow token list
+  relflow token revoke ann
+
+",
+    other_exit_codes!()
+);

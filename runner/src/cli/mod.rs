@@ -18,10 +18,12 @@ mod retry;
 mod rollback;
 mod run;
 mod schema;
+mod serve;
 mod skip;
 pub mod state_dir;
 mod status;
 mod targets;
+mod token;
 mod unlock;
 mod validate;
 
@@ -355,6 +357,54 @@ pub enum Verb {
         #[arg(long, value_name = "DIR", conflicts_with = "verb")]
         dir: Option<PathBuf>,
     },
+    /// Serve the JSON API and the web UI; the server drives the releases its actions start.
+    #[command(after_help = help::SERVE)]
+    Serve {
+        /// Address to listen on; anything but loopback needs TLS or --insecure-http.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Folder of pipeline files that `POST /api/v1/releases` may start.
+        #[arg(long, value_name = "DIR")]
+        pipelines: Option<PathBuf>,
+        /// TLS certificate chain (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on a non-loopback address (tokens travel in clear text).
+        #[arg(long, conflicts_with = "tls_cert")]
+        insecure_http: bool,
+    },
+    /// Tokens for `relflow serve`: create, list, revoke.
+    #[command(subcommand, after_help = help::TOKEN)]
+    Token(TokenVerb),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenVerb {
+    /// Create a token; it is printed alone on stdout, once (the store keeps only its hash).
+    #[command(after_help = help::TOKEN)]
+    Create {
+        /// The token's name: recorded as the actor of everything done with it.
+        name: String,
+        /// viewer: read only; operator: read and act.
+        #[arg(long, value_parser = ["viewer", "operator"])]
+        role: String,
+    },
+    /// List tokens: name, role, when created and last used.
+    #[command(after_help = help::TOKEN)]
+    List {
+        /// Print a JSON document (format 1) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token; its browser sessions end too.
+    #[command(after_help = help::TOKEN)]
+    Revoke {
+        /// The token's name, as `relflow token list` shows it.
+        name: String,
+    },
 }
 
 fn init_tracing() {
@@ -575,5 +625,25 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Verb::Schema => Ok(schema::run()),
         Verb::Completions { shell } => completions::run(shell),
         Verb::Man { verb, dir } => man::run(verb.as_deref(), dir.as_deref()),
+        Verb::Serve {
+            listen,
+            pipelines,
+            tls_cert,
+            tls_key,
+            insecure_http,
+        } => serve::run(serve::ServeOptions {
+            state_dir: state.clone(),
+            listen,
+            pipelines,
+            tls: tls_cert.zip(tls_key),
+            insecure_http,
+        }),
+        Verb::Token(TokenVerb::Create { name, role }) => {
+            let role = crate::store::tokens::Role::parse(&role)
+                .ok_or_else(|| CliError::input(format!("error: unknown role `{role}`")))?;
+            token::create(state, &name, role)
+        }
+        Verb::Token(TokenVerb::List { json }) => token::list(state, json),
+        Verb::Token(TokenVerb::Revoke { name }) => token::revoke(state, &name),
     }
 }
