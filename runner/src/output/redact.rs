@@ -160,26 +160,32 @@ impl Redactor {
         cut.max(1)
     }
 
-    /// Makes this redactor the one stderr messages, tracing and process output lines use.
+    /// Adds this redactor to the ones stderr messages, tracing and process output lines use.
+    /// A process that drives several releases at once (`relflow serve`) keeps every one of
+    /// them: a traced line of one release must not show another release's secret.
     pub fn install_global(&self) {
-        *GLOBAL.write().unwrap_or_else(PoisonError::into_inner) = Some(self.clone());
+        let mut all = GLOBAL.write().unwrap_or_else(PoisonError::into_inner);
+        if !all.iter().any(|r| Arc::ptr_eq(&r.needles, &self.needles)) {
+            all.push(self.clone());
+        }
         relflow_plugin::process::set_cut_guard(&GlobalCut);
     }
 
-    /// The redactor of the release this process works on, if any.
-    pub fn global() -> Option<Redactor> {
+    /// The redactors of every release this process has worked on.
+    fn globals() -> Vec<Redactor> {
         GLOBAL
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    /// `text` with the global redactor applied (unchanged when there is none).
+    /// `text` with every global redactor applied (unchanged when there is none).
     pub fn redact_global(text: &str) -> String {
-        match Redactor::global() {
-            Some(r) => r.redact(text).into_owned(),
-            None => text.to_string(),
+        let mut out = text.to_string();
+        for r in Redactor::globals() {
+            out = r.redact(&out).into_owned();
         }
+        out
     }
 }
 
@@ -199,18 +205,32 @@ fn straddling_start(line: &[u8], needle: &[u8], cut: usize) -> Option<usize> {
         .find(|&start| start < cut && start + n > cut)
 }
 
-static GLOBAL: RwLock<Option<Redactor>> = RwLock::new(None);
+static GLOBAL: RwLock<Vec<Redactor>> = RwLock::new(Vec::new());
 
 /// The plugin's long-line cut, kept clear of the global redactor's secrets.
 struct GlobalCut;
 
 impl relflow_plugin::process::CutGuard for GlobalCut {
     fn hold(&self) -> usize {
-        Redactor::global().map_or(0, |r| r.longest())
+        Redactor::globals()
+            .iter()
+            .map(Redactor::longest)
+            .max()
+            .unwrap_or(0)
     }
 
     fn cut(&self, line: &[u8], at: usize) -> usize {
-        Redactor::global().map_or(at, |r| r.safe_cut(line, at))
+        // Moving the cut earlier for one release's secret may land it inside another's:
+        // repeat until no redactor moves it (it only moves earlier, so this ends).
+        let all = Redactor::globals();
+        let mut cut = at;
+        loop {
+            let next = all.iter().fold(cut, |c, r| r.safe_cut(line, c));
+            if next == cut {
+                return cut;
+            }
+            cut = next;
+        }
     }
 }
 
@@ -243,6 +263,19 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_installed_redactor_masks_the_global_text() {
+        let first = Redactor::new();
+        first.add("first-release-secret");
+        first.install_global();
+        let second = Redactor::new();
+        second.add("second-release-secret");
+        second.install_global();
+        second.install_global();
+        let text = Redactor::redact_global("a first-release-secret and a second-release-secret");
+        assert_eq!(text, "a *** and a ***");
+    }
 
     #[test]
     fn replaces_every_occurrence_longest_first() {
