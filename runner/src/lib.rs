@@ -9,4 +9,5 @@ pub mod pipeline;
 /// Named crash points for deterministic crash tests (inert unless the test build arms them).
 pub use relflow_plugin::failpoint;
 pub mod policy;
+pub mod serve;
 pub mod store;

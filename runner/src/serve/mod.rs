@@ -1,0 +1,3 @@
+//! `relflow serve`: the JSON API and the web UI over the store and the engine.
+
+pub mod ui;
