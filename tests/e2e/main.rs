@@ -19,6 +19,7 @@ mod policies;
 mod policies_commands;
 mod run_basics;
 mod schema_fixtures;
+mod serve_browser;
 mod scripted_policies;
 mod secrets;
 mod snapshot;
