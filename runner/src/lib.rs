@@ -1,5 +1,6 @@
 //! relflow: a release-pipeline runner. The binary is a thin shell over this library.
 
+pub mod actions;
 pub mod cli;
 pub mod engine;
 pub mod exit_code;

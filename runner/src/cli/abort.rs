@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::actions::{self, Action};
 use crate::cli::error::CliError;
 use crate::cli::live::act_or_ask;
 use crate::engine::person::Person;
@@ -17,6 +18,6 @@ pub fn run(
 ) -> Result<i32, CliError> {
     let action = ControlAction::Abort { rollback };
     act_or_ask(state_dir, release, action, person, json, async |engine| {
-        Ok(engine.abort(rollback).await?)
+        actions::perform(engine, &Action::Abort { rollback }).await
     })
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::actions::{self, Action};
 use crate::cli::common::drive_release;
 use crate::cli::error::CliError;
 use crate::engine::Answer;
@@ -16,6 +17,11 @@ pub fn run(
     json: bool,
 ) -> Result<i32, CliError> {
     drive_release(state_dir, release, json, person, async |engine| {
-        Ok(engine.answer(task, answer).await?)
+        let task = task.to_string();
+        let action = match answer {
+            Answer::Approve => Action::Approve { task },
+            Answer::Reject => Action::Reject { task },
+        };
+        actions::perform(engine, &action).await
     })
 }

@@ -15,9 +15,11 @@ mod retry;
 mod rollback;
 mod run;
 mod schema;
+mod serve;
 mod skip;
 mod status;
 mod targets;
+mod token;
 mod unlock;
 mod validate;
 
@@ -264,6 +266,44 @@ pub enum Verb {
     },
     /// Print the JSON Schema of the pipeline file format, for editors.
     Schema,
+    /// Serve the JSON API and the web UI; the server drives the releases its actions start.
+    Serve {
+        /// Address to listen on; anything but loopback needs TLS or --insecure-http.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Folder of pipeline files that `POST /api/v1/releases` may start.
+        #[arg(long, value_name = "DIR")]
+        pipelines: Option<PathBuf>,
+        /// TLS certificate chain (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on a non-loopback address (tokens travel in clear text).
+        #[arg(long, conflicts_with = "tls_cert")]
+        insecure_http: bool,
+    },
+    /// Tokens for `relflow serve`: create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenVerb),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenVerb {
+    /// Create a token; it is printed alone on stdout, once (the store keeps only its hash).
+    Create {
+        name: String,
+        #[arg(long, value_parser = ["viewer", "operator"])]
+        role: String,
+    },
+    /// List tokens: name, role, when created and last used.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token; its browser sessions end too.
+    Revoke { name: String },
 }
 
 fn init_tracing() {
@@ -440,5 +480,25 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
         } => unlock::run(&target, &person.person(), json),
         Verb::Targets { history, json } => targets::run(state, history, json),
         Verb::Schema => Ok(schema::run()),
+        Verb::Serve {
+            listen,
+            pipelines,
+            tls_cert,
+            tls_key,
+            insecure_http,
+        } => serve::run(serve::ServeOptions {
+            state_dir: state.clone(),
+            listen,
+            pipelines,
+            tls: tls_cert.zip(tls_key),
+            insecure_http,
+        }),
+        Verb::Token(TokenVerb::Create { name, role }) => {
+            let role = crate::store::tokens::Role::parse(&role)
+                .ok_or_else(|| CliError::input(format!("error: unknown role `{role}`")))?;
+            token::create(state, &name, role)
+        }
+        Verb::Token(TokenVerb::List { json }) => token::list(state, json),
+        Verb::Token(TokenVerb::Revoke { name }) => token::revoke(state, &name),
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::actions::{self, Action};
 use crate::cli::error::CliError;
 use crate::cli::live::act_or_ask;
 use crate::engine::person::Person;
@@ -15,6 +16,6 @@ pub fn run(state_dir: &Path, release: &str, person: &Person, json: bool) -> Resu
         ControlAction::Pause,
         person,
         json,
-        async |engine| Ok(engine.pause()?),
+        async |engine| actions::perform(engine, &Action::Pause).await,
     )
 }

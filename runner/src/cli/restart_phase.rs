@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::actions::{self, Action};
 use crate::cli::common::{drive_release, parse_vars};
 use crate::cli::error::CliError;
 use crate::engine::person::Person;
@@ -16,19 +17,13 @@ pub struct RestartArgs<'a> {
 }
 
 pub fn run(state_dir: &Path, args: RestartArgs<'_>, person: &Person) -> Result<i32, CliError> {
-    let values = parse_vars(args.vars)?;
+    let action = Action::RestartPhase {
+        phase: args.phase.to_string(),
+        from_task: args.from_task.map(str::to_string),
+        vars: parse_vars(args.vars)?,
+        resume: !args.no_resume,
+    };
     drive_release(state_dir, args.release, args.json, person, async |engine| {
-        let declared = &engine.pipeline().variables;
-        if let Some(name) = values.keys().find(|k| !declared.contains_key(*k)) {
-            let names: Vec<&str> = declared.keys().map(String::as_str).collect();
-            return Err(CliError::input(format!(
-                "error: --var {name}: `{name}` is not a variable of pipeline {} (declared: {})",
-                engine.pipeline().name,
-                names.join(", ")
-            )));
-        }
-        Ok(engine
-            .restart_phase(args.phase, args.from_task, values.clone(), !args.no_resume)
-            .await?)
+        actions::perform(engine, &action).await
     })
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::actions::{self, Action};
 use crate::cli::common::drive_release;
 use crate::cli::error::CliError;
 use crate::engine::person::Person;
@@ -14,6 +15,9 @@ pub fn run(
     json: bool,
 ) -> Result<i32, CliError> {
     drive_release(state_dir, release, json, person, async |engine| {
-        Ok(engine.skip_failed(task).await?)
+        let action = Action::Skip {
+            task: task.to_string(),
+        };
+        actions::perform(engine, &action).await
     })
 }

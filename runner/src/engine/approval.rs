@@ -28,6 +28,15 @@ pub enum AnswerError {
 impl Engine {
     /// Records the answer for `task`; an approved release is then driven on.
     pub async fn answer(&self, task: &str, answer: Answer) -> Result<Outcome, AnswerError> {
+        match self.order_answer(task, answer)? {
+            Some(outcome) => Ok(outcome),
+            None => Ok(self.drive().await?),
+        }
+    }
+
+    /// Records the answer (durably). `None`: approved, drive the release on; `Some(halted)`:
+    /// rejected, the release halts.
+    pub fn order_answer(&self, task: &str, answer: Answer) -> Result<Option<Outcome>, AnswerError> {
         let runs = self.with_store(|s| s.task_runs(&self.release))?;
         let phases = self.with_store(|s| s.phase_runs(&self.release))?;
         let Some(record) = runs
@@ -89,7 +98,7 @@ impl Engine {
                 status: TaskStatus::Completed,
                 error: None,
             })?;
-            return Ok(self.drive().await?);
+            return Ok(None);
         }
         let error = FailureInfo {
             class: ErrorClass::TaskFailed,
@@ -109,6 +118,6 @@ impl Engine {
             status: ReleaseStatus::Failed,
             reason: Some(format!("task {task} was rejected")),
         })?;
-        Ok(Outcome::Halted)
+        Ok(Some(Outcome::Halted))
     }
 }

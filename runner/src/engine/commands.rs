@@ -128,16 +128,29 @@ impl Engine {
     /// `relflow retry`: one more attempt of the failed task(s), then the release goes on. The
     /// attempt is not retried by the policy: if it fails, the release halts again.
     pub async fn retry_failed(&self, task: Option<&str>) -> Result<Outcome, CommandError> {
+        self.order_retry(task)?;
+        Ok(self.drive().await?)
+    }
+
+    /// The order of a retry: refused, or the failed task(s) put back in play (durably);
+    /// [`Engine::drive`] then runs them.
+    pub fn order_retry(&self, task: Option<&str>) -> Result<(), CommandError> {
         self.refuse_unless(&[ReleaseStatus::Failed], "retry")?;
         for run in self.runs_in(task, &[TaskStatus::Failed], "retry")? {
             self.person_ordered.borrow_mut().insert(run.id);
             self.reopen(&run, TaskStatus::Planned, "retry")?;
         }
-        Ok(self.drive().await?)
+        Ok(())
     }
 
     /// `relflow skip --task T`: the failed task is skipped and the release goes on.
     pub async fn skip_failed(&self, task: &str) -> Result<Outcome, CommandError> {
+        self.order_skip(task)?;
+        Ok(self.drive().await?)
+    }
+
+    /// The order of a skip: refused, or the failed task recorded skipped (durably).
+    pub fn order_skip(&self, task: &str) -> Result<(), CommandError> {
         self.refuse_unless(&[ReleaseStatus::Failed], "skip")?;
         for run in self.runs_in(
             Some(task),
@@ -146,7 +159,7 @@ impl Engine {
         )? {
             self.reopen(&run, TaskStatus::Skipped, "skip")?;
         }
-        Ok(self.drive().await?)
+        Ok(())
     }
 
     /// `relflow restart-phase`: new runs of PHASE up to the current phase with new values,
@@ -158,6 +171,21 @@ impl Engine {
         values: BTreeMap<String, String>,
         resume: bool,
     ) -> Result<Outcome, CommandError> {
+        match self.order_restart_phase(phase, from_task, values, resume)? {
+            Some(outcome) => Ok(outcome),
+            None => Ok(self.drive().await?),
+        }
+    }
+
+    /// The order of a restart-phase: refused, or the new phase runs planned (durably).
+    /// `Some(paused)` when the release is to wait for `resume`; `None`: drive it on.
+    pub fn order_restart_phase(
+        &self,
+        phase: &str,
+        from_task: Option<&str>,
+        values: BTreeMap<String, String>,
+        resume: bool,
+    ) -> Result<Option<Outcome>, CommandError> {
         use ReleaseStatus::*;
         self.refuse_unless(&[Failed, Paused, Planned, Running], "restart-phase")?;
         let labels = self.restart_phases(
@@ -169,7 +197,7 @@ impl Engine {
         // After the restart was judged possible: a refused one is not an action taken.
         self.record_own_action("restart-phase")?;
         if resume {
-            return Ok(self.drive().await?);
+            return Ok(None);
         }
         self.emit(Event::ReleaseStatus {
             status: Paused,
@@ -179,12 +207,19 @@ impl Engine {
                 self.release
             )),
         })?;
-        Ok(Outcome::Paused)
+        Ok(Some(Outcome::Paused))
     }
 
     /// `relflow abort [--rollback]`: with `rollback`, the rollback order runs first (for the
     /// failed task if there is one, and the flow-level rollback); remaining tasks are cancelled.
     pub async fn abort(&self, rollback: bool) -> Result<Outcome, CommandError> {
+        self.order_abort(rollback)?;
+        self.carry_out_abort(rollback).await
+    }
+
+    /// The order of an abort: refused, or recorded with its durable intent (the control
+    /// request a killed runner's successor finishes).
+    pub fn order_abort(&self, rollback: bool) -> Result<(), CommandError> {
         use ReleaseStatus::*;
         self.refuse_unless(&[Planned, Running, Failed, Paused], "abort")?;
         let action = crate::store::ControlAction::Abort { rollback };
@@ -200,7 +235,12 @@ impl Engine {
                 person.comment.as_deref(),
             )
         })?;
-        let outcome = self.abort_as(rollback, person).await?;
+        Ok(())
+    }
+
+    /// The abort an [`Engine::order_abort`] accepted: the rollback order if asked, then the end.
+    pub async fn carry_out_abort(&self, rollback: bool) -> Result<Outcome, CommandError> {
+        let outcome = self.abort_as(rollback, &self.person).await?;
         self.with_store(|s| s.mark_control_handled(&self.release))?;
         Ok(outcome)
     }

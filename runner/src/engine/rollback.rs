@@ -236,6 +236,17 @@ impl Engine {
         components: &[String],
         by: &str,
     ) -> Result<Vec<(i64, RollbackJobStatus)>, RollbackRequestError> {
+        let targets = self.plan_rollback(task, components)?;
+        self.roll_back_planned(targets, components, by).await
+    }
+
+    /// The check of a `relflow rollback` before any job starts: the deployments to roll back,
+    /// newest first, or why none can be.
+    pub fn plan_rollback(
+        &self,
+        task: Option<&str>,
+        components: &[String],
+    ) -> Result<Vec<TaskRunRecord>, RollbackRequestError> {
         let targets = self.rollback_targets(task)?;
         for run in &targets {
             let deployed = handle_components_of(run).unwrap_or_default();
@@ -247,6 +258,16 @@ impl Engine {
                 });
             }
         }
+        Ok(targets)
+    }
+
+    /// Runs one rollback job per deployment [`Engine::plan_rollback`] chose.
+    pub async fn roll_back_planned(
+        &self,
+        targets: Vec<TaskRunRecord>,
+        components: &[String],
+        by: &str,
+    ) -> Result<Vec<(i64, RollbackJobStatus)>, RollbackRequestError> {
         let phases = self.with_store(|s| s.phase_runs(&self.release))?;
         let mut statuses = Vec::new();
         for run in targets {

@@ -29,6 +29,15 @@ impl Store {
         Ok(())
     }
 
+    /// The id of the newest action recorded on `release` (what the server answers with).
+    pub fn last_action_id(&self, release: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT MAX(id) FROM actions WHERE release_id = ?1",
+            [release],
+            |row| row.get(0),
+        )?)
+    }
+
     /// Every action on `release`, oldest first.
     pub fn actions(&self, release: &str) -> Result<Vec<ActionRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(

@@ -12,6 +12,7 @@ pub mod secrets;
 pub mod status;
 mod target_records;
 mod targets;
+pub mod tokens;
 mod writes;
 
 use std::fs::{self, File, OpenOptions, Permissions};

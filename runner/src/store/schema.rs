@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// `MIGRATIONS[n]` takes a store from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
@@ -169,6 +169,23 @@ CREATE TABLE target_changes (
 CREATE INDEX target_changes_by_target ON target_changes (target_key, application, id);
 CREATE INDEX target_changes_by_task_run ON target_changes (task_run_id);
 CREATE INDEX target_changes_by_release ON target_changes (release_id);
+"#,
+    // 8: `relflow serve`: API tokens (only their SHA-256) and browser sessions, each tied to
+    // the token it was opened with (revoking the token ends its sessions).
+    r#"
+CREATE TABLE tokens (
+    name         TEXT PRIMARY KEY,
+    role         TEXT NOT NULL,
+    hash         TEXT NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER
+);
+CREATE TABLE sessions (
+    id_hash    TEXT PRIMARY KEY,
+    token_name TEXT NOT NULL REFERENCES tokens(name) ON DELETE CASCADE,
+    csrf       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 "#,
 ];
 

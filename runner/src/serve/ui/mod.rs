@@ -1,10 +1,8 @@
-//! The web UI of `relflow serve`: server-rendered pages (maud: compile-time HTML, escaped by
-//! default) over the same read model as `relflow status`, one stylesheet and one small plain
-//! script compiled into the binary, forms that call the same action layer as the API.
+//! The web UI's pages (placeholder: the pages are built on branch serve-ui).
 
-pub mod assets;
-pub mod forms;
-pub mod layout;
-pub mod list;
-pub mod release;
-pub mod start;
+use crate::serve::state::AppState;
+
+/// The UI's routes, merged into the server beside `/api/v1` and `/login`.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+}

@@ -1,0 +1,181 @@
+//! Actions the server orders: each release it drives gets its own OS thread with a
+//! current-thread runtime (the engine is not `Send`), like a CLI runner. The caller waits
+//! only for the order to be accepted or refused.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::actions::{Action, carry_out, check_before_attach, order};
+use crate::cli::CliError;
+use crate::engine::control::LiveControl;
+use crate::engine::person::Person;
+use crate::engine::{self, Engine};
+use crate::output::terminal::{Terminal, TerminalMode};
+use crate::store::{Lease, Store};
+
+/// An order the release took: the id of its record in the `actions` table, and the release.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Accepted {
+    pub action: i64,
+    pub release: String,
+}
+
+/// A release this process drives in the background.
+struct Driver {
+    control: Arc<LiveControl>,
+    thread: JoinHandle<()>,
+}
+
+/// The releases this process drives, so a shutdown can pause them cleanly.
+#[derive(Clone, Default)]
+pub struct Drivers {
+    running: Arc<Mutex<Vec<Driver>>>,
+}
+
+impl Drivers {
+    fn add(&self, driver: Driver) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|d| !d.thread.is_finished());
+        running.push(driver);
+    }
+
+    /// Stops every drive the way a signal stops a CLI runner (running attempts end
+    /// `interrupted`, releases are left paused) and waits for the threads to end.
+    pub fn shut_down(&self, signal: &str) {
+        let drivers: Vec<Driver> = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            running.drain(..).collect()
+        };
+        for driver in &drivers {
+            driver.control.on_signal(signal);
+        }
+        for driver in drivers {
+            let _ = driver.thread.join();
+        }
+    }
+}
+
+/// What the driving thread tells the caller once the order is taken or refused.
+type Answer = Result<(Accepted, Option<Arc<LiveControl>>), CliError>;
+
+/// Orders `action` on `release` as `person`. A release another live runner holds gets an
+/// abort or a pause through the store (that runner acts on it); any other action is refused.
+/// Otherwise a new thread takes the release, orders the action and, once it is accepted,
+/// drives the release to its end while this returns. Blocks until the order is decided.
+pub fn order_in_background(
+    state_dir: &Path,
+    release: &str,
+    action: Action,
+    person: Person,
+    drivers: &Drivers,
+) -> Result<Accepted, CliError> {
+    let store = Store::open(state_dir)?;
+    check_before_attach(&store, release, &action)?;
+    if let Some(holder) = store.lease_holder(release)? {
+        let Some(control) = action.as_control() else {
+            return Err(CliError::refused(format!(
+                "error: release {release} is held by pid {} on {}: `{}` needs the release free (abort and pause reach it)",
+                holder.pid,
+                holder.host,
+                action.verb()
+            )));
+        };
+        store.record_action(release, None, control.verb(), &person)?;
+        store.request_control(release, control, &person.actor, person.comment.as_deref())?;
+        return Ok(Accepted {
+            action: store.last_action_id(release)?.unwrap_or(0),
+            release: release.to_string(),
+        });
+    }
+    drop(store);
+    let (tell, answer) = mpsc::channel::<Answer>();
+    let (dir, id) = (state_dir.to_path_buf(), release.to_string());
+    let thread = std::thread::Builder::new()
+        .name(format!("drive {release}"))
+        .spawn(move || drive_on_thread(&dir, &id, &action, person, &tell))
+        .map_err(|e| CliError::state(format!("error: cannot start a thread: {e}")))?;
+    let (accepted, control) = answer.recv().map_err(|_| {
+        CliError::state(format!(
+            "error: the runner of release {release} ended before it answered"
+        ))
+    })??;
+    if let Some(control) = control {
+        drivers.add(Driver { control, thread });
+    }
+    Ok(accepted)
+}
+
+/// The body of a driving thread: take the release, order, answer, drive to the end.
+fn drive_on_thread(
+    state_dir: &PathBuf,
+    release: &str,
+    action: &Action,
+    person: Person,
+    tell: &mpsc::Sender<Answer>,
+) {
+    let attached = Store::open(state_dir)
+        .map_err(CliError::from)
+        .and_then(|store| {
+            Ok(engine::attach(
+                store,
+                release,
+                Terminal::new(TerminalMode::Quiet),
+            )?)
+        });
+    let (mut engine, lease) = match attached {
+        Ok(attached) => attached,
+        Err(e) => {
+            let _ = tell.send(Err(e));
+            return;
+        }
+    };
+    engine.set_person(person);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = tell.send(Err(CliError::state(format!(
+                "error: cannot start the runtime: {e}"
+            ))));
+            return;
+        }
+    };
+    let ordered = order(&engine, action).and_then(|ordered| {
+        let id = Store::open_read_only(state_dir)?.last_action_id(release)?;
+        Ok((ordered, id.unwrap_or(0)))
+    });
+    match ordered {
+        Ok((ordered, id)) => {
+            let accepted = Accepted {
+                action: id,
+                release: release.to_string(),
+            };
+            let _ = tell.send(Ok((accepted, Some(engine.control()))));
+            if let Err(e) = runtime.block_on(carry_out(&engine, ordered)) {
+                tracing::warn!(release, error = %e.message, "the drive ended in an error");
+                eprintln!("relflow serve: release {release}: {}", e.message);
+            }
+        }
+        Err(e) => {
+            let _ = tell.send(Err(e));
+        }
+    }
+    finish(state_dir, release, engine, lease);
+}
+
+/// As a CLI runner ends: requests the drive did not get to are answered by how the release
+/// stands now, unless another runner took it over.
+fn finish(state_dir: &Path, release: &str, engine: Engine, lease: Lease) {
+    engine.finish_terminal();
+    drop(engine);
+    if !lease.is_lost()
+        && let Ok(store) = Store::open(state_dir)
+    {
+        let _ = store.mark_control_handled(release);
+    }
+    drop(lease);
+}

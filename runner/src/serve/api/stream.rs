@@ -1,0 +1,234 @@
+//! The streaming routes: a release's events as server-sent events (`id` = line number of
+//! `events.jsonl`, `Last-Event-ID` resumes after it), and a task's `script_output.log`
+//! (`?follow=1` streams new lines while the release moves).
+
+use std::convert::Infallible;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::output::paths;
+use crate::serve::api::ApiError;
+use crate::serve::auth::Caller;
+use crate::serve::state::AppState;
+use crate::store::{ReleaseStatus, Store};
+
+/// How often a followed file is looked at.
+const POLL: Duration = Duration::from_millis(200);
+/// How long a stream goes on after its release stopped moving (late lines of a runner that
+/// is ending, a person answering right away).
+const LINGER: Duration = Duration::from_secs(10);
+
+/// Whether a release may still write: a runner holds it or its status says it runs.
+fn is_moving(state_dir: &Path, release: &str) -> bool {
+    let Ok(store) = Store::open_read_only(state_dir) else {
+        return false;
+    };
+    let running = store
+        .release(release)
+        .is_ok_and(|r| matches!(r.status, ReleaseStatus::Running | ReleaseStatus::Planned));
+    running || store.lease_holder(release).ok().flatten().is_some()
+}
+
+/// Complete lines appended to a file since the last call (a torn last line waits).
+struct Tail {
+    path: PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    fn new(path: PathBuf) -> Tail {
+        Tail {
+            path,
+            offset: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    fn new_lines(&mut self) -> Vec<String> {
+        let Ok(mut file) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        let mut buf = Vec::new();
+        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut buf).is_err() {
+            return Vec::new();
+        }
+        self.offset += buf.len() as u64;
+        self.partial.extend_from_slice(&buf);
+        let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return Vec::new();
+        };
+        let rest = self.partial.split_off(end + 1);
+        let complete = std::mem::replace(&mut self.partial, rest);
+        String::from_utf8_lossy(&complete)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Sends each new line of `tail` after line `after` with its number (from 1) until the
+/// release has stopped moving for [`LINGER`] or the receiver is gone.
+async fn follow(
+    state_dir: PathBuf,
+    release: String,
+    mut tail: Tail,
+    after: u64,
+    send: mpsc::Sender<(u64, String)>,
+) {
+    let mut still_since: Option<Instant> = None;
+    let mut number = 0u64;
+    loop {
+        let lines = tail.new_lines();
+        let had_lines = !lines.is_empty();
+        for line in lines {
+            number += 1;
+            if number > after && send.send((number, line)).await.is_err() {
+                return;
+            }
+        }
+        if had_lines {
+            still_since = None;
+        } else {
+            let (dir, id) = (state_dir.clone(), release.clone());
+            let moving = tokio::task::spawn_blocking(move || is_moving(&dir, &id))
+                .await
+                .unwrap_or(false);
+            if moving {
+                still_since = None;
+            } else if still_since.get_or_insert_with(Instant::now).elapsed() >= LINGER {
+                return;
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn known_release(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let id = id.to_string();
+    state
+        .reading(move |store| Ok(store.release(&id).map(drop)?))
+        .await
+}
+
+/// Follows `path` on a task of its own; the lines come out as a stream of `T`.
+fn follow_stream<T: Send + 'static>(
+    dir: PathBuf,
+    release: String,
+    path: PathBuf,
+    after: u64,
+    make: fn(u64, String) -> T,
+) -> impl futures_util::Stream<Item = Result<T, Infallible>> + Send {
+    let (tx, rx) = mpsc::channel::<(u64, String)>(64);
+    tokio::spawn(follow(dir, release, Tail::new(path), after, tx));
+    futures_util::stream::unfold(rx, move |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|(number, line)| (Ok(make(number, line)), rx))
+    })
+}
+
+/// `GET /releases/{id}/events`: one server-sent event per line of `events.jsonl`.
+pub async fn events(
+    _caller: Caller,
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    known_release(&state, &id).await?;
+    let after: u64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let path = paths::events_file(state.state_dir(), &id);
+    let events = follow_stream(
+        state.state_dir().to_path_buf(),
+        id,
+        path,
+        after,
+        |number, line| Event::default().id(number.to_string()).data(line),
+    );
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    attempt: Option<u32>,
+    #[serde(default)]
+    follow: u8,
+}
+
+/// The part of a log for one attempt: from its `=== attempt N ===` header to the next one.
+fn attempt_section(log: &str, attempt: u32) -> Option<String> {
+    let header = format!("=== attempt {attempt} ===");
+    let start = log.lines().position(|l| l == header)?;
+    let section: Vec<&str> = log
+        .lines()
+        .skip(start)
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !l.starts_with("=== attempt "))
+        .map(|(_, l)| l)
+        .collect();
+    Some(section.join("\n") + "\n")
+}
+
+/// `GET /releases/{id}/logs/{phase_run}/{task}?attempt=N&follow=1`: a task's log as text.
+pub async fn log(
+    _caller: Caller,
+    State(state): State<AppState>,
+    UrlPath((id, phase_run, task)): UrlPath<(String, String, String)>,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let (release, label, name) = (id.clone(), phase_run.clone(), task.clone());
+    // Only a phase run and task the release has: the names never reach the file system raw.
+    state
+        .reading(move |store| {
+            let phases = store.phase_runs(&release)?;
+            let runs = store.task_runs(&release)?;
+            let found = runs.iter().any(|t| {
+                t.task == name
+                    && phases
+                        .iter()
+                        .any(|p| p.id == t.phase_run_id && p.label() == label)
+            });
+            if found {
+                Ok(())
+            } else {
+                Err(ApiError::not_found(format!(
+                    "release {release} has no task `{name}` in phase run `{label}`"
+                )))
+            }
+        })
+        .await?;
+    let path = paths::script_log(state.state_dir(), &id, &phase_run, &task);
+    let text = [(CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if query.follow == 0 {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        let body = match query.attempt {
+            None => log,
+            Some(n) => attempt_section(&log, n).ok_or_else(|| {
+                ApiError::not_found(format!("task `{task}` has no attempt {n} in `{phase_run}`"))
+            })?,
+        };
+        return Ok((text, body).into_response());
+    }
+    let lines = follow_stream(state.state_dir().to_path_buf(), id, path, 0, |_, line| {
+        line + "\n"
+    });
+    Ok((text, Body::from_stream(lines)).into_response())
+}
