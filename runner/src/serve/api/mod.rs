@@ -9,6 +9,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::serve::state::AppState;
+pub use act::from_cli;
 pub use error::ApiError;
 
 /// Bodies larger than this are refused (413): every request body is a small JSON object.
