@@ -14,7 +14,7 @@ pub const FRAGMENT_PATH: &str = "/fragments/releases";
 /// The list page. `pipelines`: the names the start form offers (empty: no `--pipelines`).
 pub fn page(
     releases: &[ReleaseRecord],
-    pipelines: &[String],
+    pipelines: &[super::start::Choice],
     ctx: &PageCtx,
     notice: Option<&Notice>,
 ) -> Markup {
@@ -24,7 +24,7 @@ pub fn page(
             form.action.start method="get" action=(super::start::PATH) {
                 label { "Start a release of "
                     select name="pipeline" {
-                        @for p in pipelines { option value=(p) { (p) } }
+                        @for p in pipelines { option value=(p.file) { (p.name) } }
                     }
                 }
                 button type="submit" { "Next…" }

@@ -42,7 +42,7 @@
     function onEvent(ev) {
       live.events += 1;
       let eventAt = null;
-      try { const d = JSON.parse(ev.data); eventAt = Date.parse(d.at || d.time || "") || null; } catch (e) { /* not JSON */ }
+      try { const d = JSON.parse(ev.data); eventAt = Date.parse(d.ts || d.at || "") || null; } catch (e) { /* not JSON */ }
       refresh({ at: Date.now(), eventAt: eventAt });
     }
     const source = new EventSource(root.dataset.events, { withCredentials: true });
