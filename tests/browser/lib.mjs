@@ -1,7 +1,7 @@
 // Shared by the browser scenarios: launch Debian's chromium (never a downloaded browser),
 // log in through the login page, save screenshots, and fail loudly with what the page showed.
 import { chromium } from 'playwright-core';
-import { mkdtempSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -14,16 +14,19 @@ export const patience = Number(process.env.RELFLOW_BROWSER_TIMEOUT_MS || 60000);
 
 export async function launch() {
   if (!url) throw new Error('RELFLOW_URL is not set: run me from tests/e2e/serve_browser.rs');
-  const browser = await chromium.launch({
+  // A fresh profile every run (playwright passes it as --user-data-dir).
+  const profile = mkdtempSync(join(tmpdir(), 'relflow-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.RELFLOW_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      `--user-data-dir=${mkdtempSync(join(tmpdir(), 'relflow-chromium-'))}`],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1200, height: 900 },
   });
-  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
   context.setDefaultTimeout(patience);
-  const page = await context.newPage();
+  const page = context.pages()[0] || (await context.newPage());
   page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
+  const browser = { close: async () => { await context.close(); rmSync(profile, { recursive: true, force: true }); } };
   return { browser, context, page };
 }
 
