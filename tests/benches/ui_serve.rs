@@ -50,7 +50,10 @@ fn get(addr: &str, token: &str, path: &str) -> (String, usize, Duration) {
     let took = start.elapsed();
     let text = String::from_utf8_lossy(&answer);
     let status = text.lines().next().unwrap_or_default().to_string();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.len()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.len())
+        .unwrap_or(0);
     (status, body, took)
 }
 
@@ -89,8 +92,20 @@ fn main() {
     .expect("write bench pipeline");
 
     // The seed scenario: 2.2 fails and is rolled back, restart-phase with 2.3 completes.
-    relflow(root, &["run", "pipelines/petportal.yaml", "--var", "version=2.2"]);
-    relflow(root, &["restart-phase", "petportal-1", "deploy", "--var", "version=2.3"]);
+    relflow(
+        root,
+        &["run", "pipelines/petportal.yaml", "--var", "version=2.2"],
+    );
+    relflow(
+        root,
+        &[
+            "restart-phase",
+            "petportal-1",
+            "deploy",
+            "--var",
+            "version=2.3",
+        ],
+    );
     // Then the other releases, planned straight into the store.
     let hello = relflow::pipeline::load_file(&root.join("pipelines/hello.yaml")).expect("load");
     let source = std::fs::read_to_string(root.join("pipelines/hello.yaml")).expect("read");
@@ -117,7 +132,10 @@ fn main() {
         .expect("spawn serve");
     let up = Instant::now();
     while TcpStream::connect(&addr).is_err() {
-        assert!(up.elapsed() < Duration::from_secs(30), "serve did not start");
+        assert!(
+            up.elapsed() < Duration::from_secs(30),
+            "serve did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 

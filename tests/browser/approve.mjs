@@ -13,7 +13,7 @@ await scenario('approve', async (page) => {
   await screenshot(page, 'approve-waiting');
 
   // Keep a copy of the form to post it again once it no longer applies.
-  await page.evaluate(() => { window.__staleForm = document.querySelector('form.approval').outerHTML; });
+  const staleForm = await page.evaluate(() => document.querySelector('form.approval').outerHTML);
   await page.fill('form.approval input[name=comment]', 'looks good');
   await Promise.all([page.waitForURL(/\/releases\/gate-\d+$/), page.click('form.approval button[value=approve]')]);
   await page.waitForSelector('#release-body h1 .s-completed');
@@ -21,11 +21,11 @@ await scenario('approve', async (page) => {
   await screenshot(page, 'approve-completed');
 
   // The stale form: the server refuses (409) and the page says why.
-  await page.evaluate(() => {
+  await page.evaluate((html) => {
     const holder = document.createElement('div');
-    holder.innerHTML = window.__staleForm;
+    holder.innerHTML = html;
     document.body.appendChild(holder);
-  });
+  }, staleForm);
   const [response] = await Promise.all([
     page.waitForResponse((r) => r.request().method() === 'POST'),
     page.locator('body > div form.approval button[value=approve]').click(),
@@ -34,4 +34,5 @@ await scenario('approve', async (page) => {
   const notice = await page.innerText('#notice');
   check(notice.length > 0, 'the refusal shows no message');
   console.log(`refusal shown: ${notice}`);
+  await screenshot(page, 'approve-refused');
 });

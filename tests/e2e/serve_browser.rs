@@ -191,7 +191,9 @@ fn browser_seed_fails_live_then_restart_phase_completes_and_one_component_rolls_
     assert_eq!(doc["variables"]["version"], "2.3");
     let targets = sb.run(&["targets"]);
     assert!(
-        targets.stdout.contains("PetPortal 2.3 with web removed"),
+        targets
+            .stdout
+            .contains("web removed by rollback of petportal-1 by ops"),
         "{}",
         targets.stdout
     );
@@ -208,7 +210,9 @@ fn browser_approve_records_the_comment_and_a_stale_form_shows_the_refusal() {
     assert!(out.contains("refusal shown:"), "{out}");
     let status = sb.run(&["status", "gate-1"]);
     assert!(
-        status.stdout.contains("ops ran relflow approve: \"looks good\""),
+        status
+            .stdout
+            .contains("ops ran relflow approve: \"looks good\""),
         "{}",
         status.stdout
     );

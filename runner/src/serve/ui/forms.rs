@@ -57,8 +57,10 @@ pub fn release_actions(view: &ReleaseView, ctx: &PageCtx) -> Markup {
 pub fn task_actions(view: &ReleaseView, task: &TaskView, ctx: &PageCtx) -> Markup {
     let id = &view.release.id;
     let name = &task.run.task;
-    let failed =
-        task.run.status == TaskStatus::Failed && view.release.status == ReleaseStatus::Failed;
+    let halted = view.release.status == ReleaseStatus::Failed;
+    // As `next` says: a failed task can be retried or skipped, a rolled-back one skipped.
+    let can_retry = halted && task.run.status == TaskStatus::Failed;
+    let can_skip = halted && matches!(task.run.status, TaskStatus::Failed | TaskStatus::RolledBack);
     let can_roll_back = task.run.kind == "deploy"
         && task.run.status == TaskStatus::Completed
         && !matches!(
@@ -67,8 +69,8 @@ pub fn task_actions(view: &ReleaseView, task: &TaskView, ctx: &PageCtx) -> Marku
         );
     html! {
         div.actions.task-actions {
-            @if failed {
-                @for (action, label) in [("retry", "Retry"), ("skip", "Skip")] {
+            @for (action, label, shown) in [("retry", "Retry", can_retry), ("skip", "Skip", can_skip)] {
+                @if shown {
                     form.action method="post" action=(action_path(id, action)) {
                         (csrf_field(ctx))
                         input type="hidden" name="task" value=(name);

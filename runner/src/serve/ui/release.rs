@@ -75,13 +75,14 @@ pub fn body(view: &ReleaseView, ctx: &PageCtx) -> Markup {
 
 fn took(view: &ReleaseView) -> Markup {
     let r = &view.release;
-    let stopped =
-        r.status.is_final() || matches!(r.status, ReleaseStatus::Failed | ReleaseStatus::Paused);
-    html! {
-        @if stopped {
-            ", stopped " (clock(r.updated_at)) " UTC after " (span(r.created_at, Some(r.updated_at)))
-        }
-    }
+    let verb = if r.status.is_final() {
+        "ended"
+    } else if matches!(r.status, ReleaseStatus::Failed | ReleaseStatus::Paused) {
+        "stopped"
+    } else {
+        return html! {};
+    };
+    html! { ", " (verb) " " (clock(r.updated_at)) " UTC after " (span(r.created_at, Some(r.updated_at))) }
 }
 
 fn history(view: &ReleaseView) -> Markup {
