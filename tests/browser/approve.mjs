@@ -1,10 +1,14 @@
 // Approve a manual task with a comment: the prompt shows, the approval is recorded with the
 // operator's name and comment, the release completes; a stale form then gets the refusal
-// shown on the page.
-import { scenario, token, check, screenshot, logIn, waitForText } from './lib.mjs';
+// shown on the page. A release list open in another tab follows along without a reload.
+import { scenario, token, check, screenshot, logIn, waitForText, markDocument, assertSameDocument } from './lib.mjs';
 
 await scenario('approve', async (page) => {
   await logIn(page, token);
+  // A second tab on the release list: it shows the new release and its end without a reload.
+  const list = await page.context().newPage();
+  await list.goto(page.url());
+  await markDocument(list);
   await page.selectOption('select[name=pipeline]', { label: 'gate' });
   await Promise.all([page.waitForURL(/\/start/), page.click('button:has-text("Next")')]);
   await Promise.all([page.waitForURL(/\/releases\/gate-\d+$/), page.click('button[value=start]')]);
@@ -19,6 +23,9 @@ await scenario('approve', async (page) => {
   await page.waitForSelector('#release-body h1 .s-completed');
   await waitForText(page, '#release-body', 'ops ran relflow approve: "looks good"');
   await screenshot(page, 'approve-completed');
+  await list.waitForSelector('tr[data-release="gate-1"][data-status="completed"]');
+  await assertSameDocument(list, 'the release list followed gate-1');
+  await screenshot(list, 'approve-release-list-live');
 
   // The stale form: the server refuses (409) and the page says why.
   await page.evaluate((html) => {
