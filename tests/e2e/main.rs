@@ -21,6 +21,7 @@ mod run_basics;
 mod schema_fixtures;
 mod scripted_policies;
 mod secrets;
+mod serve;
 mod serve_browser;
 mod snapshot;
 mod target_locks;

@@ -2,7 +2,7 @@
 //! current-thread runtime (the engine is not `Send`), like a CLI runner. The caller waits
 //! only for the order to be accepted or refused.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -32,9 +32,33 @@ struct Driver {
 #[derive(Clone, Default)]
 pub struct Drivers {
     running: Arc<Mutex<Vec<Driver>>>,
+    /// Releases a thread of this process has taken or is taking. The lease is re-entrant
+    /// for one pid, so it cannot keep two of this process's threads off one release.
+    claimed: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+/// A release claimed by one driving thread; let go when the thread ends.
+struct Claim {
+    claimed: Arc<Mutex<std::collections::HashSet<String>>>,
+    release: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        claimed.remove(&self.release);
+    }
 }
 
 impl Drivers {
+    fn claim(&self, release: &str) -> Option<Claim> {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        claimed.insert(release.to_string()).then(|| Claim {
+            claimed: self.claimed.clone(),
+            release: release.to_string(),
+        })
+    }
+
     fn add(&self, driver: Driver) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.retain(|d| !d.thread.is_finished());
@@ -73,14 +97,10 @@ pub fn order_in_background(
 ) -> Result<Accepted, CliError> {
     let store = Store::open(state_dir)?;
     check_before_attach(&store, release, &action)?;
+    wait_for_own_drive_to_end(&store, release)?;
     if let Some(holder) = store.lease_holder(release)? {
         let Some(control) = action.as_control() else {
-            return Err(CliError::refused(format!(
-                "error: release {release} is held by pid {} on {}: `{}` needs the release free (abort and pause reach it)",
-                holder.pid,
-                holder.host,
-                action.verb()
-            )));
+            return Err(held(release, holder.pid, &holder.host));
         };
         store.record_action(release, None, control.verb(), &person)?;
         store.request_control(release, control, &person.actor, person.comment.as_deref())?;
@@ -90,11 +110,17 @@ pub fn order_in_background(
         });
     }
     drop(store);
+    let Some(claim) = drivers.claim(release) else {
+        return Err(held(release, i64::from(std::process::id()), &host_name()));
+    };
     let (tell, answer) = mpsc::channel::<Answer>();
     let (dir, id) = (state_dir.to_path_buf(), release.to_string());
     let thread = std::thread::Builder::new()
         .name(format!("drive {release}"))
-        .spawn(move || drive_on_thread(&dir, &id, &action, person, &tell))
+        .spawn(move || {
+            drive_on_thread(&dir, &id, &action, person, &tell);
+            drop(claim);
+        })
         .map_err(|e| CliError::state(format!("error: cannot start a thread: {e}")))?;
     let (accepted, control) = answer.recv().map_err(|_| {
         CliError::state(format!(
@@ -107,9 +133,39 @@ pub fn order_in_background(
     Ok(accepted)
 }
 
+/// The CLI's words for a release another runner holds (a refusal: 409 from the server).
+fn held(release: &str, pid: i64, host: &str) -> CliError {
+    let held = crate::store::LeaseError::Held {
+        release: release.to_string(),
+        pid,
+        host: host.to_string(),
+    };
+    CliError::refused(format!("error: {held}"))
+}
+
+fn host_name() -> String {
+    relflow_plugin::process::host_name()
+}
+
+/// A drive of this process that has halted or ended lets go of the lease a moment later;
+/// an action ordered in that moment waits for it instead of finding the release held.
+fn wait_for_own_drive_to_end(store: &Store, release: &str) -> Result<(), CliError> {
+    use crate::store::ReleaseStatus;
+    for _ in 0..100 {
+        let holder = store.lease_holder(release)?;
+        let is_ours = holder.is_some_and(|h| h.pid == std::process::id() as i64);
+        let status = store.release(release)?.status;
+        if !is_ours || matches!(status, ReleaseStatus::Running | ReleaseStatus::Planned) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// The body of a driving thread: take the release, order, answer, drive to the end.
 fn drive_on_thread(
-    state_dir: &PathBuf,
+    state_dir: &Path,
     release: &str,
     action: &Action,
     person: Person,

@@ -76,3 +76,44 @@ pub fn resolve_pipeline(dir: &Path, name: &str) -> Result<PathBuf, CliError> {
     }
     Ok(real)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_files_inside_the_folder_resolve() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("pipelines");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("p.yaml"), "name: p\n").unwrap();
+        std::fs::write(root.path().join("out.yaml"), "name: out\n").unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        std::os::unix::fs::symlink(root.path().join("out.yaml"), dir.join("out.yaml")).unwrap();
+        std::os::unix::fs::symlink(dir.join("p.yaml"), dir.join("alias.yaml")).unwrap();
+        assert!(resolve_pipeline(&dir, "p.yaml").is_ok());
+        assert!(
+            resolve_pipeline(&dir, "alias.yaml").is_ok(),
+            "a link that stays inside"
+        );
+        for bad in [
+            "../out.yaml",
+            "out.yaml",
+            "/etc/passwd",
+            "..",
+            ".",
+            "",
+            "sub",
+            "nope.yaml",
+            "sub/../p.yaml",
+        ] {
+            let e = resolve_pipeline(&dir, bad).unwrap_err();
+            assert_eq!(
+                e.code,
+                crate::exit_code::INVALID_INPUT,
+                "{bad}: {}",
+                e.message
+            );
+        }
+    }
+}

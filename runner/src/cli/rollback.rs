@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
+use crate::actions::{self, Action, Done};
 use crate::cli::common::runtime;
 use crate::cli::error::CliError;
+use crate::engine;
 use crate::engine::person::Person;
-use crate::engine::{self, RollbackRequestError};
 use crate::exit_code;
 use crate::output::json;
 use crate::output::list::render_rollback_job;
@@ -25,17 +26,19 @@ pub fn run(
     let store = Store::open(state_dir)?;
     let (mut engine, _lease) = engine::attach(store, release, Terminal::new(TerminalMode::Quiet))?;
     engine.set_person(person.clone());
-    let by = format!("relflow rollback by {}", person.actor);
+    let action = Action::Rollback {
+        task: task.map(str::to_string),
+        components: components.to_vec(),
+    };
     let statuses = runtime()?
-        .block_on(engine.roll_back_completed(task, components, &by))
-        .map_err(|e| match e {
-            RollbackRequestError::Engine(e) => CliError::from(e),
-            other => crate::cli::common::with_next_steps(
-                state_dir,
-                release,
-                CliError::refused(format!("error: {other}")),
-            ),
-        })?;
+        .block_on(async {
+            let ordered = actions::order(&engine, &action)?;
+            actions::carry_out(&engine, ordered).await
+        })
+        .map_err(|e| crate::cli::common::with_next_steps(state_dir, release, e))?;
+    let Done::Jobs(statuses) = statuses else {
+        return Err(CliError::state("error: a rollback ran no rollback jobs"));
+    };
     drop(engine);
     let view = ReleaseView::load(&Store::open(state_dir)?, release)?;
     let jobs: Vec<_> = statuses

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::Router;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -12,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::cli::CliError;
+use crate::serve::state::AppState;
 
 /// A rustls server configuration from a certificate chain and a key (PEM files).
 pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, CliError> {
@@ -66,8 +66,9 @@ impl axum::serve::Listener for TlsListener {
 pub async fn serve(
     addr: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
-    app: Router,
+    state: AppState,
 ) -> Result<Option<&'static str>, CliError> {
+    let app = super::app(state.clone());
     let tcp = TcpListener::bind(addr)
         .await
         .map_err(|e| CliError::input(format!("error: cannot listen on {addr}: {e}")))?;
@@ -79,6 +80,8 @@ pub async fn serve(
     let (tell, heard) = tokio::sync::oneshot::channel();
     let shutdown = async move {
         let signal = wait_for_signal().await;
+        // Graceful shutdown waits for open connections: end the event and log streams.
+        state.stop_streams();
         let _ = tell.send(signal);
     };
     let served = match tls {
@@ -97,7 +100,8 @@ pub async fn serve(
     Ok(heard.await.ok())
 }
 
-async fn wait_for_signal() -> &'static str {
+/// The first SIGINT or SIGTERM from now on (its name).
+pub async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),

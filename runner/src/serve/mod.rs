@@ -81,10 +81,23 @@ pub fn run(opts: ServeOptions) -> Result<i32, CliError> {
         .build()
         .map_err(|e| CliError::state(format!("error: cannot start the runtime: {e}")))?;
     let drivers = state.drivers().clone();
-    let signal = runtime.block_on(listen::serve(opts.listen, tls, app(state)))?;
+    let signal = runtime.block_on(listen::serve(opts.listen, tls, state))?;
     // Off the runtime: the drives end on their own threads and are waited for.
     if let Some(signal) = signal {
-        eprintln!("{signal} received: pausing the releases this server drives, then exiting");
+        eprintln!(
+            "{signal} received: pausing the releases this server drives, then exiting (send it again to exit at once)"
+        );
+        // As for a CLI runner: a second signal exits at once (every store write is atomic).
+        runtime.spawn(async {
+            let code = listen::wait_for_signal().await;
+            std::process::exit(
+                128 + if code == "SIGINT" {
+                    libc::SIGINT
+                } else {
+                    libc::SIGTERM
+                },
+            );
+        });
         drivers.shut_down(signal);
     }
     runtime.shutdown_background();

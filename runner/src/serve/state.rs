@@ -18,6 +18,8 @@ struct Inner {
     pipelines: Option<PathBuf>,
     is_tls: bool,
     drivers: Drivers,
+    /// Set on SIGINT/SIGTERM: open streams end so the server can stop.
+    is_stopping: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -28,6 +30,7 @@ impl AppState {
                 pipelines,
                 is_tls,
                 drivers: Drivers::default(),
+                is_stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -49,6 +52,19 @@ impl AppState {
     /// The releases this server drives, each on its own thread.
     pub fn drivers(&self) -> &Drivers {
         &self.inner.drivers
+    }
+
+    /// Tells open streams to end (the server is shutting down).
+    pub fn stop_streams(&self) {
+        self.inner
+            .is_stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.inner
+            .is_stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Runs `work` on the store (opened for writing) off the async threads: SQLite blocks.

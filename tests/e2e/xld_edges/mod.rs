@@ -6,7 +6,7 @@
 mod create_once;
 mod deadline;
 mod faults;
-mod tls;
+pub(crate) mod tls;
 
 use std::time::{Duration, Instant};
 

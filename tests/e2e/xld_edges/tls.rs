@@ -31,7 +31,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A private CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed
 /// (`server.pem`, `server.key`), in `dir`.
-fn make_certificates(dir: &Path) {
+pub(crate) fn make_certificates(dir: &Path) {
     let ec = [
         "-newkey",
         "ec",

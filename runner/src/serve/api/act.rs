@@ -35,19 +35,19 @@ pub struct StartBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
-    task: Option<String>,
+    pub task: Option<String>,
     #[serde(default)]
-    rollback: bool,
-    phase: Option<String>,
-    from_task: Option<String>,
+    pub rollback: bool,
+    pub phase: Option<String>,
+    pub from_task: Option<String>,
     #[serde(default)]
-    vars: BTreeMap<String, String>,
+    pub vars: BTreeMap<String, String>,
     #[serde(default)]
-    components: Vec<String>,
-    comment: Option<String>,
+    pub components: Vec<String>,
+    pub comment: Option<String>,
     /// `restart-phase` only: prepare the new runs but leave the release paused.
     #[serde(default)]
-    no_resume: bool,
+    pub no_resume: bool,
 }
 
 type Accept = (StatusCode, Json<Value>);
@@ -107,16 +107,37 @@ pub async fn start(
     caller.require_operator()?;
     caller.check_csrf_header(&headers)?;
     let Json(body) = body?;
+    let done = start_release(
+        &state,
+        &caller,
+        body.pipeline,
+        body.vars,
+        body.comment.as_deref(),
+    )
+    .await?;
+    Ok(accepted(&done))
+}
+
+/// Starts a release of `pipeline` (a file in `--pipelines DIR`) as `caller` and drives it in
+/// the background: the shared path of the API and the UI's form.
+pub async fn start_release(
+    state: &AppState,
+    caller: &Caller,
+    pipeline: String,
+    vars: BTreeMap<String, String>,
+    comment: Option<&str>,
+) -> Result<Accepted, ApiError> {
+    caller.require_operator()?;
     let Some(dir) = state.pipelines().map(|d| d.to_path_buf()) else {
         return Err(ApiError::conflict(
             "this server has no pipelines folder: start it with --pipelines DIR",
         ));
     };
-    let person = person(&caller, body.comment.as_deref());
+    let person = person(caller, comment);
     let run = state.clone();
     let done = tokio::task::spawn_blocking(move || {
-        let file = actions::resolve_pipeline(&dir, &body.pipeline)?;
-        let release = actions::prepare_release(run.state_dir(), &file, body.vars)?;
+        let file = actions::resolve_pipeline(&dir, &pipeline)?;
+        let release = actions::prepare_release(run.state_dir(), &file, vars)?;
         actions::order_in_background(
             run.state_dir(),
             &release,
@@ -127,11 +148,11 @@ pub async fn start(
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(accepted(&done.map_err(from_cli)?))
+    done.map_err(from_cli)
 }
 
 /// The action a path names, with its options from the body.
-fn action_of(verb: &str, body: ActionBody) -> Result<Action, ApiError> {
+pub fn action_of(verb: &str, body: ActionBody) -> Result<Action, ApiError> {
     let need_task = |task: Option<String>| {
         task.ok_or_else(|| ApiError::bad_request(format!("`{verb}` needs `task`")))
     };
@@ -178,13 +199,28 @@ pub async fn act(
     caller.require_operator()?;
     caller.check_csrf_header(&headers)?;
     let body = self::body(body, &headers)?;
-    let person = person(&caller, body.comment.as_deref());
+    let comment = body.comment.clone();
     let action = action_of(&verb, body)?;
+    let done = order_action(&state, &caller, id, action, comment.as_deref()).await?;
+    Ok(accepted(&done))
+}
+
+/// Orders `action` on `release` as `caller` (an operator; the caller checked CSRF): the
+/// shared path of the API and the UI's forms. Waits only for the order to be taken.
+pub async fn order_action(
+    state: &AppState,
+    caller: &Caller,
+    release: String,
+    action: Action,
+    comment: Option<&str>,
+) -> Result<Accepted, ApiError> {
+    caller.require_operator()?;
+    let person = person(caller, comment);
     let run = state.clone();
     let done = tokio::task::spawn_blocking(move || {
-        actions::order_in_background(run.state_dir(), &id, action, person, run.drivers())
+        actions::order_in_background(run.state_dir(), &release, action, person, run.drivers())
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(accepted(&done.map_err(from_cli)?))
+    done.map_err(from_cli)
 }

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::serve::state::AppState;
-pub use act::from_cli;
+pub use act::{ActionBody, action_of, from_cli, order_action, start_release};
 pub use error::ApiError;
 
 /// Bodies larger than this are refused (413): every request body is a small JSON object.
@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/releases/{id}/{action}", post(act::act))
         .route("/targets", get(read::targets))
         .route("/pipelines", get(read::pipelines))
+        .fallback(unknown_route)
 }
 
 /// Any other path under `/api`: a JSON 404.

@@ -80,7 +80,7 @@ impl Tail {
 /// Sends each new line of `tail` after line `after` with its number (from 1) until the
 /// release has stopped moving for [`LINGER`] or the receiver is gone.
 async fn follow(
-    state_dir: PathBuf,
+    state: AppState,
     release: String,
     mut tail: Tail,
     after: u64,
@@ -88,7 +88,11 @@ async fn follow(
 ) {
     let mut still_since: Option<Instant> = None;
     let mut number = 0u64;
+    let state_dir = state.state_dir().to_path_buf();
     loop {
+        if state.is_stopping() {
+            return;
+        }
         let lines = tail.new_lines();
         let had_lines = !lines.is_empty();
         for line in lines {
@@ -123,14 +127,14 @@ async fn known_release(state: &AppState, id: &str) -> Result<(), ApiError> {
 
 /// Follows `path` on a task of its own; the lines come out as a stream of `T`.
 fn follow_stream<T: Send + 'static>(
-    dir: PathBuf,
+    state: AppState,
     release: String,
     path: PathBuf,
     after: u64,
     make: fn(u64, String) -> T,
 ) -> impl futures_util::Stream<Item = Result<T, Infallible>> + Send {
     let (tx, rx) = mpsc::channel::<(u64, String)>(64);
-    tokio::spawn(follow(dir, release, Tail::new(path), after, tx));
+    tokio::spawn(follow(state, release, Tail::new(path), after, tx));
     futures_util::stream::unfold(rx, move |mut rx| async move {
         rx.recv()
             .await
@@ -152,13 +156,9 @@ pub async fn events(
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     let path = paths::events_file(state.state_dir(), &id);
-    let events = follow_stream(
-        state.state_dir().to_path_buf(),
-        id,
-        path,
-        after,
-        |number, line| Event::default().id(number.to_string()).data(line),
-    );
+    let events = follow_stream(state.clone(), id, path, after, |number, line| {
+        Event::default().id(number.to_string()).data(line)
+    });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -227,8 +227,34 @@ pub async fn log(
         };
         return Ok((text, body).into_response());
     }
-    let lines = follow_stream(state.state_dir().to_path_buf(), id, path, 0, |_, line| {
-        line + "\n"
-    });
+    let lines = follow_stream(state.clone(), id, path, 0, |_, line| line + "\n");
     Ok((text, Body::from_stream(lines)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_waits_for_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, "one\ntw").unwrap();
+        let mut tail = Tail::new(path.clone());
+        assert_eq!(tail.new_lines(), ["one"]);
+        assert!(tail.new_lines().is_empty());
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        assert_eq!(tail.new_lines(), ["two", "three"]);
+    }
+
+    #[test]
+    fn an_attempt_section_runs_to_the_next_header() {
+        let log = "=== attempt 1 ===\na\n=== attempt 2 ===\nb\nc\n";
+        assert_eq!(attempt_section(log, 1).unwrap(), "=== attempt 1 ===\na\n");
+        assert_eq!(
+            attempt_section(log, 2).unwrap(),
+            "=== attempt 2 ===\nb\nc\n"
+        );
+        assert!(attempt_section(log, 3).is_none());
+    }
 }

@@ -1,6 +1,6 @@
 //! The forms' POSTs: `/releases/{id}/actions/{action}` and `/start`. Each checks the role and
-//! the CSRF field, turns the form into the same [`Action`] the API and the CLI build, and
-//! orders it through the shared action layer. Accepted: back to the release page (303).
+//! the CSRF field, reads the form as the API's [`ActionBody`] and orders it through the API's
+//! own entry ([`order_action`], [`start_release`]). Accepted: back to the release page (303).
 //! Refused: the release page again with the reason on it (409, like the API).
 
 use std::collections::BTreeMap;
@@ -15,10 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::layout::Notice;
 use super::release::page_path;
 use super::routes::{ctx_of, error_page, page_caller, render_release};
-use crate::actions::{Action, order_in_background, prepare_release, resolve_pipeline};
-use crate::cli::CliError;
-use crate::engine::person::Person;
-use crate::serve::api::ApiError;
+use crate::serve::api::{ActionBody, ApiError, action_of, order_action, start_release};
 use crate::serve::auth::Caller;
 use crate::serve::state::AppState;
 
@@ -42,52 +39,23 @@ fn vars_of(fields: &Fields) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn required(fields: &Fields, name: &str, action: &str) -> Result<String, ApiError> {
-    field(fields, name)
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::bad_request(format!("{action}: the form has no `{name}`")))
-}
-
-/// The action a form asks for, with the options the CLI verb takes.
-pub fn action_of(verb: &str, fields: &Fields) -> Result<Action, ApiError> {
-    let task = field(fields, "task").map(str::to_string);
-    Ok(match verb {
-        "retry" => Action::Retry { task },
-        "skip" => Action::Skip {
-            task: required(fields, "task", verb)?,
-        },
-        "abort" => Action::Abort {
-            rollback: field(fields, "rollback").is_some_and(|v| v != "false"),
-        },
-        "pause" => Action::Pause,
-        "resume" => Action::Resume,
-        "restart-phase" => Action::RestartPhase {
-            phase: required(fields, "phase", verb)?,
-            from_task: field(fields, "from_task").map(str::to_string),
-            vars: vars_of(fields),
-            resume: field(fields, "no_resume").is_none(),
-        },
-        "approve" => Action::Approve {
-            task: required(fields, "task", verb)?,
-        },
-        "reject" => Action::Reject {
-            task: required(fields, "task", verb)?,
-        },
-        "rollback" => Action::Rollback {
-            task,
-            components: fields
-                .iter()
-                .filter(|(k, v)| k == "components" && !v.trim().is_empty())
-                .map(|(_, v)| v.trim().to_string())
-                .collect(),
-        },
-        other => return Err(ApiError::not_found(format!("no action `{other}`"))),
-    })
-}
-
-/// A refused order as the API answers it (the state refuses → 409), same message.
-fn refusal(e: CliError) -> ApiError {
-    crate::serve::api::from_cli(e)
+/// The form as the API's body: the same options, so the same `action_of` builds the action.
+pub fn body_of(fields: &Fields) -> ActionBody {
+    let text = |name: &str| field(fields, name).map(str::to_string);
+    ActionBody {
+        task: text("task"),
+        rollback: field(fields, "rollback").is_some_and(|v| v != "false"),
+        phase: text("phase"),
+        from_task: text("from_task"),
+        vars: vars_of(fields),
+        components: fields
+            .iter()
+            .filter(|(k, v)| k == "components" && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().to_string())
+            .collect(),
+        comment: text("comment"),
+        no_resume: field(fields, "no_resume").is_some(),
+    }
 }
 
 /// Role, then CSRF: a viewer or a forged form is refused before anything is read.
@@ -109,18 +77,15 @@ pub async fn act(
     };
     let ordered = async {
         check(&caller, &fields)?;
-        let action = action_of(&verb, &fields)?;
-        let person = Person {
-            actor: caller.name.clone(),
-            comment: field(&fields, "comment").map(str::to_string),
-        };
-        let (dir, release) = (state.state_dir().to_path_buf(), id.clone());
-        let drivers = state.drivers().clone();
-        tokio::task::spawn_blocking(move || {
-            order_in_background(&dir, &release, action, person, &drivers).map_err(refusal)
-        })
+        let action = action_of(&verb, body_of(&fields))?;
+        order_action(
+            &state,
+            &caller,
+            id.clone(),
+            action,
+            field(&fields, "comment"),
+        )
         .await
-        .map_err(|e| ApiError::internal(format!("a worker failed: {e}")))?
     }
     .await;
     match ordered {
@@ -147,24 +112,10 @@ pub async fn start(
     };
     let started = async {
         check(&caller, &fields)?;
-        let file = required(&fields, "pipeline", "start")?;
-        let dir = state
-            .pipelines()
-            .ok_or_else(|| ApiError::not_found("this server was started without --pipelines DIR"))?
-            .to_path_buf();
-        let (state_dir, drivers) = (state.state_dir().to_path_buf(), state.drivers().clone());
-        let vars = vars_of(&fields);
-        let person = Person {
-            actor: caller.name.clone(),
-            comment: field(&fields, "comment").map(str::to_string),
-        };
-        tokio::task::spawn_blocking(move || {
-            let path = resolve_pipeline(&dir, &file).map_err(refusal)?;
-            let id = prepare_release(&state_dir, &path, vars).map_err(refusal)?;
-            order_in_background(&state_dir, &id, Action::Run, person, &drivers).map_err(refusal)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("a worker failed: {e}")))?
+        let file = field(&fields, "pipeline")
+            .ok_or_else(|| ApiError::bad_request("start: the form has no `pipeline`"))?;
+        let comment = field(&fields, "comment");
+        start_release(&state, &caller, file.to_string(), vars_of(&fields), comment).await
     }
     .await;
     match started {
@@ -180,6 +131,7 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actions::Action;
 
     fn form(pairs: &[(&str, &str)]) -> Fields {
         pairs
@@ -190,16 +142,14 @@ mod tests {
 
     #[test]
     fn the_component_picker_orders_the_ticked_components() {
-        let action = action_of(
-            "rollback",
-            &form(&[
-                ("task", "deploy-petportal"),
-                ("components", "web"),
-                ("components", "api"),
-            ]),
-        );
+        let fields = form(&[
+            ("task", "deploy-petportal"),
+            ("components", "web"),
+            ("components", "api"),
+        ]);
+        let action = action_of("rollback", body_of(&fields)).ok();
         assert_eq!(
-            action.ok(),
+            action,
             Some(Action::Rollback {
                 task: Some("deploy-petportal".into()),
                 components: vec!["web".into(), "api".into()],
@@ -209,35 +159,24 @@ mod tests {
 
     #[test]
     fn restart_phase_changes_only_the_filled_variables() {
-        let action = action_of(
-            "restart-phase",
-            &form(&[
-                ("phase", "deploy"),
-                ("var.version", "2.3"),
-                ("var.token", "***"),
-                ("var.x", " "),
-            ]),
-        );
-        let Ok(Action::RestartPhase {
-            vars,
-            resume,
-            from_task,
-            ..
-        }) = action
-        else {
-            panic!("not a restart: {action:?}");
-        };
+        let fields = form(&[
+            ("phase", "deploy"),
+            ("var.version", "2.3"),
+            ("var.token", "***"),
+            ("var.x", " "),
+        ]);
+        let body = body_of(&fields);
         assert_eq!(
-            vars.into_iter().collect::<Vec<_>>(),
-            vec![("version".into(), "2.3".into())]
+            body.vars.into_iter().collect::<Vec<_>>(),
+            vec![("version".to_string(), "2.3".to_string())]
         );
-        assert!(resume);
-        assert_eq!(from_task, None);
+        assert!(!body.no_resume);
+        assert_eq!(body.from_task, None);
     }
 
     #[test]
-    fn an_unknown_action_is_not_found() {
-        let e = action_of("explode", &form(&[])).err();
-        assert_eq!(e.map(|e| e.status), Some(StatusCode::NOT_FOUND));
+    fn abort_runs_the_rollback_order_only_when_ticked() {
+        assert!(body_of(&form(&[("rollback", "true")])).rollback);
+        assert!(!body_of(&form(&[])).rollback);
     }
 }

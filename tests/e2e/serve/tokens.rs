@@ -1,0 +1,130 @@
+//! Tokens: created once, listed without the secret, revoked (its sessions end); the first
+//! serve's operator token; login sessions with CSRF; non-loopback needs TLS.
+
+use serde_json::json;
+
+use super::{Server, body_json, expect_error};
+use crate::harness::Sandbox;
+
+#[test]
+fn tokens_are_created_listed_and_revoked_and_the_first_serve_prints_one() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb);
+    assert!(server.token.starts_with("relflow_"), "{}", server.token);
+    let created = sb.run(&["token", "create", "ci-bot", "--role", "operator"]);
+    created.expect_code(0);
+    let bot = created.stdout.trim().to_string();
+    assert_eq!(
+        created.stdout.lines().count(),
+        1,
+        "the token alone: {}",
+        created.stdout
+    );
+    sb.run(&["token", "create", "ci-bot", "--role", "viewer"])
+        .expect_code(2);
+
+    let listed = sb.run(&["token", "list", "--json"]);
+    listed.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    assert_eq!(doc["format"], 1);
+    let names: Vec<&str> = doc["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["admin", "ci-bot"]);
+    assert_eq!(doc["tokens"][1]["role"], "operator");
+    let store = std::fs::read(sb.path().join(".relflow/relflow.db")).expect("db");
+    let plain = bot.as_bytes();
+    assert!(
+        !store.windows(plain.len()).any(|w| w == plain),
+        "the store keeps only a hash"
+    );
+    assert!(!listed.stdout.contains(&bot));
+
+    assert_eq!(server.get("/releases", Some(&bot)).status().as_u16(), 200);
+    sb.run(&["token", "revoke", "ci-bot"]).expect_code(0);
+    expect_error(server.get("/releases", Some(&bot)), 401);
+    sb.run(&["token", "revoke", "ci-bot"]).expect_code(2);
+    drop(server);
+
+    // A second start on a store with tokens prints none.
+    let again = Server::start(&sb);
+    assert_eq!(again.token, "", "no new token on a store that has some");
+}
+
+#[test]
+fn a_login_session_reads_and_its_writes_need_the_csrf_token_until_the_token_is_revoked() {
+    let sb = Sandbox::new();
+    sb.write("pipelines/gated.yaml", super::GATED);
+    let server = Server::start(&sb);
+    let root = server.base.trim_end_matches("/api/v1").to_string();
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let form = client
+        .get(format!("{root}/login"))
+        .send()
+        .expect("login page");
+    assert!(form.text().expect("html").contains("name=\"token\""));
+    let bad = client
+        .post(format!("{root}/login"))
+        .form(&[("token", "relflow_wrong")])
+        .send()
+        .expect("login");
+    assert_eq!(bad.status().as_u16(), 401);
+    let login = client
+        .post(format!("{root}/login"))
+        .form(&[("token", server.token.as_str())])
+        .send()
+        .expect("login");
+    assert_eq!(login.status().as_u16(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    let session = cookie.split(';').next().expect("pair").to_string();
+    let with_cookie = |path: &str| {
+        client
+            .get(server.url(path))
+            .header("cookie", &session)
+            .send()
+            .expect("get")
+    };
+    assert_eq!(with_cookie("/releases").status().as_u16(), 200);
+    // A write with the cookie but without the session's CSRF token is refused.
+    let start = client
+        .post(server.url("/releases"))
+        .header("cookie", &session)
+        .header("content-type", "application/json")
+        .body(json!({ "pipeline": "gated.yaml" }).to_string())
+        .send()
+        .expect("post");
+    let message = expect_error(start, 403);
+    assert!(message.contains("CSRF"), "{message}");
+    sb.run(&["token", "revoke", "admin"]).expect_code(0);
+    expect_error(with_cookie("/releases"), 401);
+    assert_eq!(
+        body_json(server.get("/releases", None))["error"]["code"],
+        "unauthorized"
+    );
+}
+
+#[test]
+fn a_non_loopback_address_needs_tls_or_insecure_http() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["serve", "--listen", "0.0.0.0:0"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("not a loopback address"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--tls-cert"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "no token printed: {}", out.stdout);
+}
