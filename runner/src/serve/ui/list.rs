@@ -60,3 +60,32 @@ pub fn rows(releases: &[ReleaseRecord]) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ReleaseStatus;
+
+    #[test]
+    fn a_value_from_a_pipeline_is_text_never_markup() {
+        let release = ReleaseRecord {
+            id: "x-1".into(),
+            pipeline: "x".into(),
+            pipeline_file: "x.yaml".into(),
+            pipeline_source: String::new(),
+            status: ReleaseStatus::Failed,
+            variables: [("v".to_string(), "<script>alert(1)</script>".to_string())].into(),
+            reason: None,
+            created_at: 0,
+            updated_at: 0,
+            rolled_back_later: Vec::new(),
+        };
+        let html = rows(&[release]).into_string();
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains(r#"href="/releases/x-1""#), "{html}");
+    }
+}
