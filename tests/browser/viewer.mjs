@@ -15,5 +15,11 @@ await scenario('viewer', async (page) => {
   const who = await page.innerText('header .who');
   check(who.includes('viewer'), `the header does not say viewer: ${who}`);
   await screenshot(page, 'viewer-release-page');
+  // Posting the form by hand does not help a viewer: 403 with the reason.
+  const csrf = 'whatever';
+  const post = await page.request.post(`${url}/releases/petportal-1/actions/retry`,
+    { form: { csrf, task: 'deploy-petportal' }, maxRedirects: 0 });
+  check(post.status() === 403, `a viewer's retry got HTTP ${post.status()}, not 403`);
+  check((await post.text()).includes('viewer'), 'the 403 page does not say why');
   console.log(`viewer on ${url}: no action buttons`);
 });

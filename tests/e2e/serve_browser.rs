@@ -170,7 +170,7 @@ fn run_scenario(server: &Server, scenario: &str) -> String {
 }
 
 #[test]
-fn browser_login_refuses_a_wrong_token_and_opens_the_release_list() {
+fn browser_login_refuses_a_wrong_token_and_a_form_without_the_csrf_token() {
     require_browser_tools();
     let sb = sandbox_with_pipelines();
     let server = serve(&sb);
@@ -219,7 +219,7 @@ fn browser_approve_records_the_comment_and_a_stale_form_shows_the_refusal() {
 }
 
 #[test]
-fn browser_viewer_sees_no_action_buttons() {
+fn browser_viewer_sees_no_action_buttons_and_cannot_post_an_action() {
     require_browser_tools();
     let sb = sandbox_with_pipelines();
     sb.run(&["run", "pipelines/petportal.yaml", "--var", "version=2.2"])
