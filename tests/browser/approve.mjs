@@ -9,8 +9,7 @@ await scenario('approve', async (page) => {
   const list = await page.context().newPage();
   await list.goto(page.url());
   await markDocument(list);
-  await page.selectOption('select[name=pipeline]', { label: 'gate' });
-  await Promise.all([page.waitForURL(/\/start/), page.click('button:has-text("Next")')]);
+  await Promise.all([page.waitForURL(/\/start/), page.click('a.start[data-pipeline="gate"]')]);
   await Promise.all([page.waitForURL(/\/releases\/gate-\d+$/), page.click('button[value=start]')]);
   await waitForText(page, '#release-body', 'waiting for approval: Promote 1.0?');
   await page.waitForSelector('#release-body h1 .s-paused');

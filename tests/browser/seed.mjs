@@ -5,8 +5,7 @@ import { scenario, token, check, screenshot, logIn, markDocument, assertSameDocu
 
 await scenario('seed', async (page) => {
   await logIn(page, token);
-  await page.selectOption('select[name=pipeline]', { label: 'petportal' });
-  await Promise.all([page.waitForURL(/\/start/), page.click('button:has-text("Next")')]);
+  await Promise.all([page.waitForURL(/\/start/), page.click('a.start[data-pipeline="petportal"]')]);
   await page.fill('input[name="var.version"]', '2.2');
   await Promise.all([page.waitForURL(/\/releases\/petportal-\d+$/), page.click('button[value=start]')]);
   await markDocument(page);

@@ -7,8 +7,7 @@ import { launch, logIn, token } from '../lib.mjs';
 const { browser, page } = await launch();
 try {
   await logIn(page, token);
-  await page.selectOption('select[name=pipeline]', { label: 'bench' });
-  await Promise.all([page.waitForURL(/\/start/), page.click('button:has-text("Next")')]);
+  await Promise.all([page.waitForURL(/\/start/), page.click('a.start[data-pipeline="bench"]')]);
   await Promise.all([page.waitForURL(/\/releases\/bench-\d+$/), page.click('button[value=start]')]);
   await page.waitForSelector('#release-body h1 .s-completed');
   const live = await page.evaluate(() => window.relflowLive);

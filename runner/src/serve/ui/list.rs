@@ -21,13 +21,14 @@ pub fn page(
     let content = html! {
         h1 { "Releases" }
         @if ctx.can_act && !pipelines.is_empty() {
-            form.action.start method="get" action=(super::start::PATH) {
-                label { "Start a release of "
-                    select name="pipeline" {
-                        @for p in pipelines { option value=(p.file) { (p.name) } }
-                    }
+            // Links, not a form: choosing a pipeline changes nothing (the start form posts).
+            p.start {
+                "Start a release of: "
+                @for p in pipelines {
+                    a.start href=(format!("{}?pipeline={}", super::start::PATH, super::release::encode(&p.file)))
+                        data-pipeline=(p.name) { (p.name) }
+                    " "
                 }
-                button type="submit" { "Next…" }
             }
         }
         table.releases #releases data-poll=(FRAGMENT_PATH) {
