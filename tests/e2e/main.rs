@@ -23,6 +23,7 @@ mod schema_fixtures;
 mod scripted_policies;
 mod secrets;
 mod serve;
+mod serve_browser;
 mod snapshot;
 mod target_locks;
 mod targets;

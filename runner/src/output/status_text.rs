@@ -19,11 +19,11 @@ use crate::output::view::{PhaseView, ReleaseView, TaskView};
 use crate::store::{ActionRecord, DecisionRecord, TaskStatus, now_ms};
 
 /// One line of a task's or the release's timeline, ordered by time.
-struct Entry {
-    at: i64,
+pub(crate) struct Entry {
+    pub(crate) at: i64,
     /// Keeps entries of the same millisecond in the order they were written.
     order: usize,
-    text: String,
+    pub(crate) text: String,
 }
 
 pub fn render(view: &ReleaseView) -> String {
@@ -190,7 +190,7 @@ fn render_task(out: &mut String, task: &TaskView, width: usize) {
 
 /// Attempts, decisions, actions and rollback jobs of one task run, by time. Each distinct
 /// error is written out once; an attempt failing the same way again says so.
-fn task_timeline(task: &TaskView, shown_errors: &mut Vec<String>) -> Vec<Entry> {
+pub(crate) fn task_timeline(task: &TaskView, shown_errors: &mut Vec<String>) -> Vec<Entry> {
     let mut entries = Vec::new();
     // A task that succeeded at its first attempt needs no attempt line.
     let plain_success = task.attempt_history.len() == 1
@@ -301,7 +301,7 @@ fn rollback_job_text(job: &crate::store::RollbackJobRecord) -> String {
 }
 
 /// Release-level decisions and actions (run, resume, abort, pause, restart-phase, signals).
-fn release_history(view: &ReleaseView) -> Vec<Entry> {
+pub(crate) fn release_history(view: &ReleaseView) -> Vec<Entry> {
     let mut entries: Vec<Entry> = Vec::new();
     for a in &view.actions {
         entries.push(entry(a.at, entries.len(), action_text(a)));
@@ -345,7 +345,7 @@ fn release_history(view: &ReleaseView) -> Vec<Entry> {
 }
 
 /// How long from `start` to `end` (or until now).
-fn span(start: i64, end: Option<i64>) -> String {
+pub(crate) fn span(start: i64, end: Option<i64>) -> String {
     let end = end.unwrap_or_else(now_ms);
     elapsed(Duration::from_millis(
         u64::try_from(end - start).unwrap_or(0),
