@@ -128,3 +128,28 @@ fn a_non_loopback_address_needs_tls_or_insecure_http() {
     assert!(out.stderr.contains("--tls-cert"), "{}", out.stderr);
     assert!(out.stdout.is_empty(), "no token printed: {}", out.stdout);
 }
+
+#[test]
+fn every_page_without_a_session_leads_to_the_login_page_and_every_fragment_is_refused() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb);
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let root = server.base.trim_end_matches("/api/v1");
+    for page in ["/", "/releases/nope-1", "/start", "/start?pipeline=p.yaml"] {
+        let answer = client.get(format!("{root}{page}")).send().expect("GET");
+        assert_eq!(answer.status().as_u16(), 303, "{page}");
+        let to = answer.headers()["location"].to_str().unwrap_or_default();
+        assert!(to.ends_with("/login"), "{page} → {to}");
+    }
+    for fragment in [
+        "/releases/nope-1/fragment",
+        "/api/v1/releases",
+        "/api/v1/targets",
+    ] {
+        let answer = client.get(format!("{root}{fragment}")).send().expect("GET");
+        assert_eq!(answer.status().as_u16(), 401, "{fragment}");
+    }
+}

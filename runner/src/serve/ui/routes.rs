@@ -162,7 +162,9 @@ pub fn error_page(ctx: &PageCtx, e: ApiError) -> Response {
 
 #[derive(Deserialize)]
 pub struct StartQuery {
-    pipeline: String,
+    /// Optional to the extractor so that a caller without a session is sent to the login
+    /// page before anything about the request is judged.
+    pipeline: Option<String>,
 }
 
 /// `GET /start?pipeline=FILE`: the start form with the pipeline's variables.
@@ -179,10 +181,16 @@ pub async fn start_page(
     if let Err(e) = caller.require_operator() {
         return error_page(&ctx, e);
     }
-    match start::pipeline_variables(&state, &query.pipeline).await {
+    let Some(pipeline) = query.pipeline else {
+        return error_page(
+            &ctx,
+            ApiError::bad_request("start: no `pipeline` was chosen"),
+        );
+    };
+    match start::pipeline_variables(&state, &pipeline).await {
         Ok((name, vars)) => html(
             StatusCode::OK,
-            start::page(&query.pipeline, &name, &vars, &ctx, None),
+            start::page(&pipeline, &name, &vars, &ctx, None),
         ),
         Err(e) => error_page(&ctx, e),
     }
