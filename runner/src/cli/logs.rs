@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::cli::error::CliError;
 use crate::cli::status::open_existing;
 use crate::exit_code;
-use crate::output::{json, paths};
+use crate::output::{json, paths, script_log};
 use crate::store::{ReleaseStatus, Store};
 
 /// A task run's log: `phase[#n]/task` and its path.
@@ -55,20 +55,6 @@ fn log_files(store: &Store, release: &str, task: Option<&str>) -> Result<Vec<Log
         .collect())
 }
 
-/// The part of a log for one attempt: from its `=== attempt N ===` header to the next one.
-fn attempt_section(log: &str, attempt: u32) -> Option<String> {
-    let header = format!("=== attempt {attempt} ===");
-    let start = log.lines().position(|l| l == header)?;
-    let section: Vec<&str> = log
-        .lines()
-        .skip(start)
-        .enumerate()
-        .take_while(|(i, l)| *i == 0 || !l.starts_with("=== attempt "))
-        .map(|(_, l)| l)
-        .collect();
-    Some(section.join("\n") + "\n")
-}
-
 pub fn run(
     state_dir: &Path,
     release: &str,
@@ -93,7 +79,7 @@ pub fn run(
         }
         let text = String::from_utf8_lossy(&text);
         let shown = match attempt {
-            Some(n) => match attempt_section(&text, n) {
+            Some(n) => match script_log::attempt_section(&text, n) {
                 Some(s) => s,
                 None if task.is_some() => {
                     return Err(CliError::input(format!(
@@ -192,21 +178,5 @@ fn follow_logs(
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn picks_one_attempt_out_of_a_log() {
-        let log = "=== attempt 1 ===\na\nAttempt 1 failed\n=== attempt 2 ===\nb\n";
-        assert_eq!(
-            attempt_section(log, 1).unwrap(),
-            "=== attempt 1 ===\na\nAttempt 1 failed\n"
-        );
-        assert_eq!(attempt_section(log, 2).unwrap(), "=== attempt 2 ===\nb\n");
-        assert!(attempt_section(log, 3).is_none());
     }
 }

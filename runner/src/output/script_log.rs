@@ -72,3 +72,37 @@ impl ScriptLogs {
         }
     }
 }
+
+/// The part of a log for one attempt: from its `=== attempt N ===` header to the next one
+/// (`logs --attempt N`, the server's `?attempt=N`).
+pub fn attempt_section(log: &str, attempt: u32) -> Option<String> {
+    let header = format!("=== attempt {attempt} ===");
+    let start = log.lines().position(|l| l == header)?;
+    let section: Vec<&str> = log
+        .lines()
+        .skip(start)
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !l.starts_with("=== attempt "))
+        .map(|(_, l)| l)
+        .collect();
+    Some(section.join("\n") + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_one_attempt_out_of_a_log() {
+        let log = "=== attempt 1 ===\na\nAttempt 1 failed\n=== attempt 2 ===\nb\nc\n";
+        assert_eq!(
+            attempt_section(log, 1).unwrap(),
+            "=== attempt 1 ===\na\nAttempt 1 failed\n"
+        );
+        assert_eq!(
+            attempt_section(log, 2).unwrap(),
+            "=== attempt 2 ===\nb\nc\n"
+        );
+        assert!(attempt_section(log, 3).is_none());
+    }
+}

@@ -172,20 +172,6 @@ pub struct LogQuery {
     follow: u8,
 }
 
-/// The part of a log for one attempt: from its `=== attempt N ===` header to the next one.
-fn attempt_section(log: &str, attempt: u32) -> Option<String> {
-    let header = format!("=== attempt {attempt} ===");
-    let start = log.lines().position(|l| l == header)?;
-    let section: Vec<&str> = log
-        .lines()
-        .skip(start)
-        .enumerate()
-        .take_while(|(i, l)| *i == 0 || !l.starts_with("=== attempt "))
-        .map(|(_, l)| l)
-        .collect();
-    Some(section.join("\n") + "\n")
-}
-
 /// `GET /releases/{id}/logs/{phase_run}/{task}?attempt=N&follow=1`: a task's log as text.
 pub async fn log(
     _caller: Caller,
@@ -221,7 +207,7 @@ pub async fn log(
         let log = std::fs::read_to_string(&path).unwrap_or_default();
         let body = match query.attempt {
             None => log,
-            Some(n) => attempt_section(&log, n).ok_or_else(|| {
+            Some(n) => crate::output::script_log::attempt_section(&log, n).ok_or_else(|| {
                 ApiError::not_found(format!("task `{task}` has no attempt {n} in `{phase_run}`"))
             })?,
         };
@@ -245,16 +231,5 @@ mod tests {
         assert!(tail.new_lines().is_empty());
         std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
         assert_eq!(tail.new_lines(), ["two", "three"]);
-    }
-
-    #[test]
-    fn an_attempt_section_runs_to_the_next_header() {
-        let log = "=== attempt 1 ===\na\n=== attempt 2 ===\nb\nc\n";
-        assert_eq!(attempt_section(log, 1).unwrap(), "=== attempt 1 ===\na\n");
-        assert_eq!(
-            attempt_section(log, 2).unwrap(),
-            "=== attempt 2 ===\nb\nc\n"
-        );
-        assert!(attempt_section(log, 3).is_none());
     }
 }
