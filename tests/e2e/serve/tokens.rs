@@ -153,3 +153,33 @@ fn every_page_without_a_session_leads_to_the_login_page_and_every_fragment_is_re
         assert_eq!(answer.status().as_u16(), 401, "{fragment}");
     }
 }
+
+#[test]
+fn the_release_list_poll_costs_a_304_while_its_rows_are_unchanged() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb);
+    let root = server.base.trim_end_matches("/api/v1");
+    let rows = |etag: Option<&str>| {
+        let mut request = server
+            .client
+            .get(format!("{root}/fragments/releases"))
+            .bearer_auth(&server.token);
+        if let Some(etag) = etag {
+            request = request.header("If-None-Match", etag);
+        }
+        request.send().expect("GET rows")
+    };
+    let first = rows(None);
+    assert_eq!(first.status().as_u16(), 200);
+    let etag = first.headers()["etag"].to_str().expect("etag").to_string();
+    assert_eq!(rows(Some(&etag)).status().as_u16(), 304);
+    sb.write("p.yaml", "name: p\nphases:\n  - name: a\n    tasks:\n      - { name: t, command: { run: [\"true\"] } }\n");
+    sb.run(&["run", "p.yaml"]).expect_code(0);
+    let changed = rows(Some(&etag));
+    assert_eq!(
+        changed.status().as_u16(),
+        200,
+        "a new release changes the rows"
+    );
+    assert!(changed.text().expect("body").contains("p-1"));
+}

@@ -55,10 +55,16 @@
 
   function followList(table) {
     const rows = document.getElementById("release-rows");
+    let etag = null; // the rows we have: unchanged rows come back as a bodiless 304
     setInterval(async () => {
       try {
-        const res = await fetch(table.dataset.poll, { credentials: "same-origin", cache: "no-store" });
-        if (res.ok) { const html = await res.text(); if (html !== rows.innerHTML) rows.innerHTML = html; }
+        const headers = etag ? { "If-None-Match": etag } : {};
+        const res = await fetch(table.dataset.poll, { credentials: "same-origin", cache: "no-store", headers });
+        if (res.status === 200) {
+          etag = res.headers.get("ETag");
+          const html = await res.text();
+          if (html !== rows.innerHTML) rows.innerHTML = html;
+        }
       } catch (e) { /* next tick */ }
     }, 1000);
   }
