@@ -1,13 +1,17 @@
 //! Tests of the PostgreSQL harness itself: data in and out through psql, a restart that keeps
 //! what was committed, ended backends, and a drop (also during a panic) that leaves no process
-//! and no folder; a missing installation fails naming `.ci/run`.
+//! and no folder, a killed test process (no Drop) that leaves no server; a missing installation fails naming `.ci/run`.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use super::PgServer;
 use super::setup::Binaries;
 use crate::harness::{wait_or_kill, wait_until};
+
+/// Set in the child process that holds a server until it is killed.
+const HOLD: &str = "RELFLOW_PG_HOLD_UNTIL_KILLED";
 
 #[test]
 fn pg_server_stores_and_reads_back_rows_through_psql() {
@@ -126,6 +130,67 @@ fn pg_drop_during_a_panic_stops_the_server() {
 }
 
 #[test]
+fn pg_killed_test_process_leaves_no_server() {
+    let mut holder = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "postgres::harness_tests::pg_server_held_until_killed",
+        ])
+        .args(["--ignored", "--nocapture", "--test-threads=1"])
+        .env(HOLD, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the holding test");
+    let stdout = holder.stdout.take().expect("piped stdout");
+    let mut pids = Vec::new();
+    let mut dir = None;
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        // libtest prints `test NAME ... ` before the test's own output, on the same line.
+        if let Some((_, rest)) = line.split_once("holding ") {
+            let (pm_children, folder) = rest.split_once(" in ").expect("pids and folder");
+            pids = pm_children.split(',').map(str::to_string).collect();
+            dir = Some(PathBuf::from(folder));
+            break;
+        }
+    }
+    assert!(
+        !pids.is_empty(),
+        "the holding test never started its server"
+    );
+
+    // SIGKILL: no unwinding, no Drop; only the parent-death signal can stop the server.
+    holder.kill().expect("kill the holding test");
+    holder.wait().expect("reap the holding test");
+
+    let gone = wait_until(60, || live_processes(&pids).is_empty());
+    assert!(
+        gone,
+        "postgres outlived its test: {:?}",
+        live_processes(&pids)
+    );
+    // The folder of a killed test stays (nothing ran to remove it); tidy up after this one.
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Run by `pg_killed_test_process_leaves_no_server` in a child process, which it kills.
+#[test]
+#[ignore = "a helper process of pg_killed_test_process_leaves_no_server"]
+fn pg_server_held_until_killed() {
+    if std::env::var_os(HOLD).is_none() {
+        return;
+    }
+    let pg = PgServer::start();
+    let (pids, dir) = server_processes(&pg);
+    println!("holding {} in {}", pids.join(","), dir.display());
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
 fn pg_missing_installation_fails_naming_the_ci_install_step() {
     let empty = tempfile::tempdir().expect("temp dir");
     let err = Binaries::locate(Some(empty.path())).expect_err("no PostgreSQL in an empty folder");
@@ -155,6 +220,19 @@ fn server_processes(pg: &PgServer) -> (Vec<String>, PathBuf) {
         .collect();
     pids.push(pm);
     (pids, pg.dir().to_path_buf())
+}
+
+/// Those of `pids` still running: a zombie waiting for its reaper runs no server.
+fn live_processes(pids: &[String]) -> Vec<String> {
+    still_running(pids)
+        .lines()
+        .filter(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|stat| !stat.starts_with('Z'))
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 /// `ps` lines for those of `pids` that still exist (zombies included), empty when none.
