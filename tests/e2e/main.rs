@@ -18,6 +18,7 @@ mod person_view;
 mod plan;
 mod policies;
 mod policies_commands;
+mod postgres;
 mod run_basics;
 mod schema_fixtures;
 mod scripted_policies;
