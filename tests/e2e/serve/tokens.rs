@@ -144,6 +144,16 @@ fn every_page_without_a_session_leads_to_the_login_page_and_every_fragment_is_re
         let to = answer.headers()["location"].to_str().unwrap_or_default();
         assert!(to.ends_with("/login"), "{page} → {to}");
     }
+    // A post is judged by its session before its body: a stranger's unreadable form too.
+    for post in ["/releases/nope-1/actions/retry", "/start"] {
+        let answer = client
+            .post(format!("{root}{post}"))
+            .header("content-type", "application/json")
+            .body("{not a form")
+            .send()
+            .expect("POST");
+        assert_eq!(answer.status().as_u16(), 303, "{post}");
+    }
     for fragment in [
         "/releases/nope-1/fragment",
         "/api/v1/releases",

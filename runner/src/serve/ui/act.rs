@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use axum::Form;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
@@ -64,15 +65,32 @@ fn check(caller: &Caller, fields: &Fields) -> Result<(), ApiError> {
     caller.check_csrf(field(fields, "csrf"))
 }
 
+/// Who posts, then what: the session is judged first (a stranger goes to the login page
+/// whatever the body holds), then the form.
+async fn poster(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Result<(Caller, Fields), Response> {
+    let caller = page_caller(state, headers).await?;
+    match form {
+        Ok(Form(fields)) => Ok((caller, fields)),
+        Err(rejection) => Err(error_page(
+            &ctx_of(&caller),
+            ApiError::bad_request(format!("the form cannot be read: {rejection}")),
+        )),
+    }
+}
+
 /// `POST /releases/{id}/actions/{action}`.
 pub async fn act(
     State(state): State<AppState>,
     Path((id, verb)): Path<(String, String)>,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    form: Result<Form<Fields>, FormRejection>,
 ) -> Response {
-    let caller = match page_caller(&state, &headers).await {
-        Ok(c) => c,
+    let (caller, fields) = match poster(&state, &headers, form).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
     let ordered = async {
@@ -104,10 +122,10 @@ pub async fn act(
 pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    form: Result<Form<Fields>, FormRejection>,
 ) -> Response {
-    let caller = match page_caller(&state, &headers).await {
-        Ok(c) => c,
+    let (caller, fields) = match poster(&state, &headers, form).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
     let started = async {
