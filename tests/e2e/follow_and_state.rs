@@ -1,5 +1,7 @@
 //! `logs --follow` while a release runs, and state written by an older relflow still loads.
 
+use std::io::BufRead;
+
 use crate::harness::{Sandbox, wait_until};
 
 #[test]
@@ -19,14 +21,26 @@ phases:
     );
     let mut runner = sb.spawn(&["run", "p.yaml"]);
     assert!(wait_until(20, || sb.exists("started")));
-    let follower = sb.spawn(&["logs", "chatty-1", "--follow"]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut follower = sb.spawn(&["logs", "chatty-1", "--follow"]);
+    // The follower has shown the early line before the task may write the next one, so
+    // `two` can only reach it by following (no sleep that hopes it attached in time).
+    let mut lines = std::io::BufReader::new(follower.stdout.take().expect("piped stdout")).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        seen.push(line);
+        if seen.last().is_some_and(|l| l.contains("one")) {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("one")),
+        "early line: {seen:?}"
+    );
     sb.write("go", "");
-    let out = follower
-        .wait_with_output()
-        .expect("follower ends when the release does");
+    seen.extend(lines.map_while(Result::ok));
+    assert!(follower.wait().expect("follower ends").success());
     runner.wait().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = seen.join("\n");
     let one = text.find("one").expect("early line");
     let two = text.find("two").expect("line written while following");
     assert!(one < two, "{text}");

@@ -30,13 +30,15 @@ pub fn document(value: &impl Serialize) -> Value {
     Value::Object(doc)
 }
 
+/// `value` as a pretty `--json` document.
+pub fn to_pretty(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(&document(value))
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
 /// Prints `value` as a pretty `--json` document on stdout.
 pub fn print(value: &impl Serialize) {
-    let doc = document(value);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-    );
+    println!("{}", to_pretty(value));
 }
 
 /// Serializes a time in ms since the epoch as RFC 3339 (`#[serde(serialize_with = ...)]`).

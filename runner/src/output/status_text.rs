@@ -81,10 +81,7 @@ pub fn render(view: &ReleaseView) -> String {
         render_phase(&mut out, view, phase);
     }
     if !view.targets.is_empty() {
-        let _ = writeln!(out, "targets now:");
-        for target in &view.targets {
-            let _ = writeln!(out, "  {}", crate::output::targets::now_line(target));
-        }
+        out.push_str(&crate::output::targets::now_block(&view.targets));
     }
     if !view.next.is_empty() {
         let _ = writeln!(out, "next:");
@@ -256,8 +253,7 @@ fn decision_text(
         return Some(format!("rollback step: {}", detail.unwrap_or("done")));
     }
     if d.rule.starts_with("relflow ") {
-        let ordered = actions.iter().any(|a| a.action == d.decision);
-        if ordered {
+        if actions.iter().any(|a| ordered(d, a)) {
             return None;
         }
         return Some(format!(
@@ -273,6 +269,15 @@ fn decision_text(
         detail.map(|x| format!(": {x}")).unwrap_or_default(),
         d.rule
     ))
+}
+
+/// Whether decision `d` is what `action` ordered: a person's command (`relflow abort
+/// --rollback`, `relflow restart-phase`) records its decision under its own verb (`abort`,
+/// `restart_phase`) with a `relflow ...` rule.
+fn ordered(d: &DecisionRecord, action: &ActionRecord) -> bool {
+    d.rule.starts_with("relflow ")
+        && (action.action.split_whitespace().next() == Some(d.decision.as_str())
+            || action.action.replace('-', "_") == d.decision)
 }
 
 /// `ann ran relflow retry: "network fixed"`.
@@ -319,11 +324,7 @@ pub(crate) fn release_history(view: &ReleaseView) -> Vec<Entry> {
             .actions
             .iter()
             .enumerate()
-            .filter(|(_, a)| {
-                d.rule.starts_with("relflow ")
-                    && (a.action.split_whitespace().next() == Some(d.decision.as_str())
-                        || a.action.replace('-', "_") == d.decision)
-            })
+            .filter(|(_, a)| ordered(d, a))
             .min_by_key(|(_, a)| (a.at - d.at).abs())
             .map(|(i, _)| i);
         match (ordering, detail) {

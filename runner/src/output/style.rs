@@ -42,7 +42,7 @@ fn is_forced() -> bool {
 }
 
 fn is_colour_term() -> bool {
-    std::env::var_os("TERM").is_some_and(|t| !t.is_empty() && t != "dumb")
+    !crate::output::terminal::is_dumb()
 }
 
 /// The style of a status word: red for what failed or was undone, green for what

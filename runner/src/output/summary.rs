@@ -47,10 +47,7 @@ pub fn render(view: &ReleaseView) -> String {
         }
     }
     if !view.targets.is_empty() {
-        let _ = writeln!(out, "targets now:");
-        for target in &view.targets {
-            let _ = writeln!(out, "  {}", crate::output::targets::now_line(target));
-        }
+        out.push_str(&crate::output::targets::now_block(&view.targets));
     }
     for (_, task) in view.tasks() {
         if task.run.status == TaskStatus::WaitingApproval {

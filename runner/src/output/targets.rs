@@ -94,6 +94,15 @@ fn now_by(now: &TargetNow) -> String {
     }
 }
 
+/// `targets now:` and a `now_line` per target: what the end of a drive and `status` show.
+pub fn now_block(targets: &[TargetNow]) -> String {
+    let mut out = String::from("targets now:\n");
+    for target in targets {
+        out.push_str(&format!("  {}\n", now_line(target)));
+    }
+    out
+}
+
 /// `relflow targets`: one line per target and application.
 pub fn render_now(targets: &[TargetNow]) -> String {
     if targets.is_empty() {

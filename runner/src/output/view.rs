@@ -128,8 +128,7 @@ impl ReleaseView {
 
     /// The `--json` document.
     pub fn to_json(&self) -> String {
-        let doc = crate::output::json::document(self);
-        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        crate::output::json::to_pretty(self)
     }
 
     /// `running`, or `running (no live runner: ...)` when the runner died.
