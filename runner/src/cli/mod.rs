@@ -63,6 +63,18 @@ pub struct Cli {
         value_name = "DIR"
     )]
     pub state_dir: Option<PathBuf>,
+    /// Where release state lives: `sqlite` (the default: the store in the state directory)
+    /// or a shared PostgreSQL store, `postgres://user:password@host:5432/db`, that every
+    /// machine with the URL sees and controls. The state directory still holds this
+    /// machine's own files (logs, events, the secret key).
+    #[arg(
+        long,
+        global = true,
+        env = "RELFLOW_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store: Option<String>,
     #[command(subcommand)]
     pub command: Verb,
 }
@@ -472,7 +484,9 @@ fn release_of(verb: &Verb) -> Option<&str> {
 /// where it looked, instead of creating an empty store; `status`/`list` say so on stderr.
 fn state_dir_for(given: Option<PathBuf>, verb: &Verb) -> Result<PathBuf, CliError> {
     let found = state_dir::StateDir::from_env(given);
-    if let Some(miss) = found.miss_text() {
+    // A shared store holds every release, whatever this machine's folders hold.
+    let is_shared = crate::store::shared::selected().is_some();
+    if let Some(miss) = found.miss_text().filter(|_| !is_shared) {
         match verb {
             Verb::Run { .. } => {}
             Verb::Status { release: None, .. } | Verb::List { .. } | Verb::Targets { .. } => {
@@ -491,6 +505,8 @@ fn state_dir_for(given: Option<PathBuf>, verb: &Verb) -> Result<PathBuf, CliErro
 }
 
 fn dispatch(cli: Cli) -> Result<i32, CliError> {
+    crate::store::shared::select(cli.store.as_deref())
+        .map_err(|e| CliError::input(format!("error: {e}")))?;
     let state = &state_dir_for(cli.state_dir, &cli.command)?;
     match cli.command {
         Verb::Validate { file, json } => validate::run(&file, json),

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use rusqlite::{OpenFlags, OptionalExtension};
+use rusqlite::OpenFlags;
+
+use crate::store::db::{Db, OptionalExtension};
 
 use relflow_plugin::process::{host_name, is_running};
 
@@ -129,6 +131,7 @@ fn probe_store(state_dir: &Path, release: &str, runs: &[HeldBy]) -> Option<Store
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = rusqlite::Connection::open_with_flags(&db, flags).ok()?;
     conn.busy_timeout(std::time::Duration::from_secs(2)).ok()?;
+    let conn = Db::sqlite(conn);
     let release_status: Option<ReleaseStatus> = conn
         .query_row(
             "SELECT status FROM releases WHERE id = ?1",
@@ -147,7 +150,7 @@ fn probe_store(state_dir: &Path, release: &str, runs: &[HeldBy]) -> Option<Store
         let status: Option<TaskStatus> = conn
             .query_row(
                 "SELECT status FROM task_runs WHERE id = ?1 AND release_id = ?2",
-                rusqlite::params![run.task_run, release],
+                crate::store::db::params![run.task_run, release],
                 |row| row.get(0),
             )
             .optional()

@@ -1,6 +1,6 @@
 //! Who ran which command on a release, and why: the `actions` table (`--actor`, `--comment`).
 
-use rusqlite::params;
+use super::db::params;
 
 use super::{ActionRecord, Store, StoreError, now_ms};
 use crate::engine::person::Person;

@@ -2,7 +2,7 @@
 //! pause` from another shell). The holder's lease keeper sees them within a quarter second;
 //! the runner marks them handled once it has acted, which the requesting command waits for.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Db, DbError, OptionalExtension, Row, params};
 
 use super::{Store, StoreError, now_ms};
 
@@ -46,7 +46,7 @@ pub struct ControlRequest {
 
 const COLUMNS: &str = "id, action, rollback, actor, comment, requested_at, handled_at";
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ControlRequest> {
+fn from_row(row: &Row) -> Result<ControlRequest, DbError> {
     let action: String = row.get(1)?;
     let rollback: bool = row.get(2)?;
     Ok(ControlRequest {
@@ -64,10 +64,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ControlRequest> {
 }
 
 /// Requests of `release` not handled yet, oldest first.
-pub(super) fn open_requests(
-    conn: &Connection,
-    release: &str,
-) -> Result<Vec<ControlRequest>, StoreError> {
+pub(super) fn open_requests(conn: &Db, release: &str) -> Result<Vec<ControlRequest>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM control_requests WHERE release_id = ?1 AND handled_at IS NULL ORDER BY id"
     ))?;
@@ -85,12 +82,11 @@ impl Store {
         comment: Option<&str>,
     ) -> Result<i64, StoreError> {
         let rollback = matches!(action, ControlAction::Abort { rollback: true });
-        self.conn.execute(
+        Ok(self.conn.insert_returning_id(
             "INSERT INTO control_requests (release_id, action, rollback, actor, comment, requested_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
             params![release, action.as_str(), rollback, actor, comment, now_ms()],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        )?)
     }
 
     /// One request, to see whether it was handled.

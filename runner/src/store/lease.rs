@@ -17,15 +17,13 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, params};
+use super::db::{Db, DbError, Dialect, OptionalExtension, params};
 
 use relflow_plugin::process::{host_name, is_running, start_time};
 
 use super::control::ControlRequest;
-use super::{Store, StoreError, now_ms, open_connection};
+use super::{Location, Store, StoreError};
 
-/// How often the holder refreshes its heartbeat.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// How often the holder looks for requests and for a takeover.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// A heartbeat older than this means a holder on another host is gone.
@@ -46,6 +44,12 @@ pub enum LeaseError {
     Store(#[from] StoreError),
 }
 
+impl From<DbError> for LeaseError {
+    fn from(e: DbError) -> Self {
+        LeaseError::Store(StoreError::from(e))
+    }
+}
+
 /// What the keeper thread tells the runner.
 #[derive(Debug, Clone)]
 pub enum LeaseNews {
@@ -63,6 +67,13 @@ pub struct LeaseHolder {
     pub heartbeat_at: i64,
     pub epoch: i64,
     pub process_start: Option<i64>,
+    /// How long the holder's heartbeat stays good (the holder's own `RELFLOW_LEASE_TTL`).
+    pub ttl_ms: i64,
+    /// The heartbeat's age on the database's clock when the row was read.
+    pub age_ms: i64,
+    /// Read from a shared store (PostgreSQL): a stale heartbeat ends the lease even on this
+    /// host, so a stopped runner is taken over and fenced.
+    pub shared: bool,
 }
 
 impl LeaseHolder {
@@ -71,11 +82,13 @@ impl LeaseHolder {
         if self.pid <= 0 {
             return false;
         }
+        let is_fresh = self.age_ms < self.ttl_ms;
         if self.host == host_name() {
             let start = self.process_start.and_then(|s| u64::try_from(s).ok());
-            u32::try_from(self.pid).is_ok_and(|pid| is_running(pid, start))
+            let runs = u32::try_from(self.pid).is_ok_and(|pid| is_running(pid, start));
+            runs && (is_fresh || !self.shared)
         } else {
-            now_ms() - self.heartbeat_at < LEASE_TTL_MS
+            is_fresh
         }
     }
 }
@@ -84,7 +97,7 @@ impl LeaseHolder {
 pub struct Lease {
     release: String,
     epoch: i64,
-    db: std::path::PathBuf,
+    db: Location,
     stop: Option<mpsc::Sender<()>>,
     lost: Arc<AtomicBool>,
     keeper: Option<JoinHandle<()>>,
@@ -92,25 +105,68 @@ pub struct Lease {
 
 /// The lease row of `release` in any connection to a store (lock records read other state
 /// directories' stores read-only with it).
-pub fn read_holder(
-    conn: &rusqlite::Connection,
+pub fn read_holder(conn: &Db, release: &str) -> Result<Option<LeaseHolder>, StoreError> {
+    read_holder_locking(conn, release, "")
+}
+
+/// As [`read_holder`], with `lock` (`FOR UPDATE`, ...) appended on PostgreSQL.
+fn read_holder_locking(
+    conn: &Db,
     release: &str,
+    lock: &str,
 ) -> Result<Option<LeaseHolder>, StoreError> {
+    let shared = conn.dialect() == Dialect::Postgres;
+    let lock = if shared { lock } else { "" };
+    let sql = format!(
+        "SELECT pid, host, heartbeat_at, epoch, process_start, ttl_ms, {now} - heartbeat_at
+         FROM leases WHERE release_id = ?1 {lock}",
+        now = now_sql(conn.dialect())
+    );
     Ok(conn
-        .query_row(
-            "SELECT pid, host, heartbeat_at, epoch, process_start FROM leases WHERE release_id = ?1",
-            [release],
-            |row| {
-                Ok(LeaseHolder {
-                    pid: row.get(0)?,
-                    host: row.get(1)?,
-                    heartbeat_at: row.get(2)?,
-                    epoch: row.get(3)?,
-                    process_start: row.get(4)?,
-                })
-            },
-        )
+        .query_row(&sql, [release], |row| {
+            Ok(LeaseHolder {
+                pid: row.get(0)?,
+                host: row.get(1)?,
+                heartbeat_at: row.get(2)?,
+                epoch: row.get(3)?,
+                process_start: row.get(4)?,
+                ttl_ms: row.get(5)?,
+                age_ms: row.get(6)?,
+                shared,
+            })
+        })
         .optional()?)
+}
+
+/// The database's clock in ms since the Unix epoch, as SQL: leases are judged on one clock
+/// however far apart the machines' clocks are.
+pub(super) fn now_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+        Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+    }
+}
+
+/// The lease TTL this process declares: `RELFLOW_LEASE_TTL` (`30s`, `2500ms`), else 30 s.
+pub fn lease_ttl_ms() -> i64 {
+    std::env::var("RELFLOW_LEASE_TTL")
+        .ok()
+        .and_then(|text| parse_ms(text.trim()))
+        .filter(|ms| *ms >= 100)
+        .unwrap_or(LEASE_TTL_MS)
+}
+
+fn parse_ms(text: &str) -> Option<i64> {
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms.parse().ok();
+    }
+    let seconds: f64 = text.strip_suffix('s').unwrap_or(text).parse().ok()?;
+    Some((seconds * 1000.0) as i64)
+}
+
+/// How often a holder with `ttl_ms` refreshes its heartbeat: several times per TTL.
+fn heartbeat_every(ttl_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ttl_ms / 5).unwrap_or(1000).clamp(50, 2000))
 }
 
 /// This process's start time, as the lease records it.
@@ -126,32 +182,15 @@ impl Store {
         release: &str,
         on_news: Box<dyn Fn(LeaseNews) + Send>,
     ) -> Result<Lease, LeaseError> {
+        let (epoch, ttl_ms, holder) = match self.claim(release) {
+            // Two claimers raced to create the first row: the loser looks again.
+            Err(LeaseError::Store(StoreError::Db(DbError::Postgres {
+                conflict: true, ..
+            }))) => self.claim(release)?,
+            other => other?,
+        };
         let me = i64::from(std::process::id());
         let host = host_name();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let holder = read_holder(&tx, release)?;
-        if let Some(holder) = &holder
-            && holder.is_live()
-            && !(holder.pid == me && holder.host == host)
-        {
-            tracing::debug!(target: "relflow::lease", release, holder_pid = holder.pid, holder_host = %holder.host, "lease held by a live runner");
-            return Err(LeaseError::Held {
-                release: release.to_string(),
-                pid: holder.pid,
-                host: holder.host.clone(),
-            });
-        }
-        let epoch = holder.as_ref().map_or(0, |h| h.epoch) + 1;
-        tx.execute(
-            "INSERT OR REPLACE INTO leases (release_id, pid, host, token, heartbeat_at, epoch, process_start)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![release, me, host, format!("{me}-{epoch}"), now_ms(), epoch, own_start()],
-        )
-        .map_err(StoreError::from)?;
-        tx.commit().map_err(StoreError::from)?;
         match &holder {
             // A row with a pid whose runner is gone: this claim takes the release over.
             Some(h) if h.pid > 0 && !(h.pid == me && h.host == host) => tracing::info!(
@@ -160,7 +199,7 @@ impl Store {
                 epoch,
                 from_pid = h.pid,
                 from_host = %h.host,
-                heartbeat_age_ms = now_ms() - h.heartbeat_at,
+                heartbeat_age_ms = h.age_ms,
                 "lease taken over from a runner that is gone"
             ),
             _ => {
@@ -171,9 +210,48 @@ impl Store {
         Ok(Lease::start(
             release,
             epoch,
-            self.dir.join("relflow.db"),
+            ttl_ms,
+            self.location.clone(),
             on_news,
         ))
+    }
+
+    /// One claim in one transaction: the lease row locked (PostgreSQL: another claimer of
+    /// the same release waits, then sees this claim), judged, and taken with a new epoch.
+    /// Returns the epoch, the TTL declared, and the holder found.
+    fn claim(&mut self, release: &str) -> Result<(i64, i64, Option<LeaseHolder>), LeaseError> {
+        let me = i64::from(std::process::id());
+        let host = host_name();
+        let ttl_ms = lease_ttl_ms();
+        let now = now_sql(self.conn.dialect());
+        self.conn.atomically(|tx| {
+            let holder = read_holder_locking(tx, release, "FOR UPDATE")?;
+            if let Some(holder) = &holder
+                && holder.is_live()
+                && !(holder.pid == me && holder.host == host)
+            {
+                tracing::debug!(target: "relflow::lease", release, holder_pid = holder.pid, holder_host = %holder.host, "lease held by a live runner");
+                return Err(LeaseError::Held {
+                    release: release.to_string(),
+                    pid: holder.pid,
+                    host: holder.host.clone(),
+                });
+            }
+            let epoch = holder.as_ref().map_or(0, |h| h.epoch) + 1;
+            tx.execute(
+                &format!(
+                    "INSERT INTO leases (release_id, pid, host, token, heartbeat_at, epoch, process_start, ttl_ms)
+                     VALUES (?1, ?2, ?3, ?4, {now}, ?5, ?6, ?7)
+                     ON CONFLICT (release_id) DO UPDATE SET pid = excluded.pid, host = excluded.host,
+                        token = excluded.token, heartbeat_at = excluded.heartbeat_at,
+                        epoch = excluded.epoch, process_start = excluded.process_start,
+                        ttl_ms = excluded.ttl_ms"
+                ),
+                params![release, me, host, format!("{me}-{epoch}"), epoch, own_start(), ttl_ms],
+            )
+            .map_err(StoreError::from)?;
+            Ok((epoch, ttl_ms, holder))
+        })
     }
 
     /// The live holder of `release`'s lease, if any.
@@ -190,32 +268,23 @@ impl Store {
         let Some((release, epoch)) = self.guard.clone() else {
             return write(self);
         };
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = (|| {
-            let held: Option<i64> = self
-                .conn
-                .query_row(
-                    "SELECT epoch FROM leases WHERE release_id = ?1 AND pid > 0",
-                    [&release],
-                    |row| row.get(0),
-                )
+        // PostgreSQL: the row stays share-locked to the commit, so a takeover waits for this
+        // write and every write of the old runner lands before the new one's claim.
+        let lock = match self.conn.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "FOR SHARE",
+        };
+        let check = format!("SELECT epoch FROM leases WHERE release_id = ?1 AND pid > 0 {lock}");
+        self.conn.atomically(|conn| {
+            let held: Option<i64> = conn
+                .query_row(&check, [&release], |row| row.get(0))
                 .optional()?;
             if held != Some(epoch) {
                 tracing::debug!(target: "relflow::lease", release, epoch, "write refused: the lease was taken over");
                 return Err(StoreError::LeaseLost { release });
             }
             write(self)
-        })();
-        match result {
-            Ok(value) => {
-                self.conn.execute_batch("COMMIT")?;
-                Ok(value)
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        })
     }
 }
 
@@ -223,7 +292,8 @@ impl Lease {
     fn start(
         release: &str,
         epoch: i64,
-        db: std::path::PathBuf,
+        ttl_ms: i64,
+        db: Location,
         on_news: Box<dyn Fn(LeaseNews) + Send>,
     ) -> Lease {
         let (stop, stopped) = mpsc::channel();
@@ -232,7 +302,7 @@ impl Lease {
             let (db, release, lost) = (db.clone(), release.to_string(), lost.clone());
             std::thread::Builder::new()
                 .name("relflow-lease".into())
-                .spawn(move || keep(&db, &release, epoch, &stopped, &lost, &*on_news))
+                .spawn(move || keep(&db, &release, epoch, ttl_ms, &stopped, &lost, &*on_news))
                 .ok()
         };
         Lease {
@@ -255,32 +325,35 @@ impl Lease {
     }
 }
 
-/// The keeper: heartbeat every [`HEARTBEAT_EVERY`], requests and takeovers every
+/// The keeper: heartbeat several times per TTL, requests and takeovers every
 /// [`WATCH_EVERY`], until the lease is dropped (which wakes it at once).
 fn keep(
-    db: &std::path::Path,
+    db: &Location,
     release: &str,
     epoch: i64,
+    ttl_ms: i64,
     stopped: &mpsc::Receiver<()>,
     lost: &AtomicBool,
     on_news: &dyn Fn(LeaseNews),
 ) {
-    let Ok(conn) = open_connection(db) else {
+    let Ok(conn) = db.connect() else {
         return;
     };
+    let beat_every = heartbeat_every(ttl_ms);
+    let beat = format!(
+        "UPDATE leases SET heartbeat_at = {} WHERE release_id = ?1 AND epoch = ?2",
+        now_sql(conn.dialect())
+    );
     let mut seen = std::collections::HashSet::new();
     let mut last_beat = std::time::Instant::now();
     loop {
-        match stopped.recv_timeout(WATCH_EVERY) {
+        match stopped.recv_timeout(WATCH_EVERY.min(beat_every)) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        if last_beat.elapsed() >= HEARTBEAT_EVERY {
+        if last_beat.elapsed() >= beat_every {
             last_beat = std::time::Instant::now();
-            if let Err(e) = conn.execute(
-                "UPDATE leases SET heartbeat_at = ?3 WHERE release_id = ?1 AND epoch = ?2",
-                params![release, epoch, now_ms()],
-            ) {
+            if let Err(e) = conn.execute(&beat, params![release, epoch]) {
                 // Not fatal by itself: on this host the pid keeps the lease; elsewhere a
                 // heartbeat older than the TTL lets another runner take over.
                 tracing::warn!(target: "relflow::lease", release, epoch, error = %e, "lease heartbeat failed");
@@ -312,7 +385,7 @@ impl Drop for Lease {
         if let Some(handle) = self.keeper.take() {
             let _ = handle.join();
         }
-        if let Ok(conn) = open_connection(&self.db) {
+        if let Ok(conn) = self.db.connect() {
             // Free the row but keep its epoch: the next claim must get a higher one.
             let _ = conn.execute(
                 "UPDATE leases SET pid = 0 WHERE release_id = ?1 AND epoch = ?2",
@@ -335,6 +408,9 @@ mod tests {
             heartbeat_at: 0,
             epoch: 1,
             process_start: own_start().map(|s| s + 1),
+            ttl_ms: LEASE_TTL_MS,
+            age_ms: 0,
+            shared: false,
         };
         assert!(!holder.is_live());
         let same = LeaseHolder {

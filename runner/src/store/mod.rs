@@ -2,6 +2,7 @@
 
 mod actions;
 mod control;
+pub mod db;
 mod lease;
 mod open;
 mod queries;
@@ -9,6 +10,7 @@ mod records;
 mod rollback_jobs;
 mod schema;
 pub mod secrets;
+pub mod shared;
 pub mod status;
 mod target_records;
 mod targets;
@@ -25,7 +27,8 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use control::{ControlAction, ControlRequest};
 pub use lease::{
-    LEASE_TTL_MS, Lease, LeaseError, LeaseHolder, LeaseNews, read_holder as read_lease_holder,
+    LEASE_TTL_MS, Lease, LeaseError, LeaseHolder, LeaseNews, lease_ttl_ms,
+    read_holder as read_lease_holder,
 };
 pub use open::{DB_FILE, describe_kind};
 pub use records::*;
@@ -61,6 +64,8 @@ pub enum StoreError {
     StateDir { path: PathBuf, problem: String },
     #[error("state store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("state store: {0}")]
+    Db(#[from] db::DbError),
     #[error("state store holds an unreadable value: {0}")]
     Corrupt(String),
     #[error("no release `{0}` in the state store")]
@@ -73,7 +78,9 @@ pub enum StoreError {
 
 /// An open state store.
 pub struct Store {
-    conn: Connection,
+    conn: db::Db,
+    /// Where the database is, to open more connections to it (the lease keeper's).
+    location: Location,
     dir: PathBuf,
     /// (release, epoch) of the lease this store's writes must still hold.
     guard: Option<(String, i64)>,
@@ -130,6 +137,10 @@ impl Store {
     /// Opens the store in `dir` for a command that writes: creates the folder and a new store
     /// when missing, refuses a damaged one, migrates an older one.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        if let Some(url) = shared::selected() {
+            open::prepare_state_dir(dir)?;
+            return Store::open_shared(dir, url);
+        }
         open::prepare_state_dir(dir)?;
         let db = open::db_path(dir);
         if !open::store_file_exists(&db)? {
@@ -141,7 +152,8 @@ impl Store {
         open::check_schema(&db, &conn)?;
         schema::migrate(&mut conn)?;
         let store = Store {
-            conn,
+            conn: db::Db::sqlite(conn),
+            location: Location::Sqlite(db),
             dir: dir.to_path_buf(),
             guard: None,
             is_read_only: false,
@@ -154,20 +166,26 @@ impl Store {
     /// repaired or otherwise written (a missing store reads as empty; an older one is read
     /// through a migrated copy in memory). A damaged store is refused as by [`Store::open`].
     pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
+        if let Some(url) = shared::selected() {
+            let mut store = Store::open_shared(dir, url)?;
+            store.is_read_only = true;
+            return Ok(store);
+        }
         let db = open::db_path(dir);
         if !open::state_dir_exists(dir)? || !open::store_file_exists(&db)? {
             return Store::empty(dir);
         }
         let (conn, version) = open::connect_read_only(&db)?;
-        let conn = if version < SCHEMA_VERSION {
+        let (conn, location) = if version < SCHEMA_VERSION {
             let mut copy = schema::copy_to_memory(&conn).map_err(|e| open::open_error(&db, e))?;
             schema::migrate(&mut copy)?;
-            copy
+            (copy, Location::Memory)
         } else {
-            conn
+            (conn, Location::Sqlite(db))
         };
         Ok(Store {
-            conn,
+            conn: db::Db::sqlite(conn),
+            location,
             dir: dir.to_path_buf(),
             guard: None,
             is_read_only: true,
@@ -179,11 +197,38 @@ impl Store {
         let mut conn = Connection::open_in_memory()?;
         schema::migrate(&mut conn)?;
         Ok(Store {
-            conn,
+            conn: db::Db::sqlite(conn),
+            location: Location::Memory,
             dir: dir.to_path_buf(),
             guard: None,
             is_read_only: true,
         })
+    }
+
+    /// The shared store at `url`; `dir` is the local folder this process still writes its
+    /// files to (logs, events, the secret key).
+    fn open_shared(dir: &Path, url: &db::PgUrl) -> Result<Store, StoreError> {
+        let conn = shared::connect(url)?;
+        Ok(Store {
+            conn,
+            location: Location::Postgres(url.clone()),
+            dir: dir.to_path_buf(),
+            guard: None,
+            is_read_only: false,
+        })
+    }
+
+    /// Whether this store is shared (PostgreSQL) rather than this state directory's own.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.location, Location::Postgres(_))
+    }
+
+    /// The shared store's URL, if it is one.
+    pub fn shared_url(&self) -> Option<&db::PgUrl> {
+        match &self.location {
+            Location::Postgres(url) => Some(url),
+            _ => None,
+        }
     }
 
     /// An empty store that lives in memory (tests and benchmarks).
@@ -205,6 +250,35 @@ impl Store {
     /// Folder of a release's logs and events.
     pub fn release_dir(&self, release: &str) -> PathBuf {
         self.dir.join("releases").join(release)
+    }
+}
+
+/// Where a store's database is.
+#[derive(Debug, Clone)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(db::PgUrl),
+    /// In memory: no other connection can reach it.
+    Memory,
+}
+
+impl Location {
+    /// Another connection to the same database.
+    pub fn connect(&self) -> Result<db::Db, StoreError> {
+        match self {
+            Location::Sqlite(path) => Ok(db::Db::sqlite(open_connection(path)?)),
+            Location::Postgres(url) => {
+                db::PgConn::connect(url)
+                    .map(db::Db::postgres)
+                    .map_err(|e| StoreError::Unusable {
+                        path: shared::shown(url),
+                        problem: e.to_string(),
+                    })
+            }
+            Location::Memory => Err(StoreError::Corrupt(
+                "a store in memory has no second connection".to_string(),
+            )),
+        }
     }
 }
 

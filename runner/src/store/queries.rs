@@ -5,12 +5,12 @@ use std::fs::Permissions;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::db::{Db, DbError, Dialect, OptionalExtension, Row, params};
 
 use super::records::*;
 use super::{Store, StoreError, now_ms};
 
-fn release_from_row(row: &Row<'_>) -> rusqlite::Result<(ReleaseRecord, String)> {
+fn release_from_row(row: &Row) -> Result<(ReleaseRecord, String), DbError> {
     Ok((
         ReleaseRecord {
             id: row.get("id")?,
@@ -86,15 +86,18 @@ impl Store {
         kept: Option<(&super::secrets::SecretValues, &super::secrets::SecretKey)>,
     ) -> Result<String, super::secrets::SecretError> {
         let now = now_ms();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let dir = self.dir.clone();
+        self.conn.atomically(|tx| {
+        if tx.dialect() == Dialect::Postgres {
+            // Two machines numbering releases of one pipeline at once: one waits.
+            tx.execute_batch("LOCK TABLE releases IN SHARE ROW EXCLUSIVE MODE")?;
+        }
         let next: i64 = tx.query_row(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM releases WHERE pipeline = ?1",
             [pipeline],
             |row| row.get(0),
         )?;
-        let (id, seq) = claim_release_dir(&self.dir, pipeline, next)?;
+        let (id, seq) = claim_release_dir(&dir, pipeline, next)?;
         let vars =
             serde_json::to_string(variables).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         tx.execute(
@@ -103,13 +106,13 @@ impl Store {
             params![id, pipeline, seq, pipeline_file, pipeline_source, vars, now],
         )?;
         for (position, phase) in phases.iter().enumerate() {
-            insert_phase_run(&tx, &id, position as i64, &phase.phase, 1, phase)?;
+            insert_phase_run(tx, &id, position as i64, &phase.phase, 1, phase)?;
         }
         if let Some((values, key)) = kept {
-            super::secrets::insert_sealed(&tx, &id, values, key)?;
+            super::secrets::insert_sealed(tx, &id, values, key)?;
         }
-        tx.commit().map_err(StoreError::from)?;
         Ok(id)
+        })
     }
 
     pub fn release(&self, id: &str) -> Result<ReleaseRecord, StoreError> {
@@ -271,7 +274,7 @@ impl Store {
 }
 
 fn append_runs(
-    tx: &rusqlite::Connection,
+    tx: &Db,
     release: &str,
     current: i64,
     phases: &[(PlannedPhase, i64)],
@@ -329,18 +332,18 @@ fn append_runs(
 
 /// Inserts one phase run and its planned task runs.
 pub(super) fn insert_phase_run(
-    tx: &rusqlite::Connection,
+    tx: &Db,
     release: &str,
     position: i64,
     phase: &str,
     run_no: i64,
     planned: &PlannedPhase,
 ) -> Result<i64, StoreError> {
-    tx.execute(
-        "INSERT INTO phase_runs (release_id, position, phase, run_no, status) VALUES (?1, ?2, ?3, ?4, 'planned')",
+    let phase_run_id = tx.insert_returning_id(
+        "INSERT INTO phase_runs (release_id, position, phase, run_no, status)
+         VALUES (?1, ?2, ?3, ?4, 'planned') RETURNING id",
         params![release, position, phase, run_no],
     )?;
-    let phase_run_id = tx.last_insert_rowid();
     let mut stmt = tx.prepare_cached(
         "INSERT INTO task_runs (release_id, phase_run_id, position, step, task, kind, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'planned')",

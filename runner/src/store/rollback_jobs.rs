@@ -1,6 +1,6 @@
 //! Rollback jobs of completed deployments: `queued → in_progress → completed | exception`.
 
-use rusqlite::params;
+use super::db::params;
 
 use super::records::RollbackJobRecord;
 use super::status::RollbackJobStatus;
@@ -35,12 +35,11 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let components =
             serde_json::to_string(components).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn.execute(
+        Ok(self.conn.insert_returning_id(
             "INSERT INTO rollback_jobs (release_id, task_run_id, status, components, created_at)
-             VALUES (?1, ?2, 'queued', ?3, ?4)",
+             VALUES (?1, ?2, 'queued', ?3, ?4) RETURNING id",
             params![release, task_run, components, now_ms()],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        )?)
     }
 
     pub fn set_rollback_job_status(

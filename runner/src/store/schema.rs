@@ -9,10 +9,10 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// `MIGRATIONS[n]` takes a store from version n to n + 1.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE releases (
     id              TEXT PRIMARY KEY,
@@ -186,6 +186,35 @@ CREATE TABLE sessions (
     csrf       TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+"#,
+    // 9: a shared store (`--store postgres://...`): the lease TTL its holder declares, the
+    // events and log lines readers on other machines need, and releases ordered to be driven
+    // by a worker (`--detach`).
+    r#"
+ALTER TABLE leases ADD COLUMN ttl_ms INTEGER NOT NULL DEFAULT 30000;
+CREATE TABLE events (
+    release_id TEXT NOT NULL REFERENCES releases(id),
+    seq        INTEGER NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (release_id, seq)
+);
+CREATE TABLE log_lines (
+    id          INTEGER PRIMARY KEY,
+    release_id  TEXT NOT NULL REFERENCES releases(id),
+    task_run_id INTEGER NOT NULL REFERENCES task_runs(id),
+    attempt     INTEGER NOT NULL,
+    line        TEXT NOT NULL
+);
+CREATE INDEX log_lines_by_task_run ON log_lines (task_run_id, id);
+CREATE TABLE drive_requests (
+    id           INTEGER PRIMARY KEY,
+    release_id   TEXT NOT NULL REFERENCES releases(id),
+    action       TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    taken_at     INTEGER
+);
+CREATE INDEX drive_requests_open ON drive_requests (taken_at, release_id);
 "#,
 ];
 

@@ -12,9 +12,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::db::{Db, params};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use rusqlite::params;
 
 use super::{Store, StoreError};
 
@@ -54,6 +54,12 @@ pub enum SecretError {
 
 impl From<rusqlite::Error> for SecretError {
     fn from(e: rusqlite::Error) -> Self {
+        SecretError::Store(StoreError::from(e))
+    }
+}
+
+impl From<super::db::DbError> for SecretError {
+    fn from(e: super::db::DbError) -> Self {
         SecretError::Store(StoreError::from(e))
     }
 }
@@ -206,11 +212,7 @@ fn seal_all<'a>(
         .collect()
 }
 
-fn write_sealed(
-    conn: &rusqlite::Connection,
-    release: &str,
-    sealed: &Sealed<'_>,
-) -> Result<(), StoreError> {
+fn write_sealed(conn: &Db, release: &str, sealed: &Sealed<'_>) -> Result<(), StoreError> {
     for (name, nonce, ciphertext) in sealed {
         conn.prepare_cached(
             "INSERT INTO secret_values (release_id, name, nonce, ciphertext)
@@ -225,7 +227,7 @@ fn write_sealed(
 
 /// Seals and writes `values` inside the caller's transaction (a new release's).
 pub(super) fn insert_sealed(
-    conn: &rusqlite::Connection,
+    conn: &Db,
     release: &str,
     values: &SecretValues,
     key: &SecretKey,

@@ -42,6 +42,12 @@ macro_rules! status_enum {
             }
         }
 
+        impl super::db::FromSql for $name {
+            fn from_value(value: &super::db::Value) -> Result<Self, String> {
+                <String as super::db::FromSql>::from_value(value)?.parse()
+            }
+        }
+
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.as_str())

@@ -2,7 +2,7 @@
 //! (a deployment completed or undone, some of its components undone), written in the same
 //! transaction as the status change it reflects.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::db::{Db, DbError, OptionalExtension, Row, params};
 
 use super::target_records::{ChangeKind, NewTargetChange, Origin, TargetChangeRecord, TargetNow};
 use super::{Store, StoreError, now_ms};
@@ -15,7 +15,7 @@ const COLUMNS: &str = "c.id, c.backend, c.backend_kind, c.target, c.application,
 /// Every change with the deployment its running version came from.
 const SELECT: &str = "FROM target_changes c LEFT JOIN target_changes o ON o.id = c.origin_id";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<(TargetChangeRecord, String, String)> {
+fn from_row(row: &Row) -> Result<(TargetChangeRecord, String, String), DbError> {
     let origin = match row.get::<_, Option<String>>(18)? {
         Some(release) => Some(Origin {
             release,
@@ -63,7 +63,7 @@ type Runs = (Option<String>, Option<i64>);
 
 /// What the target ran before row `before` (or now, without one).
 fn state_before(
-    conn: &rusqlite::Connection,
+    conn: &Db,
     key: &str,
     application: &str,
     before: Option<i64>,
@@ -103,7 +103,7 @@ impl Store {
         let known: Option<i64> = conn
             .query_row(
                 "SELECT id FROM target_changes
-                 WHERE task_run_id = ?1 AND change = ?2 AND IFNULL(job_id, 0) = IFNULL(?3, 0)",
+                 WHERE task_run_id = ?1 AND change = ?2 AND COALESCE(job_id, 0) = COALESCE(?3, 0)",
                 params![c.task_run, c.change.as_str(), c.job],
                 |row| row.get(0),
             )
@@ -140,11 +140,12 @@ impl Store {
         };
         let components =
             serde_json::to_string(&c.components).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        conn.execute(
+        let id = conn.insert_returning_id(
             "INSERT INTO target_changes (backend, backend_kind, target_key, target, application,
                 version, change, components, runs_version, components_version, origin_id,
                 release_id, phase_run, task, task_run_id, job_id, actor, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+             RETURNING id",
             params![
                 c.backend,
                 c.backend_kind,
@@ -168,7 +169,6 @@ impl Store {
         )?;
         if matches!(c.change, ChangeKind::Deployed | ChangeKind::Failed) {
             // A deployment is the origin of what it delivered.
-            let id = conn.last_insert_rowid();
             conn.execute(
                 "UPDATE target_changes SET origin_id = ?1 WHERE id = ?1",
                 [id],
@@ -227,7 +227,7 @@ impl Store {
     ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT release_id, backend, change, components FROM target_changes
-             WHERE job_id IS NOT NULL AND (?1 IS NULL OR release_id = ?1) ORDER BY id",
+             WHERE job_id IS NOT NULL AND (CAST(?1 AS TEXT) IS NULL OR release_id = ?1) ORDER BY id",
         )?;
         let rows = stmt.query_map([release], |row| {
             Ok((
@@ -331,6 +331,8 @@ mod tests {
         // The rows stand alone here: no release or task run behind them.
         store
             .conn
+            .as_sqlite()
+            .unwrap()
             .pragma_update(None, "foreign_keys", false)
             .unwrap();
         store

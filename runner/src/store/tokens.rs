@@ -1,7 +1,7 @@
 //! API tokens and browser sessions of `relflow serve`. Only a token's SHA-256 is stored; a
 //! session belongs to the token it was opened with and ends when that token is revoked.
 
-use rusqlite::{OptionalExtension, params};
+use super::db::{DbError, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{Store, StoreError, now_ms};
@@ -52,7 +52,7 @@ pub struct SessionRecord {
     pub csrf: String,
 }
 
-fn token_of(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<TokenRecord> {
+fn token_of(row: &Row, at: usize) -> Result<TokenRecord, DbError> {
     let role: String = row.get(at + 1)?;
     Ok(TokenRecord {
         name: row.get(at)?,

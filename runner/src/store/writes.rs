@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
+use super::db::{Db, params};
 
 use super::status::{AttemptStatus, PhaseStatus, ReleaseStatus, TaskStatus};
 use super::{Store, StoreError, now_ms};
@@ -13,21 +13,9 @@ impl Store {
     /// where `BEGIN` cannot: writes run inside the lease check's transaction).
     pub(super) fn atomically<T>(
         &self,
-        work: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+        work: impl FnOnce(&Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.conn.execute_batch("SAVEPOINT relflow_write")?;
-        match work(&self.conn) {
-            Ok(value) => {
-                self.conn.execute_batch("RELEASE relflow_write")?;
-                Ok(value)
-            }
-            Err(e) => {
-                let _ = self
-                    .conn
-                    .execute_batch("ROLLBACK TO relflow_write; RELEASE relflow_write");
-                Err(e)
-            }
-        }
+        self.conn.atomically(work)
     }
 
     pub fn set_release_status(
