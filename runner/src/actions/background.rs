@@ -35,6 +35,8 @@ pub struct Drivers {
     /// Releases a thread of this process has taken or is taking. The lease is re-entrant
     /// for one pid, so it cannot keep two of this process's threads off one release.
     claimed: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Told each time a driving thread ends (a worker then looks for more work).
+    ended: Arc<Mutex<Option<mpsc::Sender<()>>>>,
 }
 
 /// A release claimed by one driving thread; let go when the thread ends.
@@ -51,6 +53,24 @@ impl Drop for Claim {
 }
 
 impl Drivers {
+    /// Sends `()` on `tell` each time a driving thread ends.
+    pub fn tell_on_end(&self, tell: mpsc::Sender<()>) {
+        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(tell);
+    }
+
+    /// How many releases this process is taking or driving now.
+    pub fn active(&self) -> usize {
+        self.claimed.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether this process is taking or driving `release`.
+    pub fn is_driving(&self, release: &str) -> bool {
+        self.claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(release)
+    }
+
     fn claim(&self, release: &str) -> Option<Claim> {
         let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
         claimed.insert(release.to_string()).then(|| Claim {
@@ -115,11 +135,15 @@ pub fn order_in_background(
     };
     let (tell, answer) = mpsc::channel::<Answer>();
     let (dir, id) = (state_dir.to_path_buf(), release.to_string());
+    let ended = drivers.ended.clone();
     let thread = std::thread::Builder::new()
         .name(format!("drive {release}"))
         .spawn(move || {
             drive_on_thread(&dir, &id, &action, person, &tell);
             drop(claim);
+            if let Some(tell) = ended.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                let _ = tell.send(());
+            }
         })
         .map_err(|e| CliError::state(format!("error: cannot start a thread: {e}")))?;
     let (accepted, control) = answer.recv().map_err(|_| {
@@ -200,6 +224,11 @@ fn drive_on_thread(
             return;
         }
     };
+    // Orders left to a worker that this drive carries out.
+    let requested = match action {
+        Action::Continue => engine.drive_request().ok().flatten(),
+        _ => None,
+    };
     let ordered = order(&engine, action).and_then(|ordered| {
         let id = Store::open_read_only(state_dir)?.last_action_id(release)?;
         Ok((ordered, id.unwrap_or(0)))
@@ -213,7 +242,12 @@ fn drive_on_thread(
             let _ = tell.send(Ok((accepted, Some(engine.control()))));
             if let Err(e) = runtime.block_on(carry_out(&engine, ordered)) {
                 tracing::warn!(release, error = %e.message, "the drive ended in an error");
-                eprintln!("relflow serve: release {release}: {}", e.message);
+                eprintln!("relflow: release {release}: {}", e.message);
+            }
+            if let Some(id) = requested
+                && !lease.is_lost()
+            {
+                let _ = engine.finish_drive_requests(id);
             }
         }
         Err(e) => {

@@ -457,14 +457,20 @@ impl PgToSql for Value {
 }
 
 /// A connection that waits for `NOTIFY`s on some channels, on a thread of its own, and hands
-/// each to a channel (with an empty payload after a reconnect: something may have been missed).
-pub struct Listener {
-    pub notices: mpsc::Receiver<(String, String)>,
-}
+/// each (channel, payload) to a callback; after a reconnect it calls it with an empty channel
+/// (notices may have been missed), and likewise after each quiet second. The thread ends when
+/// the callback returns `false`.
+pub struct Listener;
+
+type OnNotice = Box<dyn Fn(&str, &str) -> bool + Send>;
 
 impl Listener {
     /// Listens on `channels` of the database at `url`.
-    pub fn start(url: &PgUrl, channels: &[&str]) -> Result<Listener, DbError> {
+    pub fn start(
+        url: &PgUrl,
+        channels: &[&str],
+        on_notice: impl Fn(&str, &str) -> bool + Send + 'static,
+    ) -> Result<Listener, DbError> {
         let config = url.config()?;
         let mut client = connect(url, &config)?;
         let listen: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
@@ -474,13 +480,13 @@ impl Listener {
                 message: describe(&e),
                 conflict: false,
             })?;
-        let (tell, notices) = mpsc::channel();
         let url = url.clone();
+        let on_notice: OnNotice = Box::new(on_notice);
         std::thread::Builder::new()
             .name("relflow-listen".into())
-            .spawn(move || listen_loop(&url, &config, client, &listen, &tell))
+            .spawn(move || listen_loop(&url, &config, client, &listen, &on_notice))
             .map_err(|e| DbError::ConnectionLost(format!("cannot start a thread: {e}")))?;
-        Ok(Listener { notices })
+        Ok(Listener)
     }
 }
 
@@ -489,42 +495,35 @@ fn listen_loop(
     config: &Config,
     mut client: Client,
     listen: &str,
-    tell: &mpsc::Sender<(String, String)>,
+    on_notice: &OnNotice,
 ) {
+    use postgres::fallible_iterator::FallibleIterator;
     loop {
-        let mut failed = false;
-        {
+        let failed = {
             let mut notifications = client.notifications();
             let mut iter = notifications.timeout_iter(Duration::from_secs(1));
             loop {
-                use postgres::fallible_iterator::FallibleIterator;
                 match iter.next() {
                     Ok(Some(n)) => {
-                        if tell
-                            .send((n.channel().to_string(), n.payload().to_string()))
-                            .is_err()
-                        {
+                        if !on_notice(n.channel(), n.payload()) {
                             return;
                         }
                     }
                     // A quiet second: is anyone still listening?
                     Ok(None) => {
-                        if tell.send((String::new(), String::new())).is_err() {
+                        if !on_notice("", "") {
                             return;
                         }
-                        break;
+                        break false;
                     }
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
+                    Err(_) => break true,
                 }
             }
-        }
+        };
         if !failed && !client.is_closed() {
             continue;
         }
-        // Reconnect and listen again; meanwhile notices may have been missed: say so.
+        // Listen again on a new connection; notices may have been missed meanwhile.
         loop {
             std::thread::sleep(Duration::from_millis(200));
             if let Ok(mut fresh) = connect(url, config)
@@ -533,8 +532,11 @@ fn listen_loop(
                 client = fresh;
                 break;
             }
+            if !on_notice("", "") {
+                return;
+            }
         }
-        if tell.send((String::new(), String::new())).is_err() {
+        if !on_notice("", "") {
             return;
         }
     }
