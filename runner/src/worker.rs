@@ -82,7 +82,16 @@ pub fn run(state_dir: &Path, options: &WorkerOptions) -> Result<i32, CliError> {
     );
     let mut signals = 0;
     loop {
-        if signals == 0 {
+        if drivers.lost_a_lease() {
+            // Stopped or cut off past the TTL: another runner took over; this one's view of
+            // the world is stale. Take no more work, end what runs, say so.
+            if drivers.active() == 0 {
+                eprintln!(
+                    "relflow worker: another runner took over a release this worker drove (it was stopped or cut off longer than its lease TTL); exiting"
+                );
+                return Ok(crate::exit_code::STATE);
+            }
+        } else if signals == 0 {
             let taken = take_work(&store, state_dir, &drivers, &me, options.concurrency)?;
             if options.until_idle && taken == 0 && drivers.active() == 0 {
                 return Ok(0);

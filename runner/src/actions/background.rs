@@ -37,6 +37,8 @@ pub struct Drivers {
     claimed: Arc<Mutex<std::collections::HashSet<String>>>,
     /// Told each time a driving thread ends (a worker then looks for more work).
     ended: Arc<Mutex<Option<mpsc::Sender<()>>>>,
+    /// Set when a drive found its lease taken over by another runner.
+    lost_a_lease: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A release claimed by one driving thread; let go when the thread ends.
@@ -56,6 +58,12 @@ impl Drivers {
     /// Sends `()` on `tell` each time a driving thread ends.
     pub fn tell_on_end(&self, tell: mpsc::Sender<()>) {
         *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(tell);
+    }
+
+    /// Whether a drive of this process found its lease taken over (this process was
+    /// stopped or cut off past its TTL).
+    pub fn lost_a_lease(&self) -> bool {
+        self.lost_a_lease.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many releases this process is taking or driving now.
@@ -136,10 +144,13 @@ pub fn order_in_background(
     let (tell, answer) = mpsc::channel::<Answer>();
     let (dir, id) = (state_dir.to_path_buf(), release.to_string());
     let ended = drivers.ended.clone();
+    let lost_a_lease = drivers.lost_a_lease.clone();
     let thread = std::thread::Builder::new()
         .name(format!("drive {release}"))
         .spawn(move || {
-            drive_on_thread(&dir, &id, &action, person, &tell);
+            if drive_on_thread(&dir, &id, &action, person, &tell) {
+                lost_a_lease.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             drop(claim);
             if let Some(tell) = ended.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 let _ = tell.send(());
@@ -188,13 +199,14 @@ fn wait_for_own_drive_to_end(store: &Store, release: &str) -> Result<(), CliErro
 }
 
 /// The body of a driving thread: take the release, order, answer, drive to the end.
+/// Returns whether the lease went to another runner meanwhile.
 fn drive_on_thread(
     state_dir: &Path,
     release: &str,
     action: &Action,
     person: Person,
     tell: &mpsc::Sender<Answer>,
-) {
+) -> bool {
     let attached = Store::open(state_dir)
         .map_err(CliError::from)
         .and_then(|store| {
@@ -208,7 +220,7 @@ fn drive_on_thread(
         Ok(attached) => attached,
         Err(e) => {
             let _ = tell.send(Err(e));
-            return;
+            return false;
         }
     };
     engine.set_person(person);
@@ -221,7 +233,7 @@ fn drive_on_thread(
             let _ = tell.send(Err(CliError::state(format!(
                 "error: cannot start the runtime: {e}"
             ))));
-            return;
+            return false;
         }
     };
     // Orders left to a worker that this drive carries out.
@@ -254,7 +266,9 @@ fn drive_on_thread(
             let _ = tell.send(Err(e));
         }
     }
+    let lost = lease.is_lost();
     finish(state_dir, release, engine, lease);
+    lost
 }
 
 /// As a CLI runner ends: requests the drive did not get to are answered by how the release

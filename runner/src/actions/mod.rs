@@ -156,8 +156,16 @@ pub fn order(engine: &Engine, action: &Action) -> Result<Ordered, CliError> {
         }
         Action::Continue => {
             let record = engine.store_release()?;
-            let ordered = engine.drive_request()?.is_some();
-            if record.status != ReleaseStatus::Running && !ordered {
+            let request = engine.drive_request()?;
+            if record.status.is_final()
+                && let Some(id) = request
+            {
+                // Its runner ended it after ordering and died before noting the order done.
+                engine.finish_drive_requests(id)?;
+            }
+            if record.status.is_final()
+                || (record.status != ReleaseStatus::Running && request.is_none())
+            {
                 // Another worker drove it to where it stands between the look and the claim.
                 return Err(CliError::refused(format!(
                     "error: release {} is {}; it needs no runner",

@@ -46,15 +46,28 @@ impl Store {
     /// (the lease decides; this list only proposes).
     pub fn releases_needing_runner(&self, limit: i64) -> Result<Vec<String>, StoreError> {
         let now = now_sql(self.conn.dialect());
+        // Runners on this host are judged by their pid too (a killed one is gone at once),
+        // so their rows are read and judged here.
         let sql = format!(
             "SELECT r.id FROM releases r LEFT JOIN leases l ON l.release_id = r.id
              WHERE (r.status = 'running'
                     OR EXISTS (SELECT 1 FROM drive_requests d
                                WHERE d.release_id = r.id AND d.taken_at IS NULL))
-               AND (l.release_id IS NULL OR l.pid = 0 OR {now} - l.heartbeat_at >= l.ttl_ms)
+               AND (l.release_id IS NULL OR l.pid = 0 OR {now} - l.heartbeat_at >= l.ttl_ms
+                    OR l.host = ?2)
              ORDER BY r.updated_at, r.id LIMIT ?1"
         );
-        Ok(self.conn.query_map(&sql, [limit], |row| row.get(0))?)
+        let host = relflow_plugin::process::host_name();
+        let found: Vec<String> = self
+            .conn
+            .query_map(&sql, params![limit, host], |row| row.get(0))?;
+        let mut free = Vec::with_capacity(found.len());
+        for release in found {
+            if self.lease_holder(&release)?.is_none() {
+                free.push(release);
+            }
+        }
+        Ok(free)
     }
 
     /// The newest open drive request of `release`, if any.

@@ -157,24 +157,38 @@ impl PgConn {
     /// Connects to `url`; an error names the URL without its password.
     pub fn connect(url: &PgUrl) -> Result<PgConn, DbError> {
         let config = url.config()?;
-        let client = connect(url, &config)?;
         let (jobs, inbox) = mpsc::channel::<Job>();
-        let mut server = Server {
-            url: url.clone(),
-            config,
-            client: Some(client),
-            statements: HashMap::new(),
-            transaction_lost: false,
-        };
+        let (connected, outcome) = mpsc::sync_channel::<Result<(), DbError>>(1);
+        let address = url.clone();
+        // Even the first connection is made on the thread: the caller may be inside the
+        // engine's runtime, where the client's own runtime must not run.
         let thread = std::thread::Builder::new()
             .name("relflow-pg".into())
             .spawn(move || {
+                let client = match connect(&address, &config) {
+                    Ok(client) => client,
+                    Err(e) => {
+                        let _ = connected.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = connected.send(Ok(()));
+                let mut server = Server {
+                    url: address,
+                    config,
+                    client: Some(client),
+                    statements: HashMap::new(),
+                    transaction_lost: false,
+                };
                 for job in inbox {
                     let answer = server.serve(&job);
                     let _ = job.reply.send(answer);
                 }
             })
             .map_err(|e| DbError::ConnectionLost(format!("cannot start a thread: {e}")))?;
+        outcome.recv().map_err(|_| {
+            DbError::ConnectionLost(format!("{url}: the connection thread ended"))
+        })??;
         Ok(PgConn {
             url: url.clone(),
             jobs: Some(jobs),
@@ -472,20 +486,37 @@ impl Listener {
         on_notice: impl Fn(&str, &str) -> bool + Send + 'static,
     ) -> Result<Listener, DbError> {
         let config = url.config()?;
-        let mut client = connect(url, &config)?;
         let listen: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
-        client
-            .batch_execute(&listen)
-            .map_err(|e| DbError::Postgres {
-                message: describe(&e),
-                conflict: false,
-            })?;
-        let url = url.clone();
+        let address = url.clone();
         let on_notice: OnNotice = Box::new(on_notice);
+        let (connected, outcome) = mpsc::sync_channel::<Result<(), DbError>>(1);
+        // Connected on its own thread, like every connection (the caller may be async).
         std::thread::Builder::new()
             .name("relflow-listen".into())
-            .spawn(move || listen_loop(&url, &config, client, &listen, &on_notice))
+            .spawn(move || {
+                let client = connect(&address, &config).and_then(|mut client| {
+                    client
+                        .batch_execute(&listen)
+                        .map_err(|e| DbError::Postgres {
+                            message: describe(&e),
+                            conflict: false,
+                        })?;
+                    Ok(client)
+                });
+                match client {
+                    Ok(client) => {
+                        let _ = connected.send(Ok(()));
+                        listen_loop(&address, &config, client, &listen, &on_notice);
+                    }
+                    Err(e) => {
+                        let _ = connected.send(Err(e));
+                    }
+                }
+            })
             .map_err(|e| DbError::ConnectionLost(format!("cannot start a thread: {e}")))?;
+        outcome
+            .recv()
+            .map_err(|_| DbError::ConnectionLost(format!("{url}: the listening thread ended")))??;
         Ok(Listener)
     }
 }
