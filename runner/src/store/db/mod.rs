@@ -8,6 +8,7 @@
 //! - [`Dialect`] tells the few places whose SQL differs (row locks, the schema).
 
 mod pg;
+mod pg_url;
 mod sqlite;
 mod value;
 

@@ -14,99 +14,34 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
-use postgres::{Client, Config, NoTls, Statement};
+use postgres::{Client, Statement};
+
+pub use super::pg_url::PgUrl;
+use super::pg_url::Settings;
 
 use super::{DbError, Rows, Value};
 
 /// How long a lost connection is tried again before the store is given up.
 const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
-/// A `postgres://` URL: kept whole to connect, shown without its password.
-#[derive(Clone)]
-pub struct PgUrl {
-    url: String,
-}
-
-impl std::fmt::Debug for PgUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.shown())
-    }
-}
-
-impl std::fmt::Display for PgUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.shown())
-    }
-}
-
-impl PgUrl {
-    /// `url` when it names a PostgreSQL database (`postgres://` or `postgresql://`).
-    pub fn parse(url: &str) -> Option<PgUrl> {
-        (url.starts_with("postgres://") || url.starts_with("postgresql://")).then(|| PgUrl {
-            url: url.to_string(),
-        })
-    }
-
-    /// The URL with any password replaced by `***` (in the user part and in `password=`).
-    pub fn shown(&self) -> String {
-        let (scheme, rest) = self
-            .url
-            .split_once("://")
-            .unwrap_or(("postgres", &self.url));
-        let (authority, tail) = match rest.find(['/', '?']) {
-            Some(at) => rest.split_at(at),
-            None => (rest, ""),
-        };
-        let authority = match authority.rsplit_once('@') {
-            Some((user, host)) => match user.split_once(':') {
-                Some((name, _)) => format!("{name}:***@{host}"),
-                None => format!("{user}@{host}"),
-            },
-            None => authority.to_string(),
-        };
-        let tail = match tail.split_once('?') {
-            Some((path, query)) => {
-                let query: Vec<String> = query
-                    .split('&')
-                    .map(|pair| match pair.split_once('=') {
-                        Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                            format!("{key}=***")
-                        }
-                        _ => pair.to_string(),
-                    })
-                    .collect();
-                format!("{path}?{}", query.join("&"))
-            }
-            None => tail.to_string(),
-        };
-        format!("{scheme}://{authority}{tail}")
-    }
-
-    fn config(&self) -> Result<Config, DbError> {
-        let mut config: Config = self.url.parse().map_err(|e| DbError::Postgres {
-            message: format!("{}: not a PostgreSQL URL: {e}", self.shown()),
-            conflict: false,
-        })?;
-        // Notice a dead peer in seconds, not in the kernel's two hours.
-        config
-            .application_name("relflow")
-            .connect_timeout(Duration::from_secs(5))
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(5))
-            .keepalives_interval(Duration::from_secs(2))
-            .keepalives_retries(3)
-            .tcp_user_timeout(Duration::from_secs(15));
-        Ok(config)
-    }
-}
-
 /// Opens one connection to `url` (one attempt: a database that is down at start is an error
 /// at once, not after the reconnect window).
-fn connect(url: &PgUrl, config: &Config) -> Result<Client, DbError> {
-    let mut client = config.connect(NoTls).map_err(|e| DbError::Postgres {
-        message: format!("cannot connect to {url}: {}", describe(&e)),
-        conflict: false,
-    })?;
+fn connect(url: &PgUrl, settings: &Settings) -> Result<Client, DbError> {
+    let mut client = settings
+        .config
+        .connect(settings.tls.clone())
+        .map_err(|e| {
+            let mut message = format!("cannot connect to {url}: {}", describe(&e));
+            if message.contains("certificate") || message.contains("Certificate") {
+                message.push_str(
+                    " (trust the server's CA with ?sslrootcert=FILE, or connect without TLS with ?sslmode=disable)",
+                );
+            }
+            DbError::Postgres {
+                message,
+                conflict: false,
+            }
+        })?;
     // The server ends a query whose client went away instead of running it to its end.
     let _ = client.batch_execute("SET client_connection_check_interval = 2000");
     Ok(client)
@@ -156,7 +91,7 @@ pub struct PgConn {
 impl PgConn {
     /// Connects to `url`; an error names the URL without its password.
     pub fn connect(url: &PgUrl) -> Result<PgConn, DbError> {
-        let config = url.config()?;
+        let config = url.settings()?;
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (connected, outcome) = mpsc::sync_channel::<Result<(), DbError>>(1);
         let address = url.clone();
@@ -248,7 +183,7 @@ impl Drop for PgConn {
 /// The connection thread's state.
 struct Server {
     url: PgUrl,
-    config: Config,
+    config: Settings,
     client: Option<Client>,
     /// Prepared statements of the current connection, by their SQL.
     statements: HashMap<String, Statement>,
@@ -485,7 +420,7 @@ impl Listener {
         channels: &[&str],
         on_notice: impl Fn(&str, &str) -> bool + Send + 'static,
     ) -> Result<Listener, DbError> {
-        let config = url.config()?;
+        let config = url.settings()?;
         let listen: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
         let address = url.clone();
         let on_notice: OnNotice = Box::new(on_notice);
@@ -523,7 +458,7 @@ impl Listener {
 
 fn listen_loop(
     url: &PgUrl,
-    config: &Config,
+    config: &Settings,
     mut client: Client,
     listen: &str,
     on_notice: &OnNotice,
@@ -583,21 +518,5 @@ mod tests {
             placeholders("SELECT a FROM t WHERE b = ?1 AND c = '?2' AND d = ?12"),
             "SELECT a FROM t WHERE b = $1 AND c = '?2' AND d = $12"
         );
-    }
-
-    #[test]
-    fn a_url_is_shown_without_its_password() {
-        let url = PgUrl::parse(
-            "postgres://relflow:s3cret@db.example:5432/rel?sslmode=require&password=x",
-        )
-        .unwrap();
-        assert_eq!(
-            url.shown(),
-            "postgres://relflow:***@db.example:5432/rel?sslmode=require&password=***"
-        );
-        assert!(!format!("{url} {url:?}").contains("s3cret"));
-        let plain = PgUrl::parse("postgresql://db/rel").unwrap();
-        assert_eq!(plain.shown(), "postgresql://db/rel");
-        assert!(PgUrl::parse("sqlite:x").is_none());
     }
 }
