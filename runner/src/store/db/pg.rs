@@ -21,6 +21,15 @@ use super::{DbError, Rows, Value};
 /// How long a lost connection is tried again before the store is given up.
 const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
+/// The reconnect window: `RELFLOW_STORE_RECONNECT` (`30s`, `2500ms`, as a pipeline writes a
+/// duration), else [`RECONNECT_FOR`]. Tests of a store that stays down shorten it.
+fn reconnect_for() -> Duration {
+    std::env::var("RELFLOW_STORE_RECONNECT")
+        .ok()
+        .and_then(|text| crate::pipeline::duration::parse_duration(text.trim()).ok())
+        .unwrap_or(RECONNECT_FOR)
+}
+
 /// A `postgres://` URL: kept whole to connect, shown without its password.
 #[derive(Clone)]
 pub struct PgUrl {
@@ -316,12 +325,13 @@ impl Server {
         DbError::ConnectionLost(format!("{}: {why}", self.url))
     }
 
-    /// Connects again, trying for up to [`RECONNECT_FOR`] (a restarting server refuses
+    /// Connects again, trying for up to [`reconnect_for`] (a restarting server refuses
     /// connections for a moment).
     fn reconnect(&mut self) -> Result<(), DbError> {
         self.client = None;
         self.statements.clear();
-        let deadline = Instant::now() + RECONNECT_FOR;
+        let window = reconnect_for();
+        let deadline = Instant::now() + window;
         let mut pause = Duration::from_millis(50);
         loop {
             match connect(&self.url, &self.config) {
@@ -331,7 +341,9 @@ impl Server {
                     return Ok(());
                 }
                 Err(e) if Instant::now() >= deadline => {
-                    return Err(DbError::ConnectionLost(e.to_string()));
+                    return Err(DbError::ConnectionLost(format!(
+                        "{e} (tried again for {window:?})"
+                    )));
                 }
                 Err(e) => {
                     tracing::debug!(target: "relflow::store", error = %e, "reconnecting to the store");
