@@ -107,7 +107,10 @@ fn shape(doc: &Value) -> Shape {
         .collect()
 }
 
-fn expected(phases: &[(&str, &str, &[(&str, &str, usize)])]) -> Shape {
+/// `(task, status, attempts)` as a test writes it.
+type TaskShape<'a> = &'a [(&'a str, &'a str, usize)];
+
+fn expected(phases: &[(&str, &str, TaskShape)]) -> Shape {
     phases
         .iter()
         .map(|(label, status, tasks)| {
@@ -171,11 +174,17 @@ fn seed_scenario(w: &World) {
     assert_eq!(deploy["status"], "rolled_back");
     assert_eq!(
         decision_kinds(deploy),
-        ["retry", "retry", "retry", "rollback"]
+        ["retry", "retry", "retry", "rollback", "rollback_step"]
     );
 
-    w.run(&["restart-phase", "petportal-2", "deploy", "--var", "version=2.3"])
-        .expect_code(0);
+    w.run(&[
+        "restart-phase",
+        "petportal-2",
+        "deploy",
+        "--var",
+        "version=2.3",
+    ])
+    .expect_code(0);
     let doc = status_json(&w.sb, "petportal-2");
     assert_eq!(doc["status"], "completed");
     assert_eq!(
@@ -286,12 +295,19 @@ fn skip_a_failed_task(w: &World) {
             (
                 "build",
                 "completed",
-                &[("a", "completed", 1), ("b", "skipped", 2), ("c", "completed", 1)]
+                &[
+                    ("a", "completed", 1),
+                    ("b", "skipped", 2),
+                    ("c", "completed", 1)
+                ]
             ),
             ("deploy", "completed", &[("d", "completed", 1)]),
         ])
     );
-    assert_eq!(decision_kinds(task(&doc, "b")).last().map(String::as_str), Some("skip"));
+    assert_eq!(
+        decision_kinds(task(&doc, "b")).last().map(String::as_str),
+        Some("skip")
+    );
     assert_eq!((runs(w, "b"), runs(w, "c"), runs(w, "d")), (2, 1, 1));
 }
 
@@ -302,7 +318,10 @@ fn abort_with_rollback(w: &World) {
     let doc = status_json(&w.sb, "cm-1");
     assert_eq!(doc["status"], "aborted");
     assert!(
-        doc["reason"].as_str().unwrap_or_default().contains("bad build"),
+        doc["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bad build"),
         "{doc:#}"
     );
     assert_eq!(
@@ -311,12 +330,20 @@ fn abort_with_rollback(w: &World) {
             (
                 "build",
                 "failed",
-                &[("a", "completed", 1), ("b", "failed", 2), ("c", "cancelled", 0)]
+                &[
+                    ("a", "completed", 1),
+                    ("b", "failed", 2),
+                    ("c", "cancelled", 0)
+                ]
             ),
             ("deploy", "aborted", &[("d", "cancelled", 0)]),
         ])
     );
-    assert_eq!(w.sb.read("order.log"), "flow\n", "the flow rollback ran once");
+    assert_eq!(
+        w.sb.read("order.log"),
+        "flow\n",
+        "the flow rollback ran once"
+    );
     assert_eq!((runs(w, "c"), runs(w, "d")), (0, 0));
 }
 
@@ -335,7 +362,10 @@ phases:
 "#,
     );
     let runner = w.sb.spawn(&["run", "p.yaml"]);
-    assert!(wait_until(30, || w.sb.exists("hold.started")), "hold never started");
+    assert!(
+        wait_until(30, || w.sb.exists("hold.started")),
+        "hold never started"
+    );
     let pauser = w.sb.spawn(&["pause", "live-1"]);
     // The request is stored before the running task is let go.
     assert!(
@@ -380,8 +410,15 @@ fn approve_and_reject(w: &World) {
     w.sb.write("p.yaml", GATED);
     w.run(&["run", "p.yaml"]).expect_code(5);
     assert_eq!(status_json(&w.sb, "gated-1")["status"], "paused");
-    w.run(&["approve", "gated-1", "--task", "promote", "--comment", "CAB 4711"])
-        .expect_code(0);
+    w.run(&[
+        "approve",
+        "gated-1",
+        "--task",
+        "promote",
+        "--comment",
+        "CAB 4711",
+    ])
+    .expect_code(0);
     let doc = status_json(&w.sb, "gated-1");
     assert_eq!(doc["status"], "completed");
     let promote = task(&doc, "promote");
@@ -412,7 +449,10 @@ fn rollback_of_one_component_and_targets_history(w: &World) {
         .expect_code(0);
     let doc = status_json(&w.sb, "petportal-2");
     let deploy = task_in(&doc, "deploy", "deploy-petportal");
-    assert_eq!(deploy["rollback_jobs"][0]["status"], "completed", "{deploy:#}");
+    assert_eq!(
+        deploy["rollback_jobs"][0]["status"], "completed",
+        "{deploy:#}"
+    );
 
     let now = w.run(&["targets", "--json"]);
     now.expect_code(0);
@@ -449,7 +489,10 @@ fn token_create_list_revoke(w: &World) {
     let created = w.run(&["token", "create", "alice", "--role", "operator"]);
     created.expect_code(0);
     let token = created.stdout.trim();
-    assert!(token.starts_with("relflow_") && !token.contains('\n'), "{token}");
+    assert!(
+        token.starts_with("relflow_") && !token.contains('\n'),
+        "{token}"
+    );
     w.run(&["token", "create", "alice", "--role", "viewer"])
         .expect_code(2);
     w.run(&["token", "create", "bob", "--role", "viewer"])
@@ -486,8 +529,11 @@ fn restart_phase_twice_numbers_the_runs(w: &World) {
     let doc = status_json(&w.sb, "cm-1");
     assert_eq!(doc["status"], "completed");
     assert_eq!(labels(&doc), ["build", "build#2", "build#3", "deploy"]);
-    let halted_run: &[(&str, &str, usize)] =
-        &[("a", "completed", 1), ("b", "failed", 2), ("c", "superseded", 0)];
+    let halted_run: &[(&str, &str, usize)] = &[
+        ("a", "completed", 1),
+        ("b", "failed", 2),
+        ("c", "superseded", 0),
+    ];
     assert_eq!(
         shape(&doc),
         expected(&[
@@ -496,7 +542,11 @@ fn restart_phase_twice_numbers_the_runs(w: &World) {
             (
                 "build#3",
                 "completed",
-                &[("a", "completed", 1), ("b", "completed", 1), ("c", "completed", 1)]
+                &[
+                    ("a", "completed", 1),
+                    ("b", "completed", 1),
+                    ("c", "completed", 1)
+                ]
             ),
             ("deploy", "completed", &[("d", "completed", 1)]),
         ])
@@ -520,9 +570,8 @@ phases:
 "#,
     );
     // Killed right after `b`'s result is stored, before the runner goes on.
-    let killed = w
-        .sb
-        .run_crashing_at(&["run", "p.yaml"], "store.attempt_finished", 2);
+    let killed =
+        w.sb.run_crashing_at(&["run", "p.yaml"], "store.attempt_finished", 2);
     assert_eq!(killed.code, -1, "the failpoint fired: {}", killed.stderr);
     assert_eq!((runs(w, "a"), runs(w, "b"), runs(w, "c")), (1, 1, 0));
     assert_eq!(status_json(&w.sb, "crash-1")["status"], "running");

@@ -142,7 +142,10 @@ fn a_store_url_relflow_does_not_know_exits_2_naming_the_flag() {
             out.stderr
         );
     }
-    assert!(!sb.exists("a.runs") && !sb.exists(".relflow"), "nothing ran");
+    assert!(
+        !sb.exists("a.runs") && !sb.exists(".relflow"),
+        "nothing ran"
+    );
 }
 
 #[test]
@@ -172,7 +175,8 @@ fn a_shared_store_newer_than_the_binary_is_refused_by_every_command() {
         out.expect_code(6);
         assert_no_password(&out);
         assert!(
-            out.stderr.contains("schema version 99, newer than this relflow supports"),
+            out.stderr
+                .contains("schema version 99, newer than this relflow supports"),
             "`relflow {}`: {}",
             args.join(" "),
             out.stderr
@@ -231,7 +235,11 @@ fn completed_once(sb: &Sandbox, out: &Outcome) {
     for name in ["first", "hold", "after", "last"] {
         let t = task(&doc, name);
         assert_eq!(t["status"], "completed", "{name}: {t:#}");
-        assert_eq!(t["attempt_history"].as_array().map(Vec::len), Some(1), "{name}");
+        assert_eq!(
+            t["attempt_history"].as_array().map(Vec::len),
+            Some(1),
+            "{name}"
+        );
         assert_eq!(runs(sb, name), 1, "{name} ran once");
     }
 }
@@ -280,7 +288,11 @@ fn shared_store_gone_for_good_stops_the_runner_with_exit_6_and_resume_finishes_o
     ] {
         assert!(out.stderr.contains(said), "`{said}` in:\n{}", out.stderr);
     }
-    assert_eq!((runs(&sb, "after"), runs(&sb, "last")), (0, 0), "nothing ran on");
+    assert_eq!(
+        (runs(&sb, "after"), runs(&sb, "last")),
+        (0, 0),
+        "nothing ran on"
+    );
 
     server.start_again();
     let resumed = sb.run(&["resume", "w-1"]);
