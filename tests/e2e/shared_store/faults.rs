@@ -1,7 +1,8 @@
 //! PostgreSQL faults as a user meets them: a store that is down, refuses the login or is
 //! newer than the binary (exit 6, the URL shown without its password), a `--store` that is
-//! no store (exit 2), and a connection lost mid-release: ended backends and an immediate
-//! restart are reconnected (nothing committed lost, nothing run twice); a server that stays
+//! no store (exit 2), and a connection lost mid-release: ended backends (idle, or inside a
+//! statement the server then never ran) and an immediate restart are reconnected (nothing
+//! committed lost, nothing run twice); a server that stays
 //! down stops the runner cleanly (exit 6), and `resume` finishes once it is back.
 
 use std::process::Child;
@@ -258,6 +259,43 @@ fn shared_store_backends_ended_while_a_task_runs_the_release_completes_running_e
 }
 
 #[test]
+fn shared_store_backend_ended_inside_a_write_stops_the_runner_cleanly_and_resume_finishes() {
+    let server = PgServer::start();
+    let db = server.create_database();
+    let (sb, runner) = holding(&server, &db, &[]);
+    // A session of the test holds `task_runs`, so the runner's write of `hold`'s end waits.
+    let mut locker = server
+        .psql_command(
+            &db,
+            "BEGIN; LOCK TABLE task_runs IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120)",
+        )
+        .spawn()
+        .expect("spawn psql");
+    let locked = "SELECT count(*) FROM pg_locks WHERE relation = 'task_runs'::regclass \
+                  AND mode = 'AccessExclusiveLock' AND granted";
+    assert!(
+        wait_until(30, || server.psql(&db, locked) == "1"),
+        "the test never held the table"
+    );
+    sb.write("go", "");
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND application_name = 'relflow' AND wait_event_type = 'Lock'";
+    assert!(
+        wait_until(60, || server.psql(&db, waiting) == "1"),
+        "the runner never waited on the table"
+    );
+    // Ends the runner's connections, the one inside its transaction too, and the locker's.
+    assert!(server.terminate_backends(&db) >= 2);
+    let _ = locker.wait();
+    let (out, exited) = wait_or_kill(runner, Duration::from_secs(120));
+    assert!(exited, "the runner hung: {}", out.stderr);
+    // The transaction died with its connection: nothing of it was stored, so the runner
+    // stops rather than go on from a state it cannot vouch for.
+    // `hold`'s attempt was stored before the write that was lost: it is not run again.
+    stopped_then_resumed(&sb, &out, &["succeeded"]);
+}
+
+#[test]
 fn shared_store_restarted_while_a_task_runs_the_release_completes_running_each_task_once() {
     let server = PgServer::start();
     let db = server.create_database();
@@ -279,8 +317,24 @@ fn shared_store_gone_for_good_stops_the_runner_with_exit_6_and_resume_finishes_o
     sb.write("go", "");
     let (out, exited) = wait_or_kill(runner, Duration::from_secs(120));
     assert!(exited, "the runner hung: {}", out.stderr);
+    server.start_again();
+    // `hold` ended while its result could not be stored: resume runs it again, as after
+    // any interruption.
+    stopped_then_resumed(&sb, &out, &["interrupted", "succeeded"]);
+    assert!(
+        out.stderr.contains("tried again for 1s"),
+        "the runner says how long it tried: {}",
+        out.stderr
+    );
+}
+
+/// The runner stopped with exit 6 saying why and what to run; `resume` finishes the release
+/// with `hold`'s attempts as `hold_attempts` (one run per attempt); what was stored (`first`)
+/// is not run again.
+#[track_caller]
+fn stopped_then_resumed(sb: &Sandbox, out: &Outcome, hold_attempts: &[&str]) {
     out.expect_code(6);
-    assert_no_password(&out);
+    assert_no_password(out);
     for said in [
         "the connection to the store was lost",
         "this runner stopped",
@@ -289,18 +343,13 @@ fn shared_store_gone_for_good_stops_the_runner_with_exit_6_and_resume_finishes_o
         assert!(out.stderr.contains(said), "`{said}` in:\n{}", out.stderr);
     }
     assert_eq!(
-        (runs(&sb, "after"), runs(&sb, "last")),
+        (runs(sb, "after"), runs(sb, "last")),
         (0, 0),
         "nothing ran on"
     );
-
-    server.start_again();
-    let resumed = sb.run(&["resume", "w-1"]);
-    resumed.expect_code(0);
-    let doc = status_json(&sb, "w-1");
+    sb.run(&["resume", "w-1"]).expect_code(0);
+    let doc = status_json(sb, "w-1");
     assert_eq!(doc["status"], "completed", "{doc:#}");
-    // `hold` ended while its result could not be stored: resume runs it again, as after
-    // any interruption; what was stored (`first`) is not run again.
     let hold = task(&doc, "hold");
     let attempts: Vec<&str> = hold["attempt_history"]
         .as_array()
@@ -308,10 +357,10 @@ fn shared_store_gone_for_good_stops_the_runner_with_exit_6_and_resume_finishes_o
         .iter()
         .map(|a| a["status"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(attempts, ["interrupted", "succeeded"], "{hold:#}");
+    assert_eq!(attempts, hold_attempts, "{hold:#}");
     let counts: Vec<usize> = ["first", "hold", "after", "last"]
         .iter()
-        .map(|name| runs(&sb, name))
+        .map(|name| runs(sb, name))
         .collect();
-    assert_eq!(counts, [1, 2, 1, 1]);
+    assert_eq!(counts, [1, hold_attempts.len(), 1, 1]);
 }
