@@ -79,6 +79,13 @@ pub enum StoreError {
     LeaseLost { release: String },
 }
 
+impl StoreError {
+    /// Whether the shared store's connection was lost and could not be made again.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, StoreError::Db(db::DbError::ConnectionLost(_)))
+    }
+}
+
 /// An open state store.
 pub struct Store {
     conn: db::Db,

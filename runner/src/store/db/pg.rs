@@ -4,8 +4,9 @@
 //!
 //! A connection found dead before a statement is sent (the server restarted, the backend was
 //! terminated while idle) is made again, for up to [`RECONNECT_FOR`], and the statement sent
-//! then; a connection lost inside a transaction fails that transaction, which the caller
-//! sees as an error (nothing of it was committed).
+//! then. A connection lost during a statement (closed, or ended by the server: SQLSTATE
+//! 57P01-57P03) is [`DbError::ConnectionLost`]; inside a transaction that fails the
+//! transaction, which the caller sees as an error (nothing of it was committed).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +24,15 @@ use super::{DbError, Rows, Value};
 
 /// How long a lost connection is tried again before the store is given up.
 const RECONNECT_FOR: Duration = Duration::from_secs(30);
+
+/// The reconnect window: `RELFLOW_STORE_RECONNECT` (`30s`, `2500ms`, as a pipeline writes a
+/// duration), else [`RECONNECT_FOR`]. Tests of a store that stays down shorten it.
+fn reconnect_for() -> Duration {
+    std::env::var("RELFLOW_STORE_RECONNECT")
+        .ok()
+        .and_then(|text| crate::pipeline::duration::parse_duration(text.trim()).ok())
+        .unwrap_or(RECONNECT_FOR)
+}
 
 /// Opens one connection to `url` (one attempt: a database that is down at start is an error
 /// at once, not after the reconnect window).
@@ -69,6 +79,16 @@ fn is_conflict(e: &postgres::Error) -> bool {
         *c == SqlState::UNIQUE_VIOLATION
             || *c == SqlState::T_R_SERIALIZATION_FAILURE
             || *c == SqlState::T_R_DEADLOCK_DETECTED
+    })
+}
+
+/// The server ended the session (`pg_terminate_backend`, a shutdown, a restart still starting).
+fn is_session_ended(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CRASH_SHUTDOWN
+            || *c == SqlState::CANNOT_CONNECT_NOW
     })
 }
 
@@ -226,37 +246,40 @@ impl Server {
                 .map_err(|e| (e, client.is_closed())),
             Some(params) => run(client, &mut self.statements, &job.sql, params),
         };
-        match result {
-            Ok(done) => Ok(done),
-            Err((e, closed)) => {
-                let message = format!("{}: {}", self.url, describe(&e));
-                if closed || self.client.as_ref().is_some_and(Client::is_closed) {
-                    self.client = None;
-                    self.statements.clear();
-                    if job.in_transaction {
-                        self.transaction_lost = true;
-                    }
-                    tracing::warn!(target: "relflow::store", store = %self.url, error = %message, "the connection to the store was lost");
-                    return Err(DbError::ConnectionLost(message));
-                }
-                Err(DbError::Postgres {
-                    message,
-                    conflict: is_conflict(&e),
-                })
-            }
+        let (e, closed) = match result {
+            Ok(done) => return Ok(done),
+            Err(failed) => failed,
+        };
+        let message = format!("{}: {}", self.url, describe(&e));
+        // The server's FATAL may arrive before the client notices the closed socket: the
+        // session is gone either way.
+        let ended = is_session_ended(&e);
+        if !(closed || ended || self.client.as_ref().is_some_and(Client::is_closed)) {
+            return Err(DbError::Postgres {
+                message,
+                conflict: is_conflict(&e),
+            });
         }
+        self.client = None;
+        self.statements.clear();
+        if job.in_transaction {
+            self.transaction_lost = true;
+        }
+        tracing::warn!(target: "relflow::store", store = %self.url, error = %message, "the connection to the store was lost");
+        Err(DbError::ConnectionLost(message))
     }
 
     fn lost(&self, why: &str) -> DbError {
         DbError::ConnectionLost(format!("{}: {why}", self.url))
     }
 
-    /// Connects again, trying for up to [`RECONNECT_FOR`] (a restarting server refuses
+    /// Connects again, trying for up to [`reconnect_for`] (a restarting server refuses
     /// connections for a moment).
     fn reconnect(&mut self) -> Result<(), DbError> {
         self.client = None;
         self.statements.clear();
-        let deadline = Instant::now() + RECONNECT_FOR;
+        let window = reconnect_for();
+        let deadline = Instant::now() + window;
         let mut pause = Duration::from_millis(50);
         loop {
             match connect(&self.url, &self.config) {
@@ -266,7 +289,9 @@ impl Server {
                     return Ok(());
                 }
                 Err(e) if Instant::now() >= deadline => {
-                    return Err(DbError::ConnectionLost(e.to_string()));
+                    return Err(DbError::ConnectionLost(format!(
+                        "{e} (tried again for {window:?})"
+                    )));
                 }
                 Err(e) => {
                     tracing::debug!(target: "relflow::store", error = %e, "reconnecting to the store");
