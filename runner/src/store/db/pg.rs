@@ -36,7 +36,7 @@ fn reconnect_for() -> Duration {
 
 /// Opens one connection to `url` (one attempt: a database that is down at start is an error
 /// at once, not after the reconnect window).
-fn connect(url: &PgUrl, settings: &Settings) -> Result<Client, DbError> {
+pub(super) fn connect(url: &PgUrl, settings: &Settings) -> Result<Client, DbError> {
     let mut client = settings
         .config
         .connect(settings.tls.clone())
@@ -58,7 +58,7 @@ fn connect(url: &PgUrl, settings: &Settings) -> Result<Client, DbError> {
 }
 
 /// The error in words, with the server's message when there is one.
-fn describe(e: &postgres::Error) -> String {
+pub(super) fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None => {
@@ -153,6 +153,16 @@ impl PgConn {
 
     pub fn url(&self) -> &PgUrl {
         &self.url
+    }
+
+    /// Another handle on the same connection (its statements queue behind this one's).
+    /// Only for callers that never open a transaction on it.
+    pub fn share(&self) -> PgConn {
+        PgConn {
+            url: self.url.clone(),
+            jobs: self.jobs.clone(),
+            thread: None,
+        }
     }
 
     fn ask(
@@ -428,109 +438,6 @@ impl PgToSql for Value {
     }
 
     to_sql_checked!();
-}
-
-/// A connection that waits for `NOTIFY`s on some channels, on a thread of its own, and hands
-/// each (channel, payload) to a callback; after a reconnect it calls it with an empty channel
-/// (notices may have been missed), and likewise after each quiet second. The thread ends when
-/// the callback returns `false`.
-pub struct Listener;
-
-type OnNotice = Box<dyn Fn(&str, &str) -> bool + Send>;
-
-impl Listener {
-    /// Listens on `channels` of the database at `url`.
-    pub fn start(
-        url: &PgUrl,
-        channels: &[&str],
-        on_notice: impl Fn(&str, &str) -> bool + Send + 'static,
-    ) -> Result<Listener, DbError> {
-        let config = url.settings()?;
-        let listen: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
-        let address = url.clone();
-        let on_notice: OnNotice = Box::new(on_notice);
-        let (connected, outcome) = mpsc::sync_channel::<Result<(), DbError>>(1);
-        // Connected on its own thread, like every connection (the caller may be async).
-        std::thread::Builder::new()
-            .name("relflow-listen".into())
-            .spawn(move || {
-                let client = connect(&address, &config).and_then(|mut client| {
-                    client
-                        .batch_execute(&listen)
-                        .map_err(|e| DbError::Postgres {
-                            message: describe(&e),
-                            conflict: false,
-                        })?;
-                    Ok(client)
-                });
-                match client {
-                    Ok(client) => {
-                        let _ = connected.send(Ok(()));
-                        listen_loop(&address, &config, client, &listen, &on_notice);
-                    }
-                    Err(e) => {
-                        let _ = connected.send(Err(e));
-                    }
-                }
-            })
-            .map_err(|e| DbError::ConnectionLost(format!("cannot start a thread: {e}")))?;
-        outcome
-            .recv()
-            .map_err(|_| DbError::ConnectionLost(format!("{url}: the listening thread ended")))??;
-        Ok(Listener)
-    }
-}
-
-fn listen_loop(
-    url: &PgUrl,
-    config: &Settings,
-    mut client: Client,
-    listen: &str,
-    on_notice: &OnNotice,
-) {
-    use postgres::fallible_iterator::FallibleIterator;
-    loop {
-        let failed = {
-            let mut notifications = client.notifications();
-            let mut iter = notifications.timeout_iter(Duration::from_secs(1));
-            loop {
-                match iter.next() {
-                    Ok(Some(n)) => {
-                        if !on_notice(n.channel(), n.payload()) {
-                            return;
-                        }
-                    }
-                    // A quiet second: is anyone still listening?
-                    Ok(None) => {
-                        if !on_notice("", "") {
-                            return;
-                        }
-                        break false;
-                    }
-                    Err(_) => break true,
-                }
-            }
-        };
-        if !failed && !client.is_closed() {
-            continue;
-        }
-        // Listen again on a new connection; notices may have been missed meanwhile.
-        loop {
-            std::thread::sleep(Duration::from_millis(200));
-            if let Ok(mut fresh) = connect(url, config)
-                && fresh.batch_execute(listen).is_ok()
-            {
-                client = fresh;
-                break;
-            }
-            if !on_notice("", "") {
-                return;
-            }
-        }
-        if !on_notice("", "") {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

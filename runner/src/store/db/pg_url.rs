@@ -48,6 +48,11 @@ impl PgUrl {
         })
     }
 
+    /// The whole URL, to tell stores apart (never shown).
+    pub fn key(&self) -> &str {
+        &self.url
+    }
+
     /// The URL with any password replaced by `***` (in the user part and in `password=`).
     pub fn shown(&self) -> String {
         let (scheme, rest) = self
