@@ -138,7 +138,14 @@ fn take_work(
     }
     let wanted = i64::try_from(room * 4).unwrap_or(i64::MAX);
     let mut started = 0;
-    for release in store.releases_needing_runner(wanted)? {
+    let mut candidates = store.releases_needing_runner(wanted)?;
+    // Workers woken together start at different places in the list, so most claims do not
+    // collide (a collision costs a connection and a skipped claim).
+    if !candidates.is_empty() {
+        let offset = std::process::id() as usize % candidates.len();
+        candidates.rotate_left(offset);
+    }
+    for release in candidates {
         if drivers.active() >= concurrency {
             break;
         }

@@ -5,8 +5,8 @@
 //!   `relflow run`, on PostgreSQL and on the embedded SQLite (median of 5 each, alternating);
 //! - claims per second: 400 releases ordered with `--detach`, driven by 16 `relflow worker`
 //!   processes (time from the workers' start to the last release completed);
-//! - action → runner reaction: `relflow pause` on a release a runner drives (a 1 h wait), from
-//!   the request's row to the runner's `paused` write (p50/p99 over 40), on PostgreSQL (NOTIFY)
+//! - action → runner reaction: `relflow abort` on a release a runner drives (a 1 h wait), from
+//!   the request's row to the runner's `aborted` write (p50/p99 over 40), on PostgreSQL (NOTIFY)
 //!   and on SQLite (the keeper's 250 ms look).
 //!
 //! `cargo bench -p relflow-tests --bench shared_store`
@@ -152,64 +152,58 @@ fn claims_per_second(pg: &PgServer) -> (usize, usize, f64) {
     (RELEASES, WORKERS, RELEASES as f64 / seconds)
 }
 
-/// Milliseconds from each `pause` request to the runner's `paused` write, `rounds` times.
+/// Milliseconds from each `abort` request to the runner's `aborted` write, `rounds` times: a
+/// runner drives a release waiting 1 h in a task; `relflow abort` asks it from another shell
+/// (abort ends a running task at once; `pause` would let it finish).
 fn reaction_times(
     dir: &Path,
     store: Option<&str>,
     sql: &dyn Fn(&str) -> String,
     rounds: usize,
-) -> Vec<f64> {
+) -> (Vec<f64>, Vec<f64>) {
     std::fs::write(
         dir.join("long.yaml"),
         "name: long\nphases:\n  - name: p\n    tasks:\n      - { name: hold, wait: 1h }\n",
     )
     .expect("write");
     // The store (and its schema) exists before anything is asked of it.
-    ok(
-        relflow(dir, store, &["list"]).output().expect("list"),
-        "list",
-    );
-    let mut times = Vec::new();
-    let mut runner = relflow(dir, store, &["run", "long.yaml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run");
-    for round in 0..rounds {
-        // The runner holds the release and waits in the task.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while sql("SELECT count(*) FROM task_runs WHERE status = 'running'").trim() != "1" {
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: the runner never started the task"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        ok(
-            relflow(dir, store, &["pause", "long-1"])
-                .output()
-                .expect("pause"),
-            "pause",
-        );
-        let _ = runner.wait();
-        let row = sql(
-            "SELECT c.requested_at, r.updated_at FROM control_requests c, releases r
-             WHERE r.id = c.release_id ORDER BY c.id DESC LIMIT 1",
-        );
-        let (requested, paused) = row.trim().split_once('|').expect("row");
-        let requested: f64 = requested.parse().expect("ms");
-        let paused: f64 = paused.parse().expect("ms");
-        times.push(paused - requested);
-        runner = relflow(dir, store, &["resume", "long-1"])
+    ok(relflow(dir, store, &["list"]).output().expect("list"), "list");
+    let (mut reacted, mut ended) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let release = format!("long-{round}");
+        let mut runner = relflow(dir, store, &["run", "long.yaml"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("resume");
+            .expect("run");
+        let running = format!(
+            "SELECT count(*) FROM task_runs WHERE release_id = '{release}' AND status = 'running'"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sql(&running).trim() != "1" {
+            assert!(Instant::now() < deadline, "{release}: the runner never started the task");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = relflow(dir, store, &["abort", &release]).output().expect("abort");
+        assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+        let _ = runner.wait();
+        // The runner's first write in answer (the running attempt ended) and its last (the
+        // release aborted).
+        let row = sql(&format!(
+            "SELECT c.requested_at, a.ended_at, r.updated_at
+             FROM control_requests c, releases r, task_runs t, attempts a
+             WHERE r.id = c.release_id AND r.id = '{release}' AND t.release_id = r.id
+               AND a.task_run_id = t.id"
+        ));
+        let ms: Vec<f64> = row
+            .trim()
+            .split('|')
+            .map(|v| v.parse().expect("ms"))
+            .collect();
+        reacted.push(ms[1] - ms[0]);
+        ended.push(ms[2] - ms[0]);
     }
-    let _ = runner.kill();
-    let _ = runner.wait();
-    times
+    (reacted, ended)
 }
 
 fn main() {
@@ -237,18 +231,21 @@ fn main() {
     let db = pg.create_database();
     let url = pg.url(&db);
     let dir = tempfile::tempdir().expect("tempdir");
-    let on_pg = reaction_times(dir.path(), Some(&url), &|q| pg.psql(&db, q), 40);
+    let (pg_reacted, pg_ended) = reaction_times(dir.path(), Some(&url), &|q| pg.psql(&db, q), 40);
     let dir = tempfile::tempdir().expect("tempdir");
     let db_file = dir.path().join(".relflow/relflow.db");
     let sqlite = |q: &str| sqlite_query(&db_file, q);
-    let on_sqlite = reaction_times(dir.path(), None, &sqlite, 40);
-    println!(
-        "pause -> runner reaction, 40 rounds: PostgreSQL (NOTIFY) p50 {:.0} ms, p99 {:.0} ms; SQLite (250 ms look) p50 {:.0} ms, p99 {:.0} ms",
-        percentile(on_pg.clone(), 0.5),
-        percentile(on_pg, 0.99),
-        percentile(on_sqlite.clone(), 0.5),
-        percentile(on_sqlite, 0.99)
-    );
+    let (sqlite_reacted, sqlite_ended) = reaction_times(dir.path(), None, &sqlite, 40);
+    let p = |v: &Vec<f64>| (percentile(v.clone(), 0.5), percentile(v.clone(), 0.99));
+    for (store, reacted, ended) in [
+        ("PostgreSQL (NOTIFY)", &pg_reacted, &pg_ended),
+        ("SQLite (250 ms look)", &sqlite_reacted, &sqlite_ended),
+    ] {
+        let ((r50, r99), (e50, e99)) = (p(reacted), p(ended));
+        println!(
+            "abort -> runner, 40 rounds, {store}: first write in answer p50 {r50:.0} ms, p99 {r99:.0} ms; release aborted p50 {e50:.0} ms, p99 {e99:.0} ms"
+        );
+    }
 }
 
 /// One query on a SQLite store, as psql prints it (`|` between columns, a line per row).
