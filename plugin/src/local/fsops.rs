@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::Path;
@@ -46,7 +46,7 @@ fn copy_entry(src: &Path, dst: &Path, mask: u32, copied: &mut Copied) -> io::Res
             copy_entry(&entry.path(), &dst.join(entry.file_name()), mask, copied)?;
         }
         fs::set_permissions(dst, Permissions::from_mode(meta.mode() & 0o7777 & mask))?;
-        File::open(dst)?.set_times(times(&meta))?;
+        File::open(dst)?.set_times(file_times(&meta))?;
     } else if kind.is_file() {
         let mut input = File::open(src)?;
         let mut output = OpenOptions::new()
@@ -56,7 +56,7 @@ fn copy_entry(src: &Path, dst: &Path, mask: u32, copied: &mut Copied) -> io::Res
             .open(dst)?;
         copied.bytes += io::copy(&mut input, &mut output)?;
         output.set_permissions(Permissions::from_mode(meta.mode() & 0o7777 & mask))?;
-        output.set_times(times(&meta))?;
+        output.set_times(file_times(&meta))?;
         copied.files += 1;
     } else {
         return Err(io::Error::new(
@@ -70,7 +70,8 @@ fn copy_entry(src: &Path, dst: &Path, mask: u32, copied: &mut Copied) -> io::Res
     Ok(())
 }
 
-fn times(meta: &fs::Metadata) -> FileTimes {
+/// A file's access and modification times, to set on a copy.
+pub(crate) fn file_times(meta: &fs::Metadata) -> FileTimes {
     let at = |secs: i64, nanos: i64| {
         let nanos = Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
         match u64::try_from(secs) {
@@ -139,6 +140,7 @@ pub(crate) fn tree_size(path: &Path) -> io::Result<u64> {
     Ok(total)
 }
 
+#[cfg(test)]
 /// Whether two trees hold the same entries, kinds, modes, mtimes, bytes and symlink targets.
 /// Contents are compared only when sizes match, in chunks.
 pub(crate) fn trees_equal(a: &Path, b: &Path) -> io::Result<bool> {
@@ -177,7 +179,9 @@ pub(crate) fn trees_equal(a: &Path, b: &Path) -> io::Result<bool> {
     Ok(true)
 }
 
+#[cfg(test)]
 fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::io::BufReader;
     let (mut ra, mut rb) = (
         BufReader::new(File::open(a)?),
         BufReader::new(File::open(b)?),
@@ -195,7 +199,8 @@ fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
     }
 }
 
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+#[cfg(test)]
+fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..])? {

@@ -251,7 +251,13 @@ pub fn check_case(scratch: &Path, case: &Case) -> Result<(), String> {
     let work = scratch.join("work");
     // Made beforehand too: the deploy creates it otherwise, changing the scratch folder.
     fs::create_dir_all(&work).map_err(io("create the work folder"))?;
-    let skip = [target.clone(), work.clone()];
+    // The registry beside the target is relflow's own record (like the target's lock).
+    let skip = [
+        target.clone(),
+        work.clone(),
+        super::registry::registry_path(&target),
+        super::registry::registry_path(&target).with_extension("json.tmp"),
+    ];
     let before = snapshot(scratch, &skip).map_err(io("walk before"))?;
 
     let backend = LocalBackend {

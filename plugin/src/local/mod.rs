@@ -24,11 +24,15 @@ mod confine;
 mod deliver;
 mod deploy;
 mod fsops;
+mod link;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 #[cfg(test)]
 mod hostile_tests;
 mod package;
+mod registry;
+mod releases;
+mod retention;
 mod rollback;
 mod snapshot;
 mod state;
@@ -39,6 +43,8 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use deploy::FREE_SPACE_MARGIN;
+pub use registry::REGISTRY_SUFFIX;
+pub use retention::{Pruned, collect_garbage};
 pub use state::{STAGING_PREFIX, VERSION_FILE, VersionFile};
 
 use crate::ErrorClass;
@@ -100,6 +106,20 @@ fn statvfs_free(target: &Path) -> std::io::Result<u64> {
     Ok(u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize)))
 }
 
+/// Release folders kept and deployments revertible per target unless the backend says otherwise.
+pub const DEFAULT_KEEP: u32 = 5;
+
+/// How a deployment lands in the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalLayout {
+    /// Components swapped into the target; the replaced ones moved aside as the snapshot.
+    #[default]
+    InPlace,
+    /// `current` symlink into `releases/<release>-<task>/`, switched by one rename.
+    Releases,
+}
+
 /// Deploys packages into a folder on this host.
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
@@ -114,6 +134,11 @@ pub struct LocalBackend {
     pub keep_setid: bool,
     /// The attempt's deadline and stop flag; the health check is ended when it fires.
     pub interrupt: crate::Interrupt,
+    pub layout: LocalLayout,
+    /// `layout: releases`: newest release folders kept besides those still needed.
+    pub keep_releases: u32,
+    /// The newest deployments per target that can still be rolled back.
+    pub keep_snapshots: u32,
 }
 
 impl LocalBackend {
@@ -125,7 +150,15 @@ impl LocalBackend {
             free_space: FreeSpaceProbe::Statvfs,
             keep_setid: false,
             interrupt: crate::Interrupt::none(),
+            layout: LocalLayout::InPlace,
+            keep_releases: DEFAULT_KEEP,
+            keep_snapshots: DEFAULT_KEEP,
         }
+    }
+
+    /// What a new registry of the target starts with.
+    fn settings(&self) -> (LocalLayout, u32, u32) {
+        (self.layout, self.keep_releases, self.keep_snapshots)
     }
 
     fn layout(handle: &Handle) -> Result<Layout, BackendError> {
@@ -213,7 +246,12 @@ impl Backend for LocalBackend {
     fn roll_back(&self, handle: &Handle, log: LogSink<'_>) -> Result<RollbackReport, BackendError> {
         let layout = Self::layout(handle)?;
         let plan = load_plan(&layout)?;
-        rollback::roll_back_all(&layout, &plan, log)
+        let report = match plan.layout {
+            LocalLayout::InPlace => rollback::roll_back_all(&layout, &plan, log)?,
+            LocalLayout::Releases => releases::roll_back_all(&layout, &plan, log)?,
+        };
+        retention::after_rollback(&layout, &plan, self.settings())?;
+        Ok(report)
     }
 
     fn roll_back_components(
@@ -224,7 +262,10 @@ impl Backend for LocalBackend {
     ) -> Result<RollbackReport, BackendError> {
         let layout = Self::layout(handle)?;
         let plan = load_plan(&layout)?;
-        rollback::roll_back_some(&layout, &plan, components, log)
+        match plan.layout {
+            LocalLayout::InPlace => rollback::roll_back_some(&layout, &plan, components, log),
+            LocalLayout::Releases => releases::roll_back_some(&layout, &plan, components, log),
+        }
     }
 
     /// Leaves a `cancel` marker that a running deploy checks before each component and before
@@ -241,8 +282,13 @@ impl Backend for LocalBackend {
     }
 
     fn current_version(&self, _log: LogSink<'_>) -> Result<Option<CurrentVersion>, BackendError> {
+        // In the releases layout `.relflow-version` is in the live release folder.
+        let live = match self.layout {
+            LocalLayout::InPlace => self.target.clone(),
+            LocalLayout::Releases => releases::current_link(&self.target),
+        };
         Ok(
-            state::read_version_file(&self.target)?.map(|file| CurrentVersion {
+            state::read_version_file(&live)?.map(|file| CurrentVersion {
                 application: Some(file.application),
                 version: file.version,
                 components: file.components,

@@ -82,6 +82,9 @@ impl Engine {
                 packages,
                 verify,
                 keep_setid,
+                layout,
+                keep_releases,
+                keep_snapshots,
                 ..
             }) => {
                 let mut local = LocalBackend::new(
@@ -90,6 +93,9 @@ impl Engine {
                 );
                 local.verify = optional(verify)?;
                 local.keep_setid = *keep_setid;
+                local.layout = *layout;
+                local.keep_releases = *keep_releases;
+                local.keep_snapshots = *keep_snapshots;
                 Ok(AnyBackend::Local(local))
             }
             Some(Backend::Exec {
