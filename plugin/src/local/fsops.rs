@@ -179,14 +179,10 @@ pub(crate) fn trees_equal(a: &Path, b: &Path) -> io::Result<bool> {
     Ok(true)
 }
 
-#[cfg(test)]
-fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
-    use std::io::BufReader;
-    let (mut ra, mut rb) = (
-        BufReader::new(File::open(a)?),
-        BufReader::new(File::open(b)?),
-    );
-    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+/// Whether two files hold the same bytes (read in 256 KiB chunks).
+pub(crate) fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
+    let (mut ra, mut rb) = (File::open(a)?, File::open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 256 * 1024], vec![0u8; 256 * 1024]);
     loop {
         let n = read_full(&mut ra, &mut ba)?;
         let m = read_full(&mut rb, &mut bb)?;
@@ -199,7 +195,6 @@ fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
     }
 }
 
-#[cfg(test)]
 fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {

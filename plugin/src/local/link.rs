@@ -1,7 +1,7 @@
 //! Staging by hard link: a package file that is unchanged from the live one (same size, mtime
-//! and mode — rsync's quick check) is hard-linked from the live tree; any other file is written
-//! as a new file, never into an existing inode, so every older tree that shares a link keeps
-//! its bytes.
+//! and mode — rsync's quick check — and then the same bytes) is hard-linked from the live
+//! tree; any other file is written as a new file, never into an existing inode, so every older
+//! tree that shares a link keeps its bytes.
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io;
@@ -51,6 +51,9 @@ fn stage_entry(
     if meta.is_dir() {
         fs::create_dir(dst)?;
         fs::set_permissions(dst, Permissions::from_mode(0o700))?;
+        // Never look through a live symlink: linking what it points to could pull a file from
+        // outside the target into the delivery.
+        let live = live.filter(|l| fs::symlink_metadata(l).is_ok_and(|m| m.is_dir()));
         for entry in fs::read_dir(src)? {
             let name = entry?.file_name();
             let live = live.map(|l| l.join(&name));
@@ -63,6 +66,7 @@ fn stage_entry(
     if meta.is_file()
         && let Some(live) = live
         && is_unchanged(&meta, live, mask)
+        && fsops::same_bytes(src, live)?
         && fs::hard_link(live, dst).is_ok()
     {
         staged.linked += 1;
@@ -80,6 +84,8 @@ fn stage_entry(
 }
 
 /// rsync's quick check: a regular file of the same size, mtime (to the nanosecond) and mode.
+/// Not enough on its own: files written within one clock tick share an mtime, so the bytes
+/// are compared too (reading is far cheaper than writing).
 fn is_unchanged(package: &fs::Metadata, live: &Path, mask: u32) -> bool {
     let Ok(live) = fs::symlink_metadata(live) else {
         return false;
@@ -145,6 +151,21 @@ mod tests {
         assert_ne!(ino(&dst.join("d/changed")), ino(&live.join("d/changed")));
         assert_eq!(fs::read(live.join("d/changed")).unwrap(), b"old!");
         assert!(fsops::trees_equal(&pkg, &dst).unwrap());
+    }
+
+    #[test]
+    fn same_size_and_mtime_with_other_bytes_is_written_anew() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (pkg, live, dst) = (tmp.path().join("pkg"), tmp.path().join("live"), tmp.path().join("dst"));
+        fs::create_dir_all(&pkg).unwrap();
+        fs::write(pkg.join("v.txt"), "2.0\n").unwrap();
+        fsops::copy_tree(&pkg, &live).unwrap();
+        fs::write(live.join("v.txt"), "1.0\n").unwrap();
+        let mtime = fs::metadata(pkg.join("v.txt")).unwrap().modified().unwrap();
+        File::options().write(true).open(live.join("v.txt")).unwrap().set_modified(mtime).unwrap();
+        let staged = stage_linked(&pkg, Some(&live), &dst, 0o7777).unwrap();
+        assert_eq!(staged.linked, 0);
+        assert_eq!(fs::read(dst.join("v.txt")).unwrap(), b"2.0\n");
     }
 
     #[test]
