@@ -21,9 +21,16 @@ const FILE: &str = "pipe/app.yaml";
 fn world(backend_keys: &str) -> Sandbox {
     let sb = Sandbox::new();
     sb.write("pipe/packages/App/1.0/web/index.html", "web 1.0\n");
-    sb.write("pipe/packages/App/1.0/api/server.bin", &"api bytes ".repeat(1000));
+    sb.write(
+        "pipe/packages/App/1.0/api/server.bin",
+        &"api bytes ".repeat(1000),
+    );
     sb.write("pipe/packages/App/1.0/conf/app.conf", "port=80\n");
-    for (version, web) in [("2.0", "web 2.0!\n"), ("2.1", "web 2.1!\n"), ("bad", "web bad!\n")] {
+    for (version, web) in [
+        ("2.0", "web 2.0!\n"),
+        ("2.1", "web 2.1!\n"),
+        ("bad", "web bad!\n"),
+    ] {
         let dir = sb.path().join("pipe/packages/App").join(version);
         let status = Command::new("cp")
             .arg("-a")
@@ -136,10 +143,17 @@ fn in_place_a_failed_deploy_is_rolled_back_byte_for_byte_and_unchanged_files_are
     let before = live(&sb);
     assert_eq!(components(&before), package(&sb, "1.0"));
     deploy(&sb, "bad").expect_code(4);
-    assert_eq!(live(&sb), before, "rolled back byte for byte, .relflow-version too");
+    assert_eq!(
+        live(&sb),
+        before,
+        "rolled back byte for byte, .relflow-version too"
+    );
     let text = log(&sb, "app-2");
     assert!(text.contains("Snapshot by rename"), "{text}");
-    assert!(text.contains("2 file(s) linked unchanged, 1 written"), "{text}");
+    assert!(
+        text.contains("2 file(s) linked unchanged, 1 written"),
+        "{text}"
+    );
     assert_eq!(task_status(&sb, "app-2"), "rolled_back");
 }
 
@@ -159,7 +173,8 @@ fn in_place_the_snapshot_keeps_its_bytes_when_a_later_release_changes_a_linked_f
         "web 1.0\n"
     );
     assert_eq!(
-        std::fs::read_to_string(work(&sb, "app-3").join("snapshot/web/index.html")).unwrap_or_default(),
+        std::fs::read_to_string(work(&sb, "app-3").join("snapshot/web/index.html"))
+            .unwrap_or_default(),
         "web 2.0!\n"
     );
     // Rolling back 2.1 gives 2.0 byte for byte.
@@ -178,8 +193,14 @@ fn releases_layout_switches_current_and_a_failed_deploy_switches_back_byte_for_b
     assert_eq!(current(&sb), "releases/app-1-deploy-app");
     assert_eq!(live(&sb), before);
     let text = log(&sb, "app-2");
-    assert!(text.contains("Switched current to releases/app-2-deploy-app"), "{text}");
-    assert!(text.contains("switching current to releases/app-1-deploy-app"), "{text}");
+    assert!(
+        text.contains("Switched current to releases/app-2-deploy-app"),
+        "{text}"
+    );
+    assert!(
+        text.contains("switching current to releases/app-1-deploy-app"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -188,10 +209,20 @@ fn releases_layout_an_older_release_never_changes_through_a_hard_link() {
     deploy(&sb, "1.0").expect_code(0);
     deploy(&sb, "2.0").expect_code(0);
     let releases = target(&sb).join("releases");
-    let (one, two) = (releases.join("app-1-deploy-app"), releases.join("app-2-deploy-app"));
+    let (one, two) = (
+        releases.join("app-1-deploy-app"),
+        releases.join("app-2-deploy-app"),
+    );
     let api = "api/server.bin";
-    assert_eq!(inode(&one.join(api)), inode(&two.join(api)), "unchanged file linked");
-    assert_ne!(inode(&one.join("web/index.html")), inode(&two.join("web/index.html")));
+    assert_eq!(
+        inode(&one.join(api)),
+        inode(&two.join(api)),
+        "unchanged file linked"
+    );
+    assert_ne!(
+        inode(&one.join("web/index.html")),
+        inode(&two.join("web/index.html"))
+    );
     assert_eq!(components(&tree::snapshot(&one)), package(&sb, "1.0"));
     assert_eq!(components(&tree::snapshot(&two)), package(&sb, "2.0"));
     assert_eq!(current(&sb), "releases/app-2-deploy-app");
@@ -204,15 +235,23 @@ fn releases_layout_a_rolled_back_folder_is_never_chosen_again() {
     // bad fails its health check: switched back to 1.0, its folder marked bad.
     deploy(&sb, "bad").expect_code(4);
     deploy(&sb, "2.0").expect_code(0);
-    let registry: Value = serde_json::from_str(&sb.read(".target.relflow-deployments.json")).expect("registry");
+    let registry: Value =
+        serde_json::from_str(&sb.read(".target.relflow-deployments.json")).expect("registry");
     let states: Vec<&str> = registry["deployments"]
         .as_array()
         .expect("deployments")
         .iter()
         .filter_map(|d| d["state"].as_str())
         .collect();
-    assert_eq!(states, ["completed", "completed"], "the bad one is pruned and forgotten: {registry:#}");
-    assert!(!target(&sb).join("releases/app-2-deploy-app").exists(), "bad folder pruned");
+    assert_eq!(
+        states,
+        ["completed", "completed"],
+        "the bad one is pruned and forgotten: {registry:#}"
+    );
+    assert!(
+        !target(&sb).join("releases/app-2-deploy-app").exists(),
+        "bad folder pruned"
+    );
     // The folder before 2.0's is 1.0's, not the bad one that was built in between.
     sb.run(&["rollback", "app-3"]).expect_code(0);
     assert_eq!(current(&sb), "releases/app-1-deploy-app");
@@ -224,10 +263,16 @@ fn releases_layout_component_rollback_builds_a_mixed_folder() {
     let sb = world(RELEASES);
     deploy(&sb, "1.0").expect_code(0);
     deploy(&sb, "2.0").expect_code(0);
-    sb.run(&["rollback", "app-2", "--component", "web"]).expect_code(0);
+    sb.run(&["rollback", "app-2", "--component", "web"])
+        .expect_code(0);
     assert_eq!(current(&sb), "releases/app-2-deploy-app-rollback-1");
-    assert_eq!(components(&live(&sb)), package(&sb, "1.0"), "web is 1.0's again; api and conf are the same in both");
-    let version: Value = serde_json::from_str(&sb.read("target/current/.relflow-version")).expect("json");
+    assert_eq!(
+        components(&live(&sb)),
+        package(&sb, "1.0"),
+        "web is 1.0's again; api and conf are the same in both"
+    );
+    let version: Value =
+        serde_json::from_str(&sb.read("target/current/.relflow-version")).expect("json");
     assert_eq!(version["reverted_components"], serde_json::json!(["web"]));
     // The 2.0 folder itself is untouched.
     let two = target(&sb).join("releases/app-2-deploy-app");
@@ -241,10 +286,18 @@ fn killed_then_resumed(backend_keys: &str, point: &str, n: usize) {
     deploy(&sb, "1.0").expect_code(0);
     let before = live(&sb);
     let out = sb.run_crashing_at(&["run", FILE, "--var", "version=bad"], point, n);
-    assert_eq!(out.code, -1, "killed at {point}@{n}: {}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, -1,
+        "killed at {point}@{n}: {}{}",
+        out.stdout, out.stderr
+    );
     sb.run(&["resume", "app-2"]).expect_code(4);
     assert_eq!(live(&sb), before, "after a kill at {point}@{n}");
-    assert_eq!(task_status(&sb, "app-2"), "rolled_back", "after a kill at {point}@{n}");
+    assert_eq!(
+        task_status(&sb, "app-2"),
+        "rolled_back",
+        "after a kill at {point}@{n}"
+    );
 }
 
 #[test]
@@ -282,7 +335,11 @@ fn retention_keeps_what_can_be_rolled_back_and_gc_frees_the_rest() {
     assert!(work(&sb, "app-3").join("snapshot/web").exists());
     let refused = sb.run(&["rollback", "app-2"]);
     assert_ne!(refused.code, 0, "{}", refused.stdout);
-    assert_eq!(components(&live(&sb)), package(&sb, "2.1"), "a refused rollback touches nothing");
+    assert_eq!(
+        components(&live(&sb)),
+        package(&sb, "2.1"),
+        "a refused rollback touches nothing"
+    );
     sb.run(&["rollback", "app-3"]).expect_code(0);
     assert_eq!(components(&live(&sb)), package(&sb, "2.0"));
     // The rollback moved 2.1's tree aside without deleting it; gc does.
@@ -295,7 +352,11 @@ fn retention_keeps_what_can_be_rolled_back_and_gc_frees_the_rest() {
     assert!(!work(&sb, "app-3").join("discarded").exists());
     let again = sb.run(&["gc"]);
     again.expect_code(0);
-    assert!(again.stdout.contains("nothing to prune"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("nothing to prune"),
+        "{}",
+        again.stdout
+    );
 }
 
 #[test]
@@ -320,14 +381,26 @@ fn unknown_layout_and_keep_releases_in_place_are_refused_with_their_line() {
     let sb = world(", layout: blue_green");
     let out = sb.run(&["validate", FILE]);
     out.expect_code(2);
-    assert!(out.stderr.contains("unknown layout `blue_green`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown layout `blue_green`"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("app.yaml:4:"), "{}", out.stderr);
     let sb = world(", keep_releases: 3");
     let out = sb.run(&["validate", FILE]);
     out.expect_code(2);
-    assert!(out.stderr.contains("applies to `layout: releases` only"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("applies to `layout: releases` only"),
+        "{}",
+        out.stderr
+    );
     let sb = world(", layout: releases, keep_snapshots: 0");
     let out = sb.run(&["validate", FILE]);
     out.expect_code(2);
-    assert!(out.stderr.contains("keep_snapshots: 0 is out of range"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("keep_snapshots: 0 is out of range"),
+        "{}",
+        out.stderr
+    );
 }

@@ -15,18 +15,18 @@ use super::state::{Layout, Manifest, Plan, STATE_FORMAT, SnapshotIndex, VersionF
 use crate::ErrorClass;
 use crate::backend::{BackendError, ComponentChange, DeliveredComponent, LogSink};
 
-/// Stages and swaps in every planned component. On an error the staging folder is removed; a
+/// Stages and swaps in every planned component (`how`: keep setid bits, trust mtimes). On an error the staging folder is removed; a
 /// crash leaves it, and the next attempt or rollback removes it.
 pub(crate) fn deliver(
     layout: &Layout,
     plan: &Plan,
     package: &Package,
     index: &SnapshotIndex,
-    keep_setid: bool,
+    how: (bool, bool),
     log: LogSink<'_>,
 ) -> Result<Vec<DeliveredComponent>, BackendError> {
     let staging = layout.staging();
-    let result = deliver_through(layout, plan, package, index, keep_setid, log);
+    let result = deliver_through(layout, plan, package, index, how, log);
     let cleanup =
         fsops::remove_tree(&staging).map_err(io_error(format!("remove {}", staging.display())));
     let delivered = result?;
@@ -42,7 +42,7 @@ fn deliver_through(
     plan: &Plan,
     package: &Package,
     index: &SnapshotIndex,
-    keep_setid: bool,
+    (keep_setid, trust_mtime): (bool, bool),
     log: LogSink<'_>,
 ) -> Result<Vec<DeliveredComponent>, BackendError> {
     let (new, old) = prepare_staging(layout)?;
@@ -67,7 +67,11 @@ fn deliver_through(
         .iter()
         .map(|c| {
             let live = layout.target.join(c);
-            let from = if fsops::exists(&live) { live } else { snapshot.join(c) };
+            let from = if fsops::exists(&live) {
+                live
+            } else {
+                snapshot.join(c)
+            };
             (c.clone(), from)
         })
         .collect();
@@ -76,7 +80,14 @@ fn deliver_through(
         plan.components.len(),
         package.path.display()
     ));
-    let staged = super::package::stage(package, &plan.components, &new, keep_setid, &link_from)?;
+    let staged = super::package::stage(
+        package,
+        &plan.components,
+        &new,
+        keep_setid,
+        &link_from,
+        trust_mtime,
+    )?;
     log(&format!(
         "Staged: {} file(s) linked unchanged, {} written ({} bytes)",
         staged.linked, staged.written, staged.bytes_written
@@ -137,11 +148,17 @@ fn deliver_through(
 /// then lacks it until the staged one is renamed in, which a resumed delivery finishes), else
 /// a copy made complete before it is named `saved`, leaving the live one in place.
 fn move_into_snapshot(live: &Path, saved: &Path, is_same_fs: bool) -> Result<(), BackendError> {
-    let what = format!("move {} into the snapshot {}", live.display(), saved.display());
+    let what = format!(
+        "move {} into the snapshot {}",
+        live.display(),
+        saved.display()
+    );
     if is_same_fs {
         match fs::rename(live, saved) {
             Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return copy_into_snapshot(live, saved),
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                return copy_into_snapshot(live, saved);
+            }
             Err(e) => return Err(io_error(what)(e)),
         }
         for dir in [saved.parent(), live.parent()].into_iter().flatten() {
@@ -156,7 +173,11 @@ fn move_into_snapshot(live: &Path, saved: &Path, is_same_fs: bool) -> Result<(),
 
 fn copy_into_snapshot(live: &Path, saved: &Path) -> Result<(), BackendError> {
     let partial = saved.with_extension("partial");
-    let what = format!("copy {} into the snapshot {}", live.display(), saved.display());
+    let what = format!(
+        "copy {} into the snapshot {}",
+        live.display(),
+        saved.display()
+    );
     fsops::remove_tree(&partial).map_err(io_error(&what))?;
     fsops::copy_tree(live, &partial).map_err(io_error(&what))?;
     fs::rename(&partial, saved).map_err(io_error(&what))?;

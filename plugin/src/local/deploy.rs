@@ -209,7 +209,15 @@ fn deliver_in_place(
     let index = load_snapshot_index(layout)?;
     std::fs::create_dir_all(&layout.target)
         .map_err(io_error(format!("create {}", layout.target.display())))?;
-    deliver::deliver(layout, plan, package, &index, backend.keep_setid, log).map(|_| ())
+    deliver::deliver(
+        layout,
+        plan,
+        package,
+        &index,
+        (backend.keep_setid, backend.trust_mtime),
+        log,
+    )
+    .map(|_| ())
 }
 
 fn deliver_release(
@@ -226,7 +234,14 @@ fn deliver_release(
     retention::record_start(layout, plan, backend.settings(), previous.clone())?;
     backend.interrupt.check(what)?;
     set_phase(layout, Phase::Delivering)?;
-    releases::deliver(layout, plan, package, previous.as_deref(), backend.keep_setid, log)
+    releases::deliver(
+        layout,
+        plan,
+        package,
+        previous.as_deref(),
+        (backend.keep_setid, backend.trust_mtime),
+        log,
+    )
 }
 
 /// Runs the health check, if any, then marks the deployment completed.
@@ -307,8 +322,8 @@ fn check_free_space(
         LocalLayout::Releases => std::fs::canonicalize(releases::current_link(&layout.target))
             .unwrap_or_else(|_| layout.target.join("current")),
     };
-    let current = fsops::tree_size(&live)
-        .map_err(io_error(format!("{what}: measure the target")))?;
+    let current =
+        fsops::tree_size(&live).map_err(io_error(format!("{what}: measure the target")))?;
     let free = probe
         .free_bytes(&layout.target)
         .map_err(io_error(format!("{what}: measure free space")))?;

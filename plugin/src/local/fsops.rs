@@ -179,20 +179,29 @@ pub(crate) fn trees_equal(a: &Path, b: &Path) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Whether two files hold the same bytes (read in 256 KiB chunks).
+/// Whether two files hold the same bytes, read in chunks into buffers kept per thread (a
+/// deploy compares thousands of files; fresh zeroed buffers would cost more than the reads).
 pub(crate) fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
-    let (mut ra, mut rb) = (File::open(a)?, File::open(b)?);
-    let (mut ba, mut bb) = (vec![0u8; 256 * 1024], vec![0u8; 256 * 1024]);
-    loop {
-        let n = read_full(&mut ra, &mut ba)?;
-        let m = read_full(&mut rb, &mut bb)?;
-        if n != m || ba[..n] != bb[..m] {
-            return Ok(false);
-        }
-        if n == 0 {
-            return Ok(true);
-        }
+    const CHUNK: usize = 128 * 1024;
+    thread_local! {
+        static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+            std::cell::RefCell::new((vec![0u8; CHUNK], vec![0u8; CHUNK]));
     }
+    let (mut ra, mut rb) = (File::open(a)?, File::open(b)?);
+    BUFFERS.with(|buffers| {
+        let mut buffers = buffers.borrow_mut();
+        let (ba, bb) = &mut *buffers;
+        loop {
+            let n = read_full(&mut ra, ba)?;
+            let m = read_full(&mut rb, bb)?;
+            if n != m || ba[..n] != bb[..m] {
+                return Ok(false);
+            }
+            if n < CHUNK {
+                return Ok(true);
+            }
+        }
+    })
 }
 
 fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> io::Result<usize> {

@@ -34,19 +34,22 @@ pub(crate) fn stage_linked(
     live: Option<&Path>,
     dst: &Path,
     mode_mask: u32,
+    trust_mtime: bool,
 ) -> io::Result<Staged> {
     let mut staged = Staged::default();
-    stage_entry(src, live, dst, mode_mask, &mut staged)?;
+    stage_entry(src, live, dst, (mode_mask, trust_mtime), &mut staged)?;
     Ok(staged)
 }
 
+/// `how`: the mode mask, and whether the quick check alone decides (no byte comparison).
 fn stage_entry(
     src: &Path,
     live: Option<&Path>,
     dst: &Path,
-    mask: u32,
+    how: (u32, bool),
     staged: &mut Staged,
 ) -> io::Result<()> {
+    let (mask, trust_mtime) = how;
     let meta = fs::symlink_metadata(src)?;
     if meta.is_dir() {
         fs::create_dir(dst)?;
@@ -57,7 +60,13 @@ fn stage_entry(
         for entry in fs::read_dir(src)? {
             let name = entry?.file_name();
             let live = live.map(|l| l.join(&name));
-            stage_entry(&src.join(&name), live.as_deref(), &dst.join(&name), mask, staged)?;
+            stage_entry(
+                &src.join(&name),
+                live.as_deref(),
+                &dst.join(&name),
+                how,
+                staged,
+            )?;
         }
         fs::set_permissions(dst, Permissions::from_mode(meta.mode() & 0o7777 & mask))?;
         File::open(dst)?.set_times(fsops::file_times(&meta))?;
@@ -66,7 +75,7 @@ fn stage_entry(
     if meta.is_file()
         && let Some(live) = live
         && is_unchanged(&meta, live, mask)
-        && fsops::same_bytes(src, live)?
+        && (trust_mtime || fsops::same_bytes(src, live)?)
         && fs::hard_link(live, dst).is_ok()
     {
         staged.linked += 1;
@@ -84,8 +93,9 @@ fn stage_entry(
 }
 
 /// rsync's quick check: a regular file of the same size, mtime (to the nanosecond) and mode.
-/// Not enough on its own: files written within one clock tick share an mtime, so the bytes
-/// are compared too (reading is far cheaper than writing).
+/// Not enough on its own: files written within one clock tick, or built with a fixed mtime
+/// (`SOURCE_DATE_EPOCH`), share one, so the bytes are compared too unless the backend says
+/// `trust_mtime`.
 fn is_unchanged(package: &fs::Metadata, live: &Path, mask: u32) -> bool {
     let Ok(live) = fs::symlink_metadata(live) else {
         return false;
@@ -115,7 +125,7 @@ fn write_new(src: &Path, dst: &Path, meta: &fs::Metadata, mask: u32) -> io::Resu
 /// created anew, with their modes and mtimes). Falls back to copying a file whose link fails
 /// (another filesystem).
 pub(crate) fn link_tree(src: &Path, dst: &Path) -> io::Result<Staged> {
-    stage_linked(src, Some(src), dst, 0o7777)
+    stage_linked(src, Some(src), dst, 0o7777, true)
 }
 
 /// Whether `a` and `b` (or their nearest existing parents) are on the same filesystem, so a
@@ -137,14 +147,18 @@ mod tests {
     #[test]
     fn unchanged_files_are_linked_and_changed_ones_written_anew() {
         let tmp = tempfile::tempdir().unwrap();
-        let (pkg, live, dst) = (tmp.path().join("pkg"), tmp.path().join("live"), tmp.path().join("dst"));
+        let (pkg, live, dst) = (
+            tmp.path().join("pkg"),
+            tmp.path().join("live"),
+            tmp.path().join("dst"),
+        );
         fs::create_dir_all(pkg.join("d")).unwrap();
         fs::write(pkg.join("d/same"), "same").unwrap();
         fs::write(pkg.join("d/changed"), "new!").unwrap();
         symlink("same", pkg.join("d/link")).unwrap();
         fsops::copy_tree(&pkg, &live).unwrap();
         fs::write(live.join("d/changed"), "old!").unwrap();
-        let staged = stage_linked(&pkg, Some(&live), &dst, 0o7777).unwrap();
+        let staged = stage_linked(&pkg, Some(&live), &dst, 0o7777, false).unwrap();
         assert_eq!((staged.linked, staged.bytes_written), (1, 4));
         let ino = |p: &Path| fs::metadata(p).unwrap().ino();
         assert_eq!(ino(&dst.join("d/same")), ino(&live.join("d/same")));
@@ -156,14 +170,23 @@ mod tests {
     #[test]
     fn same_size_and_mtime_with_other_bytes_is_written_anew() {
         let tmp = tempfile::tempdir().unwrap();
-        let (pkg, live, dst) = (tmp.path().join("pkg"), tmp.path().join("live"), tmp.path().join("dst"));
+        let (pkg, live, dst) = (
+            tmp.path().join("pkg"),
+            tmp.path().join("live"),
+            tmp.path().join("dst"),
+        );
         fs::create_dir_all(&pkg).unwrap();
         fs::write(pkg.join("v.txt"), "2.0\n").unwrap();
         fsops::copy_tree(&pkg, &live).unwrap();
         fs::write(live.join("v.txt"), "1.0\n").unwrap();
         let mtime = fs::metadata(pkg.join("v.txt")).unwrap().modified().unwrap();
-        File::options().write(true).open(live.join("v.txt")).unwrap().set_modified(mtime).unwrap();
-        let staged = stage_linked(&pkg, Some(&live), &dst, 0o7777).unwrap();
+        File::options()
+            .write(true)
+            .open(live.join("v.txt"))
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let staged = stage_linked(&pkg, Some(&live), &dst, 0o7777, false).unwrap();
         assert_eq!(staged.linked, 0);
         assert_eq!(fs::read(dst.join("v.txt")).unwrap(), b"2.0\n");
     }
@@ -171,13 +194,20 @@ mod tests {
     #[test]
     fn a_mode_change_is_a_change() {
         let tmp = tempfile::tempdir().unwrap();
-        let (pkg, live, dst) = (tmp.path().join("pkg"), tmp.path().join("live"), tmp.path().join("dst"));
+        let (pkg, live, dst) = (
+            tmp.path().join("pkg"),
+            tmp.path().join("live"),
+            tmp.path().join("dst"),
+        );
         fs::create_dir_all(&pkg).unwrap();
         fs::write(pkg.join("run"), "x").unwrap();
         fsops::copy_tree(&pkg, &live).unwrap();
         fs::set_permissions(pkg.join("run"), Permissions::from_mode(0o755)).unwrap();
-        let staged = stage_linked(&pkg, Some(&live), &dst, 0o7777).unwrap();
+        let staged = stage_linked(&pkg, Some(&live), &dst, 0o7777, false).unwrap();
         assert_eq!(staged.linked, 0);
-        assert_ne!(fs::metadata(live.join("run")).unwrap().mode() & 0o777, 0o755);
+        assert_ne!(
+            fs::metadata(live.join("run")).unwrap().mode() & 0o777,
+            0o755
+        );
     }
 }

@@ -24,11 +24,11 @@ mod confine;
 mod deliver;
 mod deploy;
 mod fsops;
-mod link;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 #[cfg(test)]
 mod hostile_tests;
+mod link;
 mod package;
 mod registry;
 mod releases;
@@ -139,6 +139,9 @@ pub struct LocalBackend {
     pub keep_releases: u32,
     /// The newest deployments per target that can still be rolled back.
     pub keep_snapshots: u32,
+    /// Link a package file that has the live file's size, mtime and mode without comparing
+    /// bytes (rsync's quick check): faster, wrong when a changed file keeps both.
+    pub trust_mtime: bool,
 }
 
 impl LocalBackend {
@@ -153,6 +156,7 @@ impl LocalBackend {
             layout: LocalLayout::InPlace,
             keep_releases: DEFAULT_KEEP,
             keep_snapshots: DEFAULT_KEEP,
+            trust_mtime: false,
         }
     }
 
@@ -287,14 +291,12 @@ impl Backend for LocalBackend {
             LocalLayout::InPlace => self.target.clone(),
             LocalLayout::Releases => releases::current_link(&self.target),
         };
-        Ok(
-            state::read_version_file(&live)?.map(|file| CurrentVersion {
-                application: Some(file.application),
-                version: file.version,
-                components: file.components,
-                deployed_at: Some(file.deployed_at),
-            }),
-        )
+        Ok(state::read_version_file(&live)?.map(|file| CurrentVersion {
+            application: Some(file.application),
+            version: file.version,
+            components: file.components,
+            deployed_at: Some(file.deployed_at),
+        }))
     }
 }
 

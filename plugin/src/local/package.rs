@@ -139,6 +139,7 @@ pub(crate) fn stage(
     staging: &Path,
     keep_setid: bool,
     link_from: &BTreeMap<String, PathBuf>,
+    trust_mtime: bool,
 ) -> Result<Staged, BackendError> {
     let mode_mask = if keep_setid { 0o7777 } else { 0o1777 };
     let mut folders = Vec::new();
@@ -148,12 +149,18 @@ pub(crate) fn stage(
             for component in selected {
                 let (src, dst) = (package.path.join(component), staging.join(component));
                 let live = link_from.get(component).filter(|p| fsops::exists(p));
-                let one = link::stage_linked(&src, live.map(PathBuf::as_path), &dst, mode_mask)
-                    .map_err(io_error(format!(
-                        "stage {} into {}",
-                        src.display(),
-                        dst.display()
-                    )))?;
+                let one = link::stage_linked(
+                    &src,
+                    live.map(PathBuf::as_path),
+                    &dst,
+                    mode_mask,
+                    trust_mtime,
+                )
+                .map_err(io_error(format!(
+                    "stage {} into {}",
+                    src.display(),
+                    dst.display()
+                )))?;
                 staged.add(one);
             }
         }

@@ -44,16 +44,30 @@ pub(crate) fn live_folder(target: &Path) -> Option<String> {
 /// `<release>-<task>` from the runner's work folder (`.../<release>/<phase>/<task>/deploy`),
 /// made unique among the target's release folders; `run-<run_id>` when the path says nothing.
 pub(crate) fn folder_name(target: &Path, work_dir: &Path, run_id: &str) -> String {
-    let part = |p: Option<&Path>| p.and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
+    let part = |p: Option<&Path>| {
+        p.and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+    };
     let task = part(work_dir.parent());
-    let release = part(work_dir.parent().and_then(Path::parent).and_then(Path::parent));
+    let release = part(
+        work_dir
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent),
+    );
     let base = match (release, task) {
         (Some(r), Some(t)) => format!("{r}-{t}"),
         _ => format!("run-{run_id}"),
     };
     let base: String = base
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let known = registry::read(target).ok().flatten();
     let taken = |name: &str| {
@@ -82,7 +96,10 @@ fn own_folder(plan: &Plan) -> Result<&str, BackendError> {
 }
 
 /// Records, once, which folder was live before the deployment: the rollback destination.
-pub(crate) fn record_previous(layout: &Layout, log: LogSink<'_>) -> Result<Option<String>, BackendError> {
+pub(crate) fn record_previous(
+    layout: &Layout,
+    log: LogSink<'_>,
+) -> Result<Option<String>, BackendError> {
     let mut index = load_snapshot_index(layout)?;
     if let Some(previous) = &index.previous {
         return Ok(previous.folder.clone());
@@ -106,7 +123,7 @@ pub(crate) fn deliver(
     plan: &Plan,
     package: &Package,
     previous: Option<&str>,
-    keep_setid: bool,
+    (keep_setid, trust_mtime): (bool, bool),
     log: LogSink<'_>,
 ) -> Result<(), BackendError> {
     let name = own_folder(plan)?;
@@ -120,11 +137,25 @@ pub(crate) fn deliver(
     fs::create_dir_all(&dir).map_err(io_error(format!("create {}", dir.display())))?;
     let prev_dir = previous.map(|p| releases_dir(target).join(p));
     let link_from: BTreeMap<String, PathBuf> = match &prev_dir {
-        Some(p) => plan.components.iter().map(|c| (c.clone(), p.join(c))).collect(),
+        Some(p) => plan
+            .components
+            .iter()
+            .map(|c| (c.clone(), p.join(c)))
+            .collect(),
         None => BTreeMap::new(),
     };
-    log(&format!("Building releases/{name} from {}", package.path.display()));
-    let mut staged = super::package::stage(package, &plan.components, &dir, keep_setid, &link_from)?;
+    log(&format!(
+        "Building releases/{name} from {}",
+        package.path.display()
+    ));
+    let mut staged = super::package::stage(
+        package,
+        &plan.components,
+        &dir,
+        keep_setid,
+        &link_from,
+        trust_mtime,
+    )?;
     if let Some(prev) = &prev_dir {
         staged.linked += carry_over(prev, &dir, &plan.components)?;
     }
@@ -155,7 +186,8 @@ pub(crate) fn deliver(
         delivered_at: version.deployed_at,
     };
     let path = layout.manifest();
-    fsops::write_json_durably(&path, &manifest).map_err(io_error(format!("write {}", path.display())))?;
+    fsops::write_json_durably(&path, &manifest)
+        .map_err(io_error(format!("write {}", path.display())))?;
     switch(target, Some(name))?;
     log(&format!("Switched current to releases/{name}"));
     Ok(())
@@ -170,13 +202,19 @@ fn carry_over(prev: &Path, dir: &Path, delivered: &[String]) -> Result<u64, Back
         Err(e) => return Err(io_error(format!("read {}", prev.display()))(e)),
     };
     for entry in entries {
-        let name = entry.map_err(io_error(format!("read {}", prev.display())))?.file_name();
+        let name = entry
+            .map_err(io_error(format!("read {}", prev.display())))?
+            .file_name();
         let text = name.to_string_lossy();
         if text == VERSION_FILE || delivered.iter().any(|c| *c == text) {
             continue;
         }
         linked += link::link_tree(&prev.join(&name), &dir.join(&name))
-            .map_err(io_error(format!("link {} into {}", prev.join(&name).display(), dir.display())))?
+            .map_err(io_error(format!(
+                "link {} into {}",
+                prev.join(&name).display(),
+                dir.display()
+            )))?
             .linked;
     }
     Ok(linked)
@@ -199,13 +237,24 @@ fn describe_delivery(
         let existed = prev.is_some() && fsops::exists(&before);
         let mut record = DeliveredComponent {
             name: component.clone(),
-            change: if existed { ComponentChange::Replaced } else { ComponentChange::Added },
+            change: if existed {
+                ComponentChange::Replaced
+            } else {
+                ComponentChange::Added
+            },
             files_added: 0,
             files_replaced: 0,
             bytes: 0,
         };
-        count_files(&dir.join(component), &before, existed, component.as_ref(), &mut record, &mut out)
-            .map_err(write_error())?;
+        count_files(
+            &dir.join(component),
+            &before,
+            existed,
+            component.as_ref(),
+            &mut record,
+            &mut out,
+        )
+        .map_err(write_error())?;
         delivered.push(record);
     }
     std::io::Write::flush(&mut out).map_err(write_error())?;
@@ -239,7 +288,11 @@ pub(crate) fn switch(target: &Path, folder: Option<&str>) -> Result<(), BackendE
 
 /// The folder a rollback returns to: `previous`, or, when it was itself rolled back (bad),
 /// the one that was live before it, and so on. A pruned folder cannot be returned to.
-fn destination(target: &Path, registry: Option<&Registry>, previous: Option<&str>) -> Result<Option<String>, BackendError> {
+fn destination(
+    target: &Path,
+    registry: Option<&Registry>,
+    previous: Option<&str>,
+) -> Result<Option<String>, BackendError> {
     let mut name = previous.map(str::to_string);
     let mut hops = 0;
     while let Some(n) = name.clone() {
@@ -267,7 +320,11 @@ fn destination(target: &Path, registry: Option<&Registry>, previous: Option<&str
 
 /// Switches `current` back to the folder that was live before the deployment (skipping bad
 /// ones) and marks this deployment's folders bad.
-pub(crate) fn roll_back_all(layout: &Layout, plan: &Plan, log: LogSink<'_>) -> Result<RollbackReport, BackendError> {
+pub(crate) fn roll_back_all(
+    layout: &Layout,
+    plan: &Plan,
+    log: LogSink<'_>,
+) -> Result<RollbackReport, BackendError> {
     check_not_pruned(layout)?;
     set_phase(layout, Phase::RollingBack)?;
     let target = &layout.target;
@@ -283,9 +340,13 @@ pub(crate) fn roll_back_all(layout: &Layout, plan: &Plan, log: LogSink<'_>) -> R
                 "Rolling back {} {}: switching current to {}",
                 plan.application,
                 plan.version,
-                dest.as_deref().map_or("nothing (no release was live before)".into(), |d| format!("releases/{d}"))
+                dest.as_deref()
+                    .map_or("nothing (no release was live before)".into(), |d| format!(
+                        "releases/{d}"
+                    ))
             ));
-            let report = component_report(target, &plan.components, dest.as_deref(), live == dest, log);
+            let report =
+                component_report(target, &plan.components, dest.as_deref(), live == dest, log);
             if live != dest {
                 switch(target, dest.as_deref())?;
             }
@@ -313,12 +374,20 @@ fn unchanged(components: &[String], log: LogSink<'_>) -> RollbackReport {
     report
 }
 
-fn component_report(target: &Path, components: &[String], dest: Option<&str>, is_done: bool, log: LogSink<'_>) -> RollbackReport {
+fn component_report(
+    target: &Path,
+    components: &[String],
+    dest: Option<&str>,
+    is_done: bool,
+    log: LogSink<'_>,
+) -> RollbackReport {
     let mut report = RollbackReport::default();
     for c in components {
         let action = match dest {
             _ if is_done => RevertAction::Unchanged,
-            Some(d) if fsops::exists(&releases_dir(target).join(d).join(c)) => RevertAction::Restored,
+            Some(d) if fsops::exists(&releases_dir(target).join(d).join(c)) => {
+                RevertAction::Restored
+            }
             _ => RevertAction::Removed,
         };
         log(&describe(c, action, &RevertOutcome::Ok));
@@ -342,7 +411,10 @@ pub(crate) fn roll_back_some(
     check_known(plan, components)?;
     check_not_pruned(layout)?;
     let mut journal = load_journal(layout)?.unwrap_or_else(|| fresh_journal(Phase::Completed));
-    let is_all = plan.components.iter().all(|c| components.contains(c) || journal.reverted.contains(c));
+    let is_all = plan
+        .components
+        .iter()
+        .all(|c| components.contains(c) || journal.reverted.contains(c));
     if is_all {
         return roll_back_all(layout, plan, log);
     }
@@ -355,7 +427,10 @@ pub(crate) fn roll_back_some(
     let live = live_folder(target).ok_or_else(|| {
         BackendError::new(
             ErrorClass::Precondition,
-            format!("roll back components in {}: no release is live (no `current`)", target.display()),
+            format!(
+                "roll back components in {}: no release is live (no `current`)",
+                target.display()
+            ),
         )
     })?;
     for c in components {
@@ -379,7 +454,13 @@ pub(crate) fn roll_back_some(
         plan.version
     ));
     let releases = releases_dir(target);
-    build_mixed(&releases.join(&live), dest.as_ref().map(|d| releases.join(d)).as_deref(), &releases.join(&name), &journal.reverted, plan)?;
+    build_mixed(
+        &releases.join(&live),
+        dest.as_ref().map(|d| releases.join(d)).as_deref(),
+        &releases.join(&name),
+        &journal.reverted,
+        plan,
+    )?;
     let report = component_report(target, components, dest.as_deref(), false, log);
     switch(target, Some(&name))?;
     journal.updated_at = fsops::now_rfc3339();
@@ -400,7 +481,13 @@ fn mixed_name(target: &Path, registry: Option<&Registry>, own: &str) -> String {
     }
 }
 
-fn build_mixed(live: &Path, dest: Option<&Path>, dir: &Path, reverted: &[String], plan: &Plan) -> Result<(), BackendError> {
+fn build_mixed(
+    live: &Path,
+    dest: Option<&Path>,
+    dir: &Path,
+    reverted: &[String],
+    plan: &Plan,
+) -> Result<(), BackendError> {
     let what = |p: &Path| io_error(format!("build {}", p.display()));
     fs::create_dir_all(dir).map_err(what(dir))?;
     for entry in fs::read_dir(live).map_err(what(live))? {
@@ -428,7 +515,8 @@ fn build_mixed(live: &Path, dest: Option<&Path>, dir: &Path, reverted: &[String]
         });
     version.reverted_components = reverted.to_vec();
     let path = dir.join(VERSION_FILE);
-    fsops::write_json_durably(&path, &version).map_err(io_error(format!("write {}", path.display())))?;
+    fsops::write_json_durably(&path, &version)
+        .map_err(io_error(format!("write {}", path.display())))?;
     crate::failpoint::hit_with("local.release_built", || dir.display().to_string());
     Ok(())
 }

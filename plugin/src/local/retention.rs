@@ -75,7 +75,10 @@ pub(crate) fn record_start(
 }
 
 /// The backend's current settings win: they are what the pipeline says now.
-fn apply_settings(r: &mut Registry, (layout, keep_releases, keep_snapshots): (LocalLayout, u32, u32)) {
+fn apply_settings(
+    r: &mut Registry,
+    (layout, keep_releases, keep_snapshots): (LocalLayout, u32, u32),
+) {
     r.layout = layout;
     r.keep_releases = keep_releases;
     r.keep_snapshots = keep_snapshots;
@@ -109,7 +112,11 @@ pub(crate) fn after_deploy(
 
 /// Marks the deployment rolled back (its release folders become bad); prunes nothing, so
 /// the rollback does not wait on deleting a tree.
-pub(crate) fn after_rollback(layout: &Layout, plan: &Plan, settings: (LocalLayout, u32, u32)) -> Result<(), BackendError> {
+pub(crate) fn after_rollback(
+    layout: &Layout,
+    plan: &Plan,
+    settings: (LocalLayout, u32, u32),
+) -> Result<(), BackendError> {
     if registry::read(&layout.target)?.is_none() && plan.layout == LocalLayout::InPlace {
         // Deployed before the registry existed: nothing to mark.
         return Ok(());
@@ -152,8 +159,10 @@ fn prune(target: &Path, r: &mut Registry) -> Result<Pruned, BackendError> {
             continue;
         }
         if fsops::exists(&layout.work_dir) && e.state != EntryState::RolledBack {
-            fs::write(layout.pruned_marker(), &why)
-                .map_err(io_error(format!("write {}", layout.pruned_marker().display())))?;
+            fs::write(layout.pruned_marker(), &why).map_err(io_error(format!(
+                "write {}",
+                layout.pruned_marker().display()
+            )))?;
         }
         let snapshot = layout.snapshot_dir();
         if fsops::exists(&snapshot) {
@@ -189,7 +198,14 @@ fn prune_folders(
         .iter()
         .rev()
         .filter(|e| e.state != EntryState::RolledBack)
-        .flat_map(|e| e.mixed_dirs.iter().rev().chain(e.release_dir.iter()).cloned().collect::<Vec<_>>())
+        .flat_map(|e| {
+            e.mixed_dirs
+                .iter()
+                .rev()
+                .chain(e.release_dir.iter())
+                .cloned()
+                .collect::<Vec<_>>()
+        })
         .collect();
     keep.extend(good.into_iter().take(r.keep_releases as usize));
     for e in r.deployments.iter().filter(|e| window.contains(&e.run_id)) {
@@ -200,7 +216,10 @@ fn prune_folders(
             if !r.is_bad(&n) {
                 break;
             }
-            name = r.owner_of(&n).and_then(|o| o.previous.clone()).filter(|p| !keep.contains(p));
+            name = r
+                .owner_of(&n)
+                .and_then(|o| o.previous.clone())
+                .filter(|p| !keep.contains(p));
         }
         // An in-flight or failed deployment keeps its own folders too.
         keep.extend(e.folders().cloned());
@@ -244,5 +263,9 @@ fn unique_bytes(path: &Path) -> std::io::Result<u64> {
         }
         return Ok(total);
     }
-    Ok(if meta.is_file() && meta.nlink() == 1 { meta.len() } else { 0 })
+    Ok(if meta.is_file() && meta.nlink() == 1 {
+        meta.len()
+    } else {
+        0
+    })
 }

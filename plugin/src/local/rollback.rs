@@ -188,7 +188,11 @@ fn restore(layout: &Layout, name: &str) -> Result<RevertAction, BackendError> {
     discard(layout, &current, name)?;
     if let Err(e) = std::fs::rename(&saved, &current) {
         if e.raw_os_error() != Some(libc::EXDEV) {
-            return Err(io_error(format!("rename {} back to {}", saved.display(), current.display()))(e));
+            return Err(io_error(format!(
+                "rename {} back to {}",
+                saved.display(),
+                current.display()
+            ))(e));
         }
         // The work folder is on another filesystem: copy next to the target, then rename.
         let staged = layout.staging().join("new").join(name);
@@ -202,7 +206,8 @@ fn restore(layout: &Layout, name: &str) -> Result<RevertAction, BackendError> {
         fsops::remove_tree(&saved).map_err(io_error(format!("remove {}", saved.display())))?;
         return Ok(RevertAction::Restored);
     }
-    fsops::sync_dir(&layout.target).map_err(io_error(format!("sync {}", layout.target.display())))?;
+    fsops::sync_dir(&layout.target)
+        .map_err(io_error(format!("sync {}", layout.target.display())))?;
     crate::failpoint::hit_with("local.component", || current.display().to_string());
     Ok(RevertAction::Restored)
 }
@@ -213,7 +218,8 @@ fn remove(layout: &Layout, name: &str) -> Result<RevertAction, BackendError> {
         return Ok(RevertAction::Unchanged);
     }
     discard(layout, &current, name)?;
-    fsops::sync_dir(&layout.target).map_err(io_error(format!("sync {}", layout.target.display())))?;
+    fsops::sync_dir(&layout.target)
+        .map_err(io_error(format!("sync {}", layout.target.display())))?;
     crate::failpoint::hit_with("local.component", || current.display().to_string());
     Ok(RevertAction::Removed)
 }

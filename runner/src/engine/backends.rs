@@ -85,6 +85,7 @@ impl Engine {
                 layout,
                 keep_releases,
                 keep_snapshots,
+                trust_mtime,
                 ..
             }) => {
                 let mut local = LocalBackend::new(
@@ -96,6 +97,7 @@ impl Engine {
                 local.layout = *layout;
                 local.keep_releases = *keep_releases;
                 local.keep_snapshots = *keep_snapshots;
+                local.trust_mtime = *trust_mtime;
                 Ok(AnyBackend::Local(local))
             }
             Some(Backend::Exec {

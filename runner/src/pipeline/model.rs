@@ -196,6 +196,8 @@ pub enum Backend {
         keep_releases: u32,
         /// `keep_snapshots:` the newest deployments per target that stay revertible.
         keep_snapshots: u32,
+        /// `trust_mtime:` link unchanged-looking files without comparing their bytes.
+        trust_mtime: bool,
         timeout: Option<Duration>,
     },
     XlDeploy {

@@ -154,6 +154,8 @@ pub struct RawBackend {
     pub keep_releases: Option<Spanned<u32>>,
     /// local: the newest deployments per target that can still be rolled back (default 5).
     pub keep_snapshots: Option<Spanned<u32>>,
+    /// local: link files by size + mtime + mode alone (rsync's quick check); default false.
+    pub trust_mtime: Option<Spanned<bool>>,
     // xl-deploy
     pub url: Option<Spanned<Scalar>>,
     pub username: Option<Spanned<Scalar>>,

@@ -24,6 +24,7 @@ fn fields_of(kind: &str) -> &'static [&'static str] {
             "layout",
             "keep_releases",
             "keep_snapshots",
+            "trust_mtime",
             "lock_timeout",
             "timeout",
         ],
@@ -65,7 +66,7 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 impl RawBackend {
     /// Every field present (besides `kind`) and where its value stands.
     fn present_fields(&self) -> Vec<(&'static str, Pos)> {
-        let spans: [(&'static str, Option<Pos>); 20] = [
+        let spans: [(&'static str, Option<Pos>); 21] = [
             ("target", self.target.as_ref().map(|v| v.referenced.into())),
             (
                 "packages",
@@ -84,6 +85,10 @@ impl RawBackend {
             (
                 "keep_snapshots",
                 self.keep_snapshots.as_ref().map(|v| v.referenced.into()),
+            ),
+            (
+                "trust_mtime",
+                self.trust_mtime.as_ref().map(|v| v.referenced.into()),
             ),
             ("url", self.url.as_ref().map(|v| v.referenced.into())),
             (
@@ -238,12 +243,17 @@ impl Checker<'_> {
             layout: layout?,
             keep_releases: keep_releases?,
             keep_snapshots: keep_snapshots?,
+            trust_mtime: b.trust_mtime.as_ref().is_some_and(|t| t.value),
             timeout: timeout?,
         })
     }
 
     /// `layout:` of a local backend; `in_place` when absent.
-    fn local_layout(&mut self, raw: &RawBackend, path: &str) -> Option<relflow_plugin::local::LocalLayout> {
+    fn local_layout(
+        &mut self,
+        raw: &RawBackend,
+        path: &str,
+    ) -> Option<relflow_plugin::local::LocalLayout> {
         use relflow_plugin::local::LocalLayout;
         let Some(layout) = &raw.layout else {
             return Some(LocalLayout::InPlace);
