@@ -1,24 +1,32 @@
 //! The `local` backend: deploys `packages/<Application>/<version>/` (a folder or
-//! `<version>.tar.gz`) into a target folder, with a pre-deployment snapshot to revert to.
+//! `<version>.tar.gz`) into a target folder, with a pre-deployment state to revert to.
 //!
 //! On disk, per task run, in the runner's `work_dir`:
-//! - `plan.json`: the resolved request (package, components, health check, run id);
+//! - `plan.json`: the resolved request (package, components, layout, release folder, run id);
 //! - `journal.json`: the phase (`planned`, `snapshotting`, `delivering`, `delivered`,
 //!   `completed`, `cancelled`, `rolling_back`, `rolled_back`) and the components reverted so
 //!   far, written temp-then-rename with fsync;
-//! - `snapshot/<component>` and `snapshot/.relflow-version`: copies of what the deployment
-//!   replaces, and `snapshot.json`: which components are fully copied and whether each existed;
+//! - `snapshot.json`: which components existed before (in place) or which release folder was
+//!   live (releases), recorded before the target is touched;
+//! - in place: `snapshot/<component>` — the replaced component itself, moved there by one
+//!   rename as the new one goes in (a copy when the work folder is on another filesystem) —
+//!   and `snapshot/.relflow-version`; `discarded/`: what a rollback moved out of the target;
+//!   `snapshot-pruned` once retention removed the snapshot;
 //! - `manifest.json`: the delivered components with files added / replaced, and
 //!   `manifest-files.txt`: one `added|replaced<TAB><component>/<path>` line per file;
 //! - `cancel`: present once `cancel` was asked for.
 //!
-//! Packages are hostile input: every entry must stay inside its component (no link out, no
-//! write through a link, no device), and setuid/setgid bits are stripped unless the backend
-//! keeps them (see `confine.rs`, `tarball.rs`).
+//! Unchanged files are hard-linked from the live tree (`link.rs`); changed ones are written as
+//! new files. Packages are hostile input: every entry must stay inside its component (no link
+//! out, no write through a link, no device), and setuid/setgid bits are stripped unless the
+//! backend keeps them (see `confine.rs`, `tarball.rs`).
 //!
-//! In the target: the components, `.relflow-version` (JSON: `application`, `version`,
-//! `components`, `deployed_at`, and `reverted_components` after a partial rollback), and
-//! while an operation runs `.relflow-staging-<run_id>/` (removed afterwards).
+//! In the target, in place: the components, `.relflow-version` (JSON: `application`,
+//! `version`, `components`, `deployed_at`, and `reverted_components` after a partial rollback),
+//! and while an operation runs `.relflow-staging-<run_id>/`. With `layout: releases`:
+//! `releases/<folder>/` (components and `.relflow-version`) and `current` (`releases.rs`).
+//! Beside the target: `.<name>.relflow-deployments.json`, the deployments made there, which
+//! retention prunes from (`registry.rs`, `retention.rs`).
 
 mod confine;
 mod deliver;
@@ -28,6 +36,8 @@ mod fsops;
 pub mod fuzzing;
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod layout_tests;
 mod link;
 mod package;
 mod registry;
