@@ -5,7 +5,8 @@
 //! as medians of alternating rounds of: relflow in place, relflow `layout: releases`,
 //! `rsync -a --link-dest` into a new release folder + symlink switch (the Capistrano way), and
 //! `cp -a`. Bytes written are the bytes of files with one link in the new tree (new inodes)
-//! next to the changed bytes. Rollback: both layouts at 20 MB and 200 MB. Peak RSS at the end.
+//! next to the changed bytes, and files whose bytes differ from the package. Rollback: both
+//! layouts at 20 MB and 200 MB. The disk is synced before every timed step. Peak RSS at the end.
 //!
 //! `cargo bench -p relflow-plugin --bench local_deploy` (`RELFLOW_BENCH_DIR` chooses the disk,
 //! default the system temp folder; `RELFLOW_BENCH_ROUNDS` the rounds, default 5). Without
@@ -125,6 +126,7 @@ fn relflow_round(
         .deploy(&request(&work, "1.0", "r1"), &mut |_| Ok(()), &mut |_| {})
         .expect("deploy 1.0");
     let mut handle = None;
+    settle();
     let start = Instant::now();
     let verbose = std::env::var_os("RELFLOW_BENCH_VERBOSE").is_some();
     backend
@@ -189,6 +191,7 @@ fn rsync_round(world: &World) -> (Duration, Outcome, PathBuf) {
     fs::create_dir_all(&releases).expect("releases/");
     copy_a(&world.package("1.0"), &releases.join("r1"));
     std::os::unix::fs::symlink("releases/r1", dir.join("current")).expect("current");
+    settle();
     let start = Instant::now();
     let status = Command::new("rsync")
         .arg("-a")
@@ -207,6 +210,7 @@ fn rsync_round(world: &World) -> (Duration, Outcome, PathBuf) {
 fn cp_round(world: &World) -> (Duration, Outcome, PathBuf) {
     let dir = world.fresh("cp");
     fs::create_dir_all(&dir).expect("cp folder");
+    settle();
     let start = Instant::now();
     copy_a(&world.package("2.0"), &dir.join("target"));
     let took = start.elapsed();
@@ -280,6 +284,7 @@ fn rollbacks(world: &World, rounds: usize) {
             let (_, handle, _, dir) = relflow_round(world, layout, false);
             let target = dir.join("target");
             let backend = world.backend(&target, layout, false);
+            settle();
             let start = Instant::now();
             let report = backend.roll_back(&handle, &mut |_| {}).expect("rollback");
             times.push(start.elapsed());
@@ -291,6 +296,12 @@ fn rollbacks(world: &World, rounds: usize) {
             median(&times).unwrap_or_default()
         );
     }
+}
+
+/// Writes back what the untimed setup left dirty, so a timed step does not pay for it (on
+/// ext4 an fsync waits for the data of every file written before it).
+fn settle() {
+    let _ = Command::new("sync").status();
 }
 
 fn median(times: &[Duration]) -> Option<Duration> {

@@ -2,7 +2,6 @@
 //! the CLI) lets an older deployment be rolled back while a newer one is live.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 
 use super::tests::{Fixture, write};
 use super::*;
@@ -43,9 +42,18 @@ fn rolling_back_past_a_bad_release_returns_to_the_good_one_before_it() {
     backend.roll_back(&second, &mut |_| {}).unwrap();
     assert_eq!(current(&fx), "releases/r1-task", "2.2 is bad now");
     backend.roll_back(&third, &mut |_| {}).unwrap();
-    assert_eq!(current(&fx), "releases/r1-task", "2.3 returns past bad 2.2 to 1.0");
+    assert_eq!(
+        current(&fx),
+        "releases/r1-task",
+        "2.3 returns past bad 2.2 to 1.0"
+    );
     let again = backend.roll_back(&third, &mut |_| {}).unwrap();
-    assert!(again.components.iter().all(|c| c.action == RevertAction::Unchanged));
+    assert!(
+        again
+            .components
+            .iter()
+            .all(|c| c.action == RevertAction::Unchanged)
+    );
 }
 
 #[test]
@@ -57,13 +65,23 @@ fn keep_snapshots_prunes_older_in_place_snapshots_and_refuses_their_rollback() {
     };
     deploy_ok(&backend, &fx, "1.0", "r1");
     let second = deploy_ok(&backend, &fx, "2.3", "r2");
-    write(&fx.root.join("packages/PetPortal/2.4/web/index.html"), "v2.4", 0o644);
+    write(
+        &fx.root.join("packages/PetPortal/2.4/web/index.html"),
+        "v2.4",
+        0o644,
+    );
     let third = deploy_ok(&backend, &fx, "2.4", "r3");
     let refused = backend.roll_back(&second, &mut |_| {}).unwrap_err();
     assert_eq!(refused.class, ErrorClass::Precondition);
     assert!(refused.message.contains("pruned"), "{refused}");
     backend.roll_back(&third, &mut |_| {}).unwrap();
-    assert_eq!(fs::read(fx.target().join("web/index.html")).unwrap(), b"v2.3");
+    assert_eq!(
+        fs::read(fx.target().join("web/index.html")).unwrap(),
+        b"v2.3"
+    );
     let pruned = collect_garbage(&fx.target()).unwrap();
-    assert!(pruned.bytes_freed > 0, "the discarded 2.4 web is freed: {pruned:?}");
+    assert!(
+        pruned.bytes_freed > 0,
+        "the discarded 2.4 web is freed: {pruned:?}"
+    );
 }

@@ -38,7 +38,7 @@ pub fn run(state_dir: &Path, given: &[PathBuf], as_json: bool) -> Result<i32, Cl
                 )));
             }
         }
-        given.iter().cloned().collect()
+        given.to_vec()
     };
     let mut pruned = Vec::new();
     for target in &targets {
