@@ -31,6 +31,7 @@ pub(crate) fn roll_back_all(
     let report = revert(layout, &plan.components, log)?;
     let index = load_snapshot_index(layout)?;
     restore_version_file(layout, &index)?;
+    sync_target(layout)?;
     if report.failure().is_none() {
         let mut journal = load_journal(layout)?.unwrap_or_else(|| fresh_journal(Phase::RolledBack));
         journal.phase = Phase::RolledBack;
@@ -65,6 +66,7 @@ pub(crate) fn roll_back_some(
         plan.version
     ));
     let report = revert(layout, components, log)?;
+    sync_target(layout)?;
     for c in components {
         if !journal.reverted.contains(c) {
             journal.reverted.push(c.clone());
@@ -146,6 +148,11 @@ fn revert(
     Ok(report)
 }
 
+/// One sync for every rename of a rollback, before the journal says they happened.
+fn sync_target(layout: &Layout) -> Result<(), BackendError> {
+    fsops::sync_dir(&layout.target).map_err(io_error(format!("sync {}", layout.target.display())))
+}
+
 pub(crate) fn describe(component: &str, action: RevertAction, outcome: &RevertOutcome) -> String {
     match (outcome, action) {
         (RevertOutcome::Failed { message, .. }, _) => {
@@ -206,8 +213,6 @@ fn restore(layout: &Layout, name: &str) -> Result<RevertAction, BackendError> {
         fsops::remove_tree(&saved).map_err(io_error(format!("remove {}", saved.display())))?;
         return Ok(RevertAction::Restored);
     }
-    fsops::sync_dir(&layout.target)
-        .map_err(io_error(format!("sync {}", layout.target.display())))?;
     crate::failpoint::hit_with("local.component", || current.display().to_string());
     Ok(RevertAction::Restored)
 }
@@ -218,8 +223,6 @@ fn remove(layout: &Layout, name: &str) -> Result<RevertAction, BackendError> {
         return Ok(RevertAction::Unchanged);
     }
     discard(layout, &current, name)?;
-    fsops::sync_dir(&layout.target)
-        .map_err(io_error(format!("sync {}", layout.target.display())))?;
     crate::failpoint::hit_with("local.component", || current.display().to_string());
     Ok(RevertAction::Removed)
 }
