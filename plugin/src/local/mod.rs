@@ -41,6 +41,7 @@ mod layout_tests;
 mod link;
 mod package;
 mod registry;
+mod release_rollback;
 mod releases;
 mod retention;
 mod rollback;
@@ -262,7 +263,7 @@ impl Backend for LocalBackend {
         let plan = load_plan(&layout)?;
         let report = match plan.layout {
             LocalLayout::InPlace => rollback::roll_back_all(&layout, &plan, log)?,
-            LocalLayout::Releases => releases::roll_back_all(&layout, &plan, log)?,
+            LocalLayout::Releases => release_rollback::roll_back_all(&layout, &plan, log)?,
         };
         retention::after_rollback(&layout, &plan, self.settings())?;
         Ok(report)
@@ -278,7 +279,9 @@ impl Backend for LocalBackend {
         let plan = load_plan(&layout)?;
         match plan.layout {
             LocalLayout::InPlace => rollback::roll_back_some(&layout, &plan, components, log),
-            LocalLayout::Releases => releases::roll_back_some(&layout, &plan, components, log),
+            LocalLayout::Releases => {
+                release_rollback::roll_back_some(&layout, &plan, components, log)
+            }
         }
     }
 
