@@ -85,3 +85,46 @@ fn keep_snapshots_prunes_older_in_place_snapshots_and_refuses_their_rollback() {
         "the discarded 2.4 web is freed: {pruned:?}"
     );
 }
+
+#[test]
+fn a_work_folder_on_another_filesystem_copies_the_snapshot_and_says_so() {
+    let fx = Fixture::new();
+    let Ok(elsewhere) = tempfile::tempdir_in("/dev/shm") else {
+        return; // no second filesystem here
+    };
+    if link::same_filesystem(elsewhere.path(), &fx.root) {
+        return;
+    }
+    let backend = fx.backend();
+    deploy_ok(&backend, &fx, "1.0", "r1");
+    let before = fs::read(fx.target().join("web/index.html")).unwrap();
+    let mut request = fx.request("2.3", "r2");
+    request.work_dir = elsewhere.path().join("work");
+    let mut lines = Vec::new();
+    let outcome = backend
+        .deploy(&request, &mut |_| Ok(()), &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("on another filesystem than the target")),
+        "{lines:?}"
+    );
+    assert!(
+        elsewhere
+            .path()
+            .join("work/snapshot/web/index.html")
+            .exists()
+    );
+    backend.roll_back(&outcome.handle, &mut |_| {}).unwrap();
+    assert_eq!(
+        fs::read(fx.target().join("web/index.html")).unwrap(),
+        before
+    );
+    assert!(
+        !fx.target().join("api").exists(),
+        "2.3 added api; rolled back it is gone"
+    );
+}
