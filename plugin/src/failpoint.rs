@@ -69,6 +69,18 @@ pub const NAMES: &[(&str, &str)] = &[
         "the pre-deployment snapshot of a local deploy completed",
     ),
     (
+        "local.snapshot_moved",
+        "a replaced component moved (or copied) into the in-place snapshot",
+    ),
+    (
+        "local.release_built",
+        "a release folder (layout: releases) built, before `current` is switched",
+    ),
+    (
+        "local.switch",
+        "`current` switched to another release folder (deploy or rollback)",
+    ),
+    (
         "exec.journal",
         "the exec backend's record of a deploy command's start or end written",
     ),

@@ -14,6 +14,7 @@ mod hostile_state;
 mod live_control;
 mod load_errors;
 mod local_deploys;
+mod local_layouts;
 mod person_view;
 mod plan;
 mod policies;

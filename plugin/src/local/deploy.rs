@@ -10,9 +10,8 @@ use super::state::{
     Layout, Manifest, Phase, Plan, STATE_FORMAT, io_error, load_journal, load_plan,
     load_snapshot_index, set_phase,
 };
-use super::{FreeSpaceProbe, LocalBackend, deliver};
+use super::{FreeSpaceProbe, LocalBackend, LocalLayout, deliver, releases, retention};
 use crate::ErrorClass;
-use crate::Interrupt;
 use crate::backend::{
     BackendError, DeployOutcome, DeployRequest, HANDLE_FORMAT, Handle, LocalHandle, LogSink,
 };
@@ -53,6 +52,8 @@ pub(crate) fn start(
         components,
         verify: request.verify.clone().or_else(|| backend.verify.clone()),
         update_bytes: 0,
+        layout: backend.layout,
+        release_dir: None,
     };
     plan.update_bytes = plan
         .components
@@ -69,6 +70,8 @@ pub(crate) fn start(
             check_same_deployment(&earlier, &plan, work_dir)?;
             plan = Plan {
                 run_id: earlier.run_id,
+                layout: earlier.layout,
+                release_dir: earlier.release_dir,
                 ..plan
             };
             Continue::Redeliver
@@ -76,6 +79,9 @@ pub(crate) fn start(
         Err(e) if e.class == ErrorClass::NotFound => Continue::Resume,
         Err(e) => return Err(e),
     };
+    if plan.layout == LocalLayout::Releases && plan.release_dir.is_none() {
+        plan.release_dir = Some(releases::folder_name(&plan.target, work_dir, &plan.run_id));
+    }
     let layout = Layout {
         work_dir: work_dir.clone(),
         target: plan.target.clone(),
@@ -94,7 +100,8 @@ fn check_same_deployment(earlier: &Plan, plan: &Plan, work_dir: &Path) -> Result
     let same = earlier.application == plan.application
         && earlier.version == plan.version
         && earlier.components == plan.components
-        && earlier.target == plan.target;
+        && earlier.target == plan.target
+        && earlier.layout == plan.layout;
     if same {
         return Ok(());
     }
@@ -163,7 +170,7 @@ pub(crate) fn run(
         }
         Phase::Completed if how == Continue::Resume => return outcome(layout, plan),
         Phase::Delivered if how == Continue::Resume => {
-            return verify_and_complete(layout, plan, &backend.interrupt, log);
+            return verify_and_complete(backend, layout, plan, log);
         }
         Phase::Planned | Phase::Snapshotting => {
             check_free_space(&backend.free_space, layout, plan, &what)?;
@@ -173,13 +180,10 @@ pub(crate) fn run(
     backend.interrupt.check(&what)?;
     let _ = std::fs::remove_file(layout.cancel_marker());
     set_phase(layout, Phase::Snapshotting)?;
-    snapshot::take(layout, plan, log)?;
-    backend.interrupt.check(&what)?;
-    set_phase(layout, Phase::Delivering)?;
-    let index = load_snapshot_index(layout)?;
-    std::fs::create_dir_all(&layout.target)
-        .map_err(io_error(format!("create {}", layout.target.display())))?;
-    let result = deliver::deliver(layout, plan, package, &index, backend.keep_setid, log);
+    let result = match plan.layout {
+        LocalLayout::InPlace => deliver_in_place(backend, layout, plan, package, &what, log),
+        LocalLayout::Releases => deliver_release(backend, layout, plan, package, &what, log),
+    };
     if let Err(e) = result {
         if fsops::exists(&layout.cancel_marker()) {
             set_phase(layout, Phase::Cancelled)?;
@@ -187,16 +191,67 @@ pub(crate) fn run(
         return Err(e);
     }
     set_phase(layout, Phase::Delivered)?;
-    verify_and_complete(layout, plan, &backend.interrupt, log)
+    verify_and_complete(backend, layout, plan, log)
+}
+
+fn deliver_in_place(
+    backend: &LocalBackend,
+    layout: &Layout,
+    plan: &Plan,
+    package: &Package,
+    what: &str,
+    log: LogSink<'_>,
+) -> Result<(), BackendError> {
+    snapshot::take(layout, plan, log)?;
+    retention::record_start(layout, plan, backend.settings(), None)?;
+    backend.interrupt.check(what)?;
+    set_phase(layout, Phase::Delivering)?;
+    let index = load_snapshot_index(layout)?;
+    std::fs::create_dir_all(&layout.target)
+        .map_err(io_error(format!("create {}", layout.target.display())))?;
+    deliver::deliver(
+        layout,
+        plan,
+        package,
+        &index,
+        (backend.keep_setid, backend.trust_mtime),
+        log,
+    )
+    .map(|_| ())
+}
+
+fn deliver_release(
+    backend: &LocalBackend,
+    layout: &Layout,
+    plan: &Plan,
+    package: &Package,
+    what: &str,
+    log: LogSink<'_>,
+) -> Result<(), BackendError> {
+    std::fs::create_dir_all(&layout.target)
+        .map_err(io_error(format!("create {}", layout.target.display())))?;
+    let previous = releases::record_previous(layout, log)?;
+    retention::record_start(layout, plan, backend.settings(), previous.clone())?;
+    backend.interrupt.check(what)?;
+    set_phase(layout, Phase::Delivering)?;
+    releases::deliver(
+        layout,
+        plan,
+        package,
+        previous.as_deref(),
+        (backend.keep_setid, backend.trust_mtime),
+        log,
+    )
 }
 
 /// Runs the health check, if any, then marks the deployment completed.
 fn verify_and_complete(
+    backend: &LocalBackend,
     layout: &Layout,
     plan: &Plan,
-    interrupt: &Interrupt,
     log: LogSink<'_>,
 ) -> Result<DeployOutcome, BackendError> {
+    let interrupt = &backend.interrupt;
     if fsops::exists(&layout.cancel_marker()) {
         set_phase(layout, Phase::Cancelled)?;
         return Err(deliver::cancelled(plan, layout));
@@ -215,7 +270,10 @@ fn verify_and_complete(
         ));
         let spec = ProcessSpec {
             argv: argv.clone(),
-            cwd: Some(layout.target.clone()),
+            cwd: Some(match plan.layout {
+                LocalLayout::InPlace => layout.target.clone(),
+                LocalLayout::Releases => releases::current_link(&layout.target),
+            }),
             env: vec![
                 ("RELFLOW_APPLICATION".into(), plan.application.clone()),
                 ("RELFLOW_VERSION".into(), plan.version.clone()),
@@ -230,6 +288,7 @@ fn verify_and_complete(
         log("Health check passed");
     }
     set_phase(layout, Phase::Completed)?;
+    retention::after_deploy(layout, backend.settings(), log)?;
     log(&format!(
         "Deployed {} {} into {}",
         plan.application,
@@ -257,8 +316,14 @@ fn check_free_space(
     plan: &Plan,
     what: &str,
 ) -> Result<(), BackendError> {
-    let current = fsops::tree_size(&layout.target)
-        .map_err(io_error(format!("{what}: measure the target")))?;
+    // The releases layout's live tree is behind `current`; older folders share its files.
+    let live = match plan.layout {
+        LocalLayout::InPlace => layout.target.clone(),
+        LocalLayout::Releases => std::fs::canonicalize(releases::current_link(&layout.target))
+            .unwrap_or_else(|_| layout.target.join("current")),
+    };
+    let current =
+        fsops::tree_size(&live).map_err(io_error(format!("{what}: measure the target")))?;
     let free = probe
         .free_bytes(&layout.target)
         .map_err(io_error(format!("{what}: measure free space")))?;

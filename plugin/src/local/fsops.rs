@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::Path;
@@ -46,7 +46,7 @@ fn copy_entry(src: &Path, dst: &Path, mask: u32, copied: &mut Copied) -> io::Res
             copy_entry(&entry.path(), &dst.join(entry.file_name()), mask, copied)?;
         }
         fs::set_permissions(dst, Permissions::from_mode(meta.mode() & 0o7777 & mask))?;
-        File::open(dst)?.set_times(times(&meta))?;
+        File::open(dst)?.set_times(file_times(&meta))?;
     } else if kind.is_file() {
         let mut input = File::open(src)?;
         let mut output = OpenOptions::new()
@@ -56,7 +56,7 @@ fn copy_entry(src: &Path, dst: &Path, mask: u32, copied: &mut Copied) -> io::Res
             .open(dst)?;
         copied.bytes += io::copy(&mut input, &mut output)?;
         output.set_permissions(Permissions::from_mode(meta.mode() & 0o7777 & mask))?;
-        output.set_times(times(&meta))?;
+        output.set_times(file_times(&meta))?;
         copied.files += 1;
     } else {
         return Err(io::Error::new(
@@ -70,7 +70,8 @@ fn copy_entry(src: &Path, dst: &Path, mask: u32, copied: &mut Copied) -> io::Res
     Ok(())
 }
 
-fn times(meta: &fs::Metadata) -> FileTimes {
+/// A file's access and modification times, to set on a copy.
+pub(crate) fn file_times(meta: &fs::Metadata) -> FileTimes {
     let at = |secs: i64, nanos: i64| {
         let nanos = Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
         match u64::try_from(secs) {
@@ -139,6 +140,7 @@ pub(crate) fn tree_size(path: &Path) -> io::Result<u64> {
     Ok(total)
 }
 
+#[cfg(test)]
 /// Whether two trees hold the same entries, kinds, modes, mtimes, bytes and symlink targets.
 /// Contents are compared only when sizes match, in chunks.
 pub(crate) fn trees_equal(a: &Path, b: &Path) -> io::Result<bool> {
@@ -177,25 +179,32 @@ pub(crate) fn trees_equal(a: &Path, b: &Path) -> io::Result<bool> {
     Ok(true)
 }
 
-fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
-    let (mut ra, mut rb) = (
-        BufReader::new(File::open(a)?),
-        BufReader::new(File::open(b)?),
-    );
-    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
-    loop {
-        let n = read_full(&mut ra, &mut ba)?;
-        let m = read_full(&mut rb, &mut bb)?;
-        if n != m || ba[..n] != bb[..m] {
-            return Ok(false);
-        }
-        if n == 0 {
-            return Ok(true);
-        }
+/// Whether two files hold the same bytes, read in chunks into buffers kept per thread (a
+/// deploy compares thousands of files; fresh zeroed buffers would cost more than the reads).
+pub(crate) fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
+    const CHUNK: usize = 128 * 1024;
+    thread_local! {
+        static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+            std::cell::RefCell::new((vec![0u8; CHUNK], vec![0u8; CHUNK]));
     }
+    let (mut ra, mut rb) = (File::open(a)?, File::open(b)?);
+    BUFFERS.with(|buffers| {
+        let mut buffers = buffers.borrow_mut();
+        let (ba, bb) = &mut *buffers;
+        loop {
+            let n = read_full(&mut ra, ba)?;
+            let m = read_full(&mut rb, bb)?;
+            if n != m || ba[..n] != bb[..m] {
+                return Ok(false);
+            }
+            if n < CHUNK {
+                return Ok(true);
+            }
+        }
+    })
 }
 
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..])? {

@@ -1,24 +1,32 @@
 //! The `local` backend: deploys `packages/<Application>/<version>/` (a folder or
-//! `<version>.tar.gz`) into a target folder, with a pre-deployment snapshot to revert to.
+//! `<version>.tar.gz`) into a target folder, with a pre-deployment state to revert to.
 //!
 //! On disk, per task run, in the runner's `work_dir`:
-//! - `plan.json`: the resolved request (package, components, health check, run id);
+//! - `plan.json`: the resolved request (package, components, layout, release folder, run id);
 //! - `journal.json`: the phase (`planned`, `snapshotting`, `delivering`, `delivered`,
 //!   `completed`, `cancelled`, `rolling_back`, `rolled_back`) and the components reverted so
 //!   far, written temp-then-rename with fsync;
-//! - `snapshot/<component>` and `snapshot/.relflow-version`: copies of what the deployment
-//!   replaces, and `snapshot.json`: which components are fully copied and whether each existed;
+//! - `snapshot.json`: which components existed before (in place) or which release folder was
+//!   live (releases), recorded before the target is touched;
+//! - in place: `snapshot/<component>` — the replaced component itself, moved there by one
+//!   rename as the new one goes in (a copy when the work folder is on another filesystem) —
+//!   and `snapshot/.relflow-version`; `discarded/`: what a rollback moved out of the target;
+//!   `snapshot-pruned` once retention removed the snapshot;
 //! - `manifest.json`: the delivered components with files added / replaced, and
 //!   `manifest-files.txt`: one `added|replaced<TAB><component>/<path>` line per file;
 //! - `cancel`: present once `cancel` was asked for.
 //!
-//! Packages are hostile input: every entry must stay inside its component (no link out, no
-//! write through a link, no device), and setuid/setgid bits are stripped unless the backend
-//! keeps them (see `confine.rs`, `tarball.rs`).
+//! Unchanged files are hard-linked from the live tree (`link.rs`); changed ones are written as
+//! new files. Packages are hostile input: every entry must stay inside its component (no link
+//! out, no write through a link, no device), and setuid/setgid bits are stripped unless the
+//! backend keeps them (see `confine.rs`, `tarball.rs`).
 //!
-//! In the target: the components, `.relflow-version` (JSON: `application`, `version`,
-//! `components`, `deployed_at`, and `reverted_components` after a partial rollback), and
-//! while an operation runs `.relflow-staging-<run_id>/` (removed afterwards).
+//! In the target, in place: the components, `.relflow-version` (JSON: `application`,
+//! `version`, `components`, `deployed_at`, and `reverted_components` after a partial rollback),
+//! and while an operation runs `.relflow-staging-<run_id>/`. With `layout: releases`:
+//! `releases/<folder>/` (components and `.relflow-version`) and `current` (`releases.rs`).
+//! Beside the target: `.<name>.relflow-deployments.json`, the deployments made there, which
+//! retention prunes from (`registry.rs`, `retention.rs`).
 
 mod confine;
 mod deliver;
@@ -28,7 +36,14 @@ mod fsops;
 pub mod fuzzing;
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod layout_tests;
+mod link;
 mod package;
+mod registry;
+mod release_rollback;
+mod releases;
+mod retention;
 mod rollback;
 mod snapshot;
 mod state;
@@ -39,6 +54,8 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use deploy::FREE_SPACE_MARGIN;
+pub use registry::REGISTRY_SUFFIX;
+pub use retention::{Pruned, collect_garbage};
 pub use state::{STAGING_PREFIX, VERSION_FILE, VersionFile};
 
 use crate::ErrorClass;
@@ -100,6 +117,20 @@ fn statvfs_free(target: &Path) -> std::io::Result<u64> {
     Ok(u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize)))
 }
 
+/// Release folders kept and deployments revertible per target unless the backend says otherwise.
+pub const DEFAULT_KEEP: u32 = 5;
+
+/// How a deployment lands in the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalLayout {
+    /// Components swapped into the target; the replaced ones moved aside as the snapshot.
+    #[default]
+    InPlace,
+    /// `current` symlink into `releases/<release>-<task>/`, switched by one rename.
+    Releases,
+}
+
 /// Deploys packages into a folder on this host.
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
@@ -114,6 +145,14 @@ pub struct LocalBackend {
     pub keep_setid: bool,
     /// The attempt's deadline and stop flag; the health check is ended when it fires.
     pub interrupt: crate::Interrupt,
+    pub layout: LocalLayout,
+    /// `layout: releases`: newest release folders kept besides those still needed.
+    pub keep_releases: u32,
+    /// The newest deployments per target that can still be rolled back.
+    pub keep_snapshots: u32,
+    /// Link a package file that has the live file's size, mtime and mode without comparing
+    /// bytes (rsync's quick check): faster, wrong when a changed file keeps both.
+    pub trust_mtime: bool,
 }
 
 impl LocalBackend {
@@ -125,7 +164,16 @@ impl LocalBackend {
             free_space: FreeSpaceProbe::Statvfs,
             keep_setid: false,
             interrupt: crate::Interrupt::none(),
+            layout: LocalLayout::InPlace,
+            keep_releases: DEFAULT_KEEP,
+            keep_snapshots: DEFAULT_KEEP,
+            trust_mtime: false,
         }
+    }
+
+    /// What a new registry of the target starts with.
+    fn settings(&self) -> (LocalLayout, u32, u32) {
+        (self.layout, self.keep_releases, self.keep_snapshots)
     }
 
     fn layout(handle: &Handle) -> Result<Layout, BackendError> {
@@ -213,7 +261,12 @@ impl Backend for LocalBackend {
     fn roll_back(&self, handle: &Handle, log: LogSink<'_>) -> Result<RollbackReport, BackendError> {
         let layout = Self::layout(handle)?;
         let plan = load_plan(&layout)?;
-        rollback::roll_back_all(&layout, &plan, log)
+        let report = match plan.layout {
+            LocalLayout::InPlace => rollback::roll_back_all(&layout, &plan, log)?,
+            LocalLayout::Releases => release_rollback::roll_back_all(&layout, &plan, log)?,
+        };
+        retention::after_rollback(&layout, &plan, self.settings())?;
+        Ok(report)
     }
 
     fn roll_back_components(
@@ -224,7 +277,12 @@ impl Backend for LocalBackend {
     ) -> Result<RollbackReport, BackendError> {
         let layout = Self::layout(handle)?;
         let plan = load_plan(&layout)?;
-        rollback::roll_back_some(&layout, &plan, components, log)
+        match plan.layout {
+            LocalLayout::InPlace => rollback::roll_back_some(&layout, &plan, components, log),
+            LocalLayout::Releases => {
+                release_rollback::roll_back_some(&layout, &plan, components, log)
+            }
+        }
     }
 
     /// Leaves a `cancel` marker that a running deploy checks before each component and before
@@ -241,14 +299,17 @@ impl Backend for LocalBackend {
     }
 
     fn current_version(&self, _log: LogSink<'_>) -> Result<Option<CurrentVersion>, BackendError> {
-        Ok(
-            state::read_version_file(&self.target)?.map(|file| CurrentVersion {
-                application: Some(file.application),
-                version: file.version,
-                components: file.components,
-                deployed_at: Some(file.deployed_at),
-            }),
-        )
+        // In the releases layout `.relflow-version` is in the live release folder.
+        let live = match self.layout {
+            LocalLayout::InPlace => self.target.clone(),
+            LocalLayout::Releases => releases::current_link(&self.target),
+        };
+        Ok(state::read_version_file(&live)?.map(|file| CurrentVersion {
+            application: Some(file.application),
+            version: file.version,
+            components: file.components,
+            deployed_at: Some(file.deployed_at),
+        }))
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::confine::{self, Refusal};
 use super::fsops;
+use super::link::{self, Staged};
 use super::state::{PackageKind, STAGING_PREFIX, VERSION_FILE, io_error};
 use super::tarball;
 use crate::ErrorClass;
@@ -129,28 +130,46 @@ pub(crate) fn select(package: &Package, wanted: &[String]) -> Result<Vec<String>
 
 /// Puts the selected components of `package` into `staging` (which must exist), streaming,
 /// then checks what was staged as it will be delivered: the package may have changed since it
-/// was scanned. Setuid/setgid bits are stripped unless `keep_setid`.
+/// was scanned. Setuid/setgid bits are stripped unless `keep_setid`. A folder package's
+/// unchanged files are hard-linked from `link_from[component]` (the live tree); a tarball is
+/// extracted in full.
 pub(crate) fn stage(
     package: &Package,
     selected: &[String],
     staging: &Path,
     keep_setid: bool,
-) -> Result<(), BackendError> {
+    link_from: &BTreeMap<String, PathBuf>,
+    trust_mtime: bool,
+) -> Result<Staged, BackendError> {
     let mode_mask = if keep_setid { 0o7777 } else { 0o1777 };
     let mut folders = Vec::new();
+    let mut staged = Staged::default();
     match package.kind {
         PackageKind::Folder => {
             for component in selected {
                 let (src, dst) = (package.path.join(component), staging.join(component));
-                fsops::copy_tree_masked(&src, &dst, mode_mask).map_err(io_error(format!(
+                let live = link_from.get(component).filter(|p| fsops::exists(p));
+                let one = link::stage_linked(
+                    &src,
+                    live.map(PathBuf::as_path),
+                    &dst,
+                    mode_mask,
+                    trust_mtime,
+                )
+                .map_err(io_error(format!(
                     "stage {} into {}",
                     src.display(),
                     dst.display()
                 )))?;
+                staged.add(one);
             }
         }
         PackageKind::Tarball => {
             folders = tarball::extract(&package.path, selected, staging, mode_mask)?;
+            staged.bytes_written = selected
+                .iter()
+                .filter_map(|c| package.components.get(c))
+                .sum();
         }
     }
     for component in selected {
@@ -161,7 +180,8 @@ pub(crate) fn stage(
         "extract {} into {}",
         package.path.display(),
         staging.display()
-    )))
+    )))?;
+    Ok(staged)
 }
 
 /// A refusal of `package` as a validation error naming the entry, or an I/O error.

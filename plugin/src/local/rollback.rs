@@ -20,6 +20,7 @@ pub(crate) fn roll_back_all(
     plan: &Plan,
     log: LogSink<'_>,
 ) -> Result<RollbackReport, BackendError> {
+    check_not_pruned(layout)?;
     set_phase(layout, Phase::RollingBack)?;
     log(&format!(
         "Rolling back {} {} in {}",
@@ -30,6 +31,7 @@ pub(crate) fn roll_back_all(
     let report = revert(layout, &plan.components, log)?;
     let index = load_snapshot_index(layout)?;
     restore_version_file(layout, &index)?;
+    sync_target(layout)?;
     if report.failure().is_none() {
         let mut journal = load_journal(layout)?.unwrap_or_else(|| fresh_journal(Phase::RolledBack));
         journal.phase = Phase::RolledBack;
@@ -47,6 +49,37 @@ pub(crate) fn roll_back_some(
     components: &[String],
     log: LogSink<'_>,
 ) -> Result<RollbackReport, BackendError> {
+    check_known(plan, components)?;
+    check_not_pruned(layout)?;
+    let mut journal = load_journal(layout)?.unwrap_or_else(|| fresh_journal(Phase::Completed));
+    let is_all = plan
+        .components
+        .iter()
+        .all(|c| components.contains(c) || journal.reverted.contains(c));
+    if is_all {
+        return roll_back_all(layout, plan, log);
+    }
+    log(&format!(
+        "Rolling back {} of {} {}",
+        components.join(", "),
+        plan.application,
+        plan.version
+    ));
+    let report = revert(layout, components, log)?;
+    sync_target(layout)?;
+    for c in components {
+        if !journal.reverted.contains(c) {
+            journal.reverted.push(c.clone());
+        }
+    }
+    journal.updated_at = fsops::now_rfc3339();
+    save_journal(layout, &journal)?;
+    note_reverted(layout, plan, &journal.reverted)?;
+    Ok(report)
+}
+
+/// Refuses component names the deployment did not deliver.
+pub(crate) fn check_known(plan: &Plan, components: &[String]) -> Result<(), BackendError> {
     let unknown: Vec<&str> = components
         .iter()
         .filter(|c| !plan.components.contains(c))
@@ -64,33 +97,10 @@ pub(crate) fn roll_back_some(
             ),
         ));
     }
-    let mut journal = load_journal(layout)?.unwrap_or_else(|| fresh_journal(Phase::Completed));
-    let is_all = plan
-        .components
-        .iter()
-        .all(|c| components.contains(c) || journal.reverted.contains(c));
-    if is_all {
-        return roll_back_all(layout, plan, log);
-    }
-    log(&format!(
-        "Rolling back {} of {} {}",
-        components.join(", "),
-        plan.application,
-        plan.version
-    ));
-    let report = revert(layout, components, log)?;
-    for c in components {
-        if !journal.reverted.contains(c) {
-            journal.reverted.push(c.clone());
-        }
-    }
-    journal.updated_at = fsops::now_rfc3339();
-    save_journal(layout, &journal)?;
-    note_reverted(layout, plan, &journal.reverted)?;
-    Ok(report)
+    Ok(())
 }
 
-fn fresh_journal(phase: Phase) -> super::state::Journal {
+pub(crate) fn fresh_journal(phase: Phase) -> super::state::Journal {
     super::state::Journal {
         format: super::state::STATE_FORMAT,
         phase,
@@ -138,7 +148,12 @@ fn revert(
     Ok(report)
 }
 
-fn describe(component: &str, action: RevertAction, outcome: &RevertOutcome) -> String {
+/// One sync for every rename of a rollback, before the journal says they happened.
+fn sync_target(layout: &Layout) -> Result<(), BackendError> {
+    fsops::sync_dir(&layout.target).map_err(io_error(format!("sync {}", layout.target.display())))
+}
+
+pub(crate) fn describe(component: &str, action: RevertAction, outcome: &RevertOutcome) -> String {
     match (outcome, action) {
         (RevertOutcome::Failed { message, .. }, _) => {
             format!("Could not revert {component}: failed to {message}")
@@ -169,23 +184,36 @@ fn revert_one(
     }
 }
 
+/// Renames the snapshot back into place, the deployed entry moved out of the way first. A
+/// snapshot that is no longer there was renamed back by an earlier (perhaps killed) rollback.
 fn restore(layout: &Layout, name: &str) -> Result<RevertAction, BackendError> {
     let (saved, current) = (layout.snapshot_dir().join(name), layout.target.join(name));
-    let equal = fsops::exists(&current)
-        && fsops::trees_equal(&saved, &current)
-            .map_err(io_error(format!("compare {}", current.display())))?;
-    if equal {
+    if !fsops::exists(&saved) {
+        check_not_pruned(layout)?;
         return Ok(RevertAction::Unchanged);
     }
-    let staging = layout.staging();
-    let restored = staging.join("new").join(name);
-    fsops::remove_tree(&restored).map_err(io_error(format!("remove {}", restored.display())))?;
-    fsops::copy_tree(&saved, &restored).map_err(io_error(format!(
-        "copy {} to {}",
-        saved.display(),
-        restored.display()
-    )))?;
-    swap_in(&restored, &current, &staging.join("old").join(name))?;
+    discard(layout, &current, name)?;
+    if let Err(e) = std::fs::rename(&saved, &current) {
+        if e.raw_os_error() != Some(libc::EXDEV) {
+            return Err(io_error(format!(
+                "rename {} back to {}",
+                saved.display(),
+                current.display()
+            ))(e));
+        }
+        // The work folder is on another filesystem: copy next to the target, then rename.
+        let staged = layout.staging().join("new").join(name);
+        fsops::remove_tree(&staged).map_err(io_error(format!("remove {}", staged.display())))?;
+        fsops::copy_tree(&saved, &staged).map_err(io_error(format!(
+            "copy {} to {}",
+            saved.display(),
+            staged.display()
+        )))?;
+        swap_in(&staged, &current, &layout.staging().join("old").join(name))?;
+        fsops::remove_tree(&saved).map_err(io_error(format!("remove {}", saved.display())))?;
+        return Ok(RevertAction::Restored);
+    }
+    crate::failpoint::hit_with("local.component", || current.display().to_string());
     Ok(RevertAction::Restored)
 }
 
@@ -194,11 +222,52 @@ fn remove(layout: &Layout, name: &str) -> Result<RevertAction, BackendError> {
     if !fsops::exists(&current) {
         return Ok(RevertAction::Unchanged);
     }
-    let trash = layout.staging().join("old").join(name);
-    std::fs::rename(&current, &trash)
-        .map_err(io_error(format!("move {} aside", current.display())))?;
-    fsops::remove_tree(&trash).map_err(io_error(format!("remove {}", trash.display())))?;
+    discard(layout, &current, name)?;
+    crate::failpoint::hit_with("local.component", || current.display().to_string());
     Ok(RevertAction::Removed)
+}
+
+/// Moves `current` (if any) out of the target into `discarded/`, one rename, so a rollback
+/// does not wait for a large tree to be deleted; retention removes it later. On another
+/// filesystem it is deleted at once.
+fn discard(layout: &Layout, current: &std::path::Path, name: &str) -> Result<(), BackendError> {
+    if !fsops::exists(current) {
+        return Ok(());
+    }
+    let bin = layout.discarded_dir();
+    std::fs::create_dir_all(&bin).map_err(io_error(format!("create {}", bin.display())))?;
+    let mut slot = bin.join(name);
+    let mut n = 1;
+    while fsops::exists(&slot) {
+        n += 1;
+        slot = bin.join(format!("{name}.{n}"));
+    }
+    match std::fs::rename(current, &slot) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let trash = layout.staging().join("old").join(name);
+            std::fs::rename(current, &trash)
+                .map_err(io_error(format!("move {} aside", current.display())))?;
+            fsops::remove_tree(&trash).map_err(io_error(format!("remove {}", trash.display())))
+        }
+        Err(e) => Err(io_error(format!("move {} aside", current.display()))(e)),
+    }
+}
+
+/// Fails when retention pruned this deployment's snapshot: it can no longer be rolled back.
+pub(crate) fn check_not_pruned(layout: &Layout) -> Result<(), BackendError> {
+    let marker = layout.pruned_marker();
+    match std::fs::read_to_string(&marker) {
+        Ok(why) => Err(BackendError::new(
+            ErrorClass::Precondition,
+            format!(
+                "roll back the deployment in {}: its pre-deployment snapshot was pruned ({})",
+                layout.target.display(),
+                why.trim()
+            ),
+        )),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Puts back the `.relflow-version` the target had before (or removes the one written).

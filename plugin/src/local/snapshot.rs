@@ -1,14 +1,15 @@
-//! The pre-deployment snapshot: a copy of every entry a deployment will replace, taken once
-//! per task run, component by component, so a crash while copying is retaken, never trusted.
+//! The pre-deployment snapshot of the in-place layout, recorded once per task run before the
+//! target is touched: which planned components exist (and a copy of `.relflow-version`). Their
+//! content is not copied here: delivery moves each replaced component into `snapshot/` with one
+//! rename as it swaps the new one in (see `deliver.rs`).
 
-use super::fault;
 use super::fsops;
 use super::state::{Layout, Plan, io_error, load_snapshot_index, save_snapshot_index};
 use crate::backend::{BackendError, LogSink};
 
-/// Copies whatever of `plan.components` (and `.relflow-version`) the snapshot does not hold
-/// yet. Components already in the index are kept as they are: by then the target may be
-/// half-updated, and copying it again would lose the pre-deployment state.
+/// Records whatever of `plan.components` (and `.relflow-version`) the snapshot index does not
+/// hold yet. Components already listed are kept as they are: by then the target may be
+/// half-updated, and looking at it again would lose the pre-deployment state.
 pub(crate) fn take(layout: &Layout, plan: &Plan, log: LogSink<'_>) -> Result<(), BackendError> {
     let mut index = load_snapshot_index(layout)?;
     let dir = layout.snapshot_dir();
@@ -19,7 +20,6 @@ pub(crate) fn take(layout: &Layout, plan: &Plan, log: LogSink<'_>) -> Result<(),
             &dir.join(super::state::VERSION_FILE),
         )?;
         index.version_file_existed = Some(existed);
-        save_snapshot_index(layout, &index)?;
     }
     let missing: Vec<&String> = plan
         .components
@@ -27,22 +27,22 @@ pub(crate) fn take(layout: &Layout, plan: &Plan, log: LogSink<'_>) -> Result<(),
         .filter(|c| !index.components.contains_key(*c))
         .collect();
     if missing.is_empty() {
+        save_snapshot_index(layout, &index)?;
         log("Pre-deployment snapshot already taken for this task run; keeping it");
         return Ok(());
     }
     for component in missing {
-        let existed = copy_fresh(&layout.target.join(component), &dir.join(component))?;
-        fault::point("snapshot:after_copy");
+        let existed = fsops::exists(&layout.target.join(component));
         index.components.insert(component.clone(), existed);
-        save_snapshot_index(layout, &index)?;
     }
+    save_snapshot_index(layout, &index)?;
     let kept = index
         .components
         .values()
         .filter(|existed| **existed)
         .count();
     log(&format!(
-        "Took the pre-deployment snapshot: {kept} existing component(s) saved in {}",
+        "Took the pre-deployment snapshot: {kept} existing component(s) move into {} as they are replaced",
         dir.display()
     ));
     Ok(())

@@ -34,9 +34,18 @@ impl Layout {
     pub fn snapshot_index(&self) -> PathBuf {
         self.work_dir.join("snapshot.json")
     }
-    /// Holds `<component>` copies and `.relflow-version` as they were before the deployment.
+    /// Holds `<component>` (moved aside, or copied from another filesystem) and
+    /// `.relflow-version` as they were before the deployment.
     pub fn snapshot_dir(&self) -> PathBuf {
         self.work_dir.join("snapshot")
+    }
+    /// What rollbacks moved out of the target, removed by retention (not while rolling back).
+    pub fn discarded_dir(&self) -> PathBuf {
+        self.work_dir.join("discarded")
+    }
+    /// Present once retention pruned the snapshot; holds why.
+    pub fn pruned_marker(&self) -> PathBuf {
+        self.work_dir.join("snapshot-pruned")
     }
     pub fn manifest(&self) -> PathBuf {
         self.work_dir.join("manifest.json")
@@ -81,6 +90,12 @@ pub(crate) struct Plan {
     pub verify: Option<Vec<String>>,
     /// Uncompressed bytes of the delivered components.
     pub update_bytes: u64,
+    /// Plans written before layouts existed are in place.
+    #[serde(default)]
+    pub layout: super::LocalLayout,
+    /// `layout: releases`: the folder under `releases/` this deployment builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_dir: Option<String>,
 }
 
 /// Where a deployment stands (`journal.json`).
@@ -122,6 +137,16 @@ pub(crate) struct SnapshotIndex {
     pub components: BTreeMap<String, bool>,
     /// Whether `.relflow-version` existed before; `None` until it was captured.
     pub version_file_existed: Option<bool>,
+    /// `layout: releases`: the folder `current` pointed to before the deployment; `None`
+    /// until recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
+}
+
+/// The live release folder before a deployment (`None`: there was none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Previous {
+    pub folder: Option<String>,
 }
 
 /// What was delivered (`manifest.json`); per-file lines are in `manifest-files.txt`

@@ -6,6 +6,7 @@ mod common;
 mod completions;
 pub mod detach;
 mod error;
+mod gc;
 mod help;
 mod live;
 mod locks;
@@ -344,6 +345,17 @@ pub enum Verb {
         #[command(flatten)]
         person: PersonArgs,
         /// Print the rollback jobs as a JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prune local targets: snapshots no revertible deployment needs (`keep_snapshots`) and
+    /// release folders beyond `keep_releases` that no deployment returns to; says what it freed.
+    #[command(after_help = gc::HELP)]
+    Gc {
+        /// Target folders (default: every local target this state directory deployed to).
+        #[arg(value_name = "TARGET")]
+        targets: Vec<PathBuf>,
+        /// Print what was pruned as a JSON document.
         #[arg(long)]
         json: bool,
     },
@@ -698,6 +710,7 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
             &person.person(),
             json,
         ),
+        Verb::Gc { targets, json } => gc::run(state, &targets, json),
         Verb::Locks { json } => locks::run(json),
         Verb::Unlock {
             target,

@@ -82,6 +82,10 @@ impl Engine {
                 packages,
                 verify,
                 keep_setid,
+                layout,
+                keep_releases,
+                keep_snapshots,
+                trust_mtime,
                 ..
             }) => {
                 let mut local = LocalBackend::new(
@@ -90,6 +94,10 @@ impl Engine {
                 );
                 local.verify = optional(verify)?;
                 local.keep_setid = *keep_setid;
+                local.layout = *layout;
+                local.keep_releases = *keep_releases;
+                local.keep_snapshots = *keep_snapshots;
+                local.trust_mtime = *trust_mtime;
                 Ok(AnyBackend::Local(local))
             }
             Some(Backend::Exec {

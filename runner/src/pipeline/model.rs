@@ -190,6 +190,14 @@ pub enum Backend {
         verify: Option<Vec<Template>>,
         /// Deliver setuid/setgid bits as the package has them; stripped otherwise.
         keep_setid: bool,
+        /// `layout:` how deployments land in the target.
+        layout: relflow_plugin::local::LocalLayout,
+        /// `keep_releases:` release folders kept (`layout: releases`).
+        keep_releases: u32,
+        /// `keep_snapshots:` the newest deployments per target that stay revertible.
+        keep_snapshots: u32,
+        /// `trust_mtime:` link unchanged-looking files without comparing their bytes.
+        trust_mtime: bool,
         timeout: Option<Duration>,
     },
     XlDeploy {

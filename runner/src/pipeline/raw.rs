@@ -148,6 +148,14 @@ pub struct RawBackend {
     pub verify: Option<Spanned<Vec<Spanned<Scalar>>>>,
     /// local: deliver setuid/setgid bits as the package has them (default: stripped).
     pub keep_setid: Option<Spanned<bool>>,
+    /// local: `in_place` (default) or `releases`.
+    pub layout: Option<Spanned<Text>>,
+    /// local, `layout: releases`: release folders kept besides those still needed (default 5).
+    pub keep_releases: Option<Spanned<u32>>,
+    /// local: the newest deployments per target that can still be rolled back (default 5).
+    pub keep_snapshots: Option<Spanned<u32>>,
+    /// local: link files by size + mtime + mode alone (rsync's quick check); default false.
+    pub trust_mtime: Option<Spanned<bool>>,
     // xl-deploy
     pub url: Option<Spanned<Scalar>>,
     pub username: Option<Spanned<Scalar>>,

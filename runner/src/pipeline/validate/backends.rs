@@ -21,6 +21,10 @@ fn fields_of(kind: &str) -> &'static [&'static str] {
             "packages",
             "verify",
             "keep_setid",
+            "layout",
+            "keep_releases",
+            "keep_snapshots",
+            "trust_mtime",
             "lock_timeout",
             "timeout",
         ],
@@ -49,6 +53,11 @@ fn fields_of(kind: &str) -> &'static [&'static str] {
 /// The longest `lock_timeout`; `0s` means: fail at once when the target is held.
 pub(super) const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 
+/// The values of a local backend's `layout:`.
+const LAYOUTS: [&str; 2] = ["in_place", "releases"];
+/// The most release folders or snapshots a local backend may keep.
+const MAX_KEEP: u32 = 1000;
+
 const DEFAULT_POLLING: Duration = Duration::from_secs(10);
 /// Bounds of a backend's `timeout`, as for a task's.
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
@@ -57,7 +66,7 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 impl RawBackend {
     /// Every field present (besides `kind`) and where its value stands.
     fn present_fields(&self) -> Vec<(&'static str, Pos)> {
-        let spans: [(&'static str, Option<Pos>); 17] = [
+        let spans: [(&'static str, Option<Pos>); 21] = [
             ("target", self.target.as_ref().map(|v| v.referenced.into())),
             (
                 "packages",
@@ -67,6 +76,19 @@ impl RawBackend {
             (
                 "keep_setid",
                 self.keep_setid.as_ref().map(|v| v.referenced.into()),
+            ),
+            ("layout", self.layout.as_ref().map(|v| v.referenced.into())),
+            (
+                "keep_releases",
+                self.keep_releases.as_ref().map(|v| v.referenced.into()),
+            ),
+            (
+                "keep_snapshots",
+                self.keep_snapshots.as_ref().map(|v| v.referenced.into()),
+            ),
+            (
+                "trust_mtime",
+                self.trust_mtime.as_ref().map(|v| v.referenced.into()),
             ),
             ("url", self.url.as_ref().map(|v| v.referenced.into())),
             (
@@ -198,13 +220,76 @@ impl Checker<'_> {
         };
         let verify = self.optional_argv(b.verify.as_ref(), path, "verify");
         let timeout = self.backend_timeout(b, path);
+        let layout = self.local_layout(b, path);
+        let keep_releases = self.keep_count(b.keep_releases.as_ref(), path, "keep_releases");
+        let keep_snapshots = self.keep_count(b.keep_snapshots.as_ref(), path, "keep_snapshots");
+        if let (Some(relflow_plugin::local::LocalLayout::InPlace), Some(keep)) =
+            (layout, &b.keep_releases)
+        {
+            self.error(
+                Pos::from(keep.referenced),
+                format!(
+                    "{path}.keep_releases: applies to `layout: releases` only; this backend \
+                     deploys in place (add `layout: releases` or remove `keep_releases`)"
+                ),
+            );
+            return None;
+        }
         Some(Backend::Local {
             target: target?,
             packages: packages?,
             verify: verify?,
             keep_setid: b.keep_setid.as_ref().is_some_and(|k| k.value),
+            layout: layout?,
+            keep_releases: keep_releases?,
+            keep_snapshots: keep_snapshots?,
+            trust_mtime: b.trust_mtime.as_ref().is_some_and(|t| t.value),
             timeout: timeout?,
         })
+    }
+
+    /// `layout:` of a local backend; `in_place` when absent.
+    fn local_layout(
+        &mut self,
+        raw: &RawBackend,
+        path: &str,
+    ) -> Option<relflow_plugin::local::LocalLayout> {
+        use relflow_plugin::local::LocalLayout;
+        let Some(layout) = &raw.layout else {
+            return Some(LocalLayout::InPlace);
+        };
+        match layout.value.0.as_str() {
+            "in_place" if layout.value.is_string() => Some(LocalLayout::InPlace),
+            "releases" if layout.value.is_string() => Some(LocalLayout::Releases),
+            other => {
+                self.error_with_help(
+                    layout.referenced,
+                    format!("{path}.layout: unknown layout `{other}`"),
+                    suggestion(other, &LAYOUTS),
+                );
+                None
+            }
+        }
+    }
+
+    /// `keep_releases` / `keep_snapshots`: 1 to [`MAX_KEEP`]; default [`DEFAULT_KEEP`].
+    fn keep_count(&mut self, value: Option<&Spanned<u32>>, path: &str, field: &str) -> Option<u32> {
+        let Some(value) = value else {
+            return Some(relflow_plugin::local::DEFAULT_KEEP);
+        };
+        if (1..=MAX_KEEP).contains(&value.value) {
+            return Some(value.value);
+        }
+        // At least one: the newest deployment must stay revertible, and the live release kept.
+        self.error(
+            Pos::from(value.referenced),
+            format!(
+                "{path}.{field}: {} is out of range (1 to {MAX_KEEP}; default {})",
+                value.value,
+                relflow_plugin::local::DEFAULT_KEEP
+            ),
+        );
+        None
     }
 
     pub(super) fn xl_deploy_backend(
