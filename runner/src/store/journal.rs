@@ -1,0 +1,145 @@
+//! Events and log lines in the store, so `logs`, the server's event stream and its log routes
+//! read them from any machine that reaches a shared store (a runner still writes its local
+//! `events.jsonl` and `script_output.log`; only a shared store gets these rows).
+
+use super::db::{OptionalExtension, ToSql, params};
+use super::{Store, StoreError};
+
+/// A log line waiting to be written: which task run and attempt it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLine {
+    pub task_run: i64,
+    pub attempt: i64,
+    pub line: String,
+}
+
+/// One stored log line; `id` orders the lines of a task run and resumes a follower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLine {
+    pub id: i64,
+    pub attempt: i64,
+    pub line: String,
+}
+
+/// Rows per INSERT: 4 parameters each stays far below either database's parameter limit.
+const ROWS_PER_INSERT: usize = 200;
+
+impl Store {
+    /// Runs `write` and appends the event line `body` to the release's events in the same
+    /// transaction, numbered after the release's last event (whichever runner wrote it), so
+    /// a kill never leaves a state change without its event or an event without its change.
+    pub fn with_event<T>(
+        &self,
+        release: &str,
+        body: Option<&str>,
+        write: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(body) = body else {
+            return write(self);
+        };
+        self.atomically(|_| {
+            let value = write(self)?;
+            self.conn.execute(
+                "INSERT INTO events (release_id, seq, body)
+                 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2 FROM events WHERE release_id = ?1",
+                params![release, body],
+            )?;
+            Ok(value)
+        })
+    }
+
+    /// Appends `lines` to the release's log lines, a few hundred rows per statement (one
+    /// round trip per batch, never one per line).
+    pub fn append_log_lines(&self, release: &str, lines: &[PendingLine]) -> Result<(), StoreError> {
+        for chunk in lines.chunks(ROWS_PER_INSERT) {
+            let mut sql =
+                String::from("INSERT INTO log_lines (release_id, task_run_id, attempt, line) VALUES ");
+            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 3 + 1);
+            values.push(&release);
+            for (i, line) in chunk.iter().enumerate() {
+                let at = 2 + i * 3;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(?1, ?{at}, ?{}, ?{})", at + 1, at + 2));
+                values.extend([&line.task_run as &dyn ToSql, &line.attempt, &line.line]);
+            }
+            self.conn.execute(&sql, &values[..])?;
+        }
+        Ok(())
+    }
+
+    /// The release's events after number `after`, in order: `(seq, body)`.
+    pub fn events_after(&self, release: &str, after: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(self.conn.query_map(
+            "SELECT seq, body FROM events WHERE release_id = ?1 AND seq > ?2 ORDER BY seq",
+            params![release, after],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?)
+    }
+
+    /// A task run's log lines after line id `after`, in the order they were written.
+    pub fn log_lines_after(&self, task_run: i64, after: i64) -> Result<Vec<StoredLine>, StoreError> {
+        Ok(self.conn.query_map(
+            "SELECT id, attempt, line FROM log_lines WHERE task_run_id = ?1 AND id > ?2 ORDER BY id",
+            params![task_run, after],
+            |row| {
+                Ok(StoredLine {
+                    id: row.get(0)?,
+                    attempt: row.get(1)?,
+                    line: row.get(2)?,
+                })
+            },
+        )?)
+    }
+
+    /// Whether a task run has any log line in the store.
+    pub fn has_log_lines(&self, task_run: i64) -> Result<bool, StoreError> {
+        let found: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM log_lines WHERE task_run_id = ?1 LIMIT 1",
+                [task_run],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    /// The newest attempt a task run has started (0 before the first): what a line written
+    /// by a runner that did not start the attempt itself (a resumed one) belongs to.
+    pub fn latest_attempt(&self, task_run: i64) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(MAX(number), 0) FROM attempts WHERE task_run_id = ?1",
+            [task_run],
+            |row| row.get(0),
+        )?)
+    }
+
+    /// The (release, epoch) this store's writes are guarded by, if any.
+    pub fn write_guard(&self) -> Option<(String, i64)> {
+        self.guard.clone()
+    }
+
+    /// Guards this store's writes by `guard`, as the connection that claimed the lease is:
+    /// a second connection of the same runner (the log shipper's) stops when it is lost.
+    pub fn set_write_guard(&mut self, guard: Option<(String, i64)>) {
+        self.guard = guard;
+    }
+
+    /// A second connection to the same store, with the same guard, for a thread of its own.
+    pub fn reconnect(&self) -> Result<Store, StoreError> {
+        Ok(Store {
+            conn: self.location.connect()?,
+            location: self.location.clone(),
+            dir: self.dir.clone(),
+            guard: self.guard.clone(),
+            is_read_only: self.is_read_only,
+        })
+    }
+}
+
+/// Text of stored lines as the log file holds it: each line ended by a newline.
+pub fn text_of(lines: &[StoredLine]) -> String {
+    lines.iter().map(|l| format!("{}\n", l.line)).collect()
+}
