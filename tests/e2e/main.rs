@@ -25,6 +25,7 @@ mod scripted_policies;
 mod secrets;
 mod serve;
 mod serve_browser;
+mod shared_store;
 mod snapshot;
 mod target_locks;
 mod targets;

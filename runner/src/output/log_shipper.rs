@@ -60,13 +60,13 @@ pub fn script_line(event: &Event) -> Option<(i64, String)> {
 impl LogShipper {
     /// Starts the shipping thread on a second connection to `store`.
     pub fn start(store: &Store, release: &str) -> Result<LogShipper, StoreError> {
-        let conn = store.reconnect()?;
+        let connect = store.reconnector();
         let shared: Shared = Arc::default();
         let thread = {
             let (shared, release) = (shared.clone(), release.to_string());
             std::thread::Builder::new()
                 .name("relflow-log-shipper".into())
-                .spawn(move || ship(conn, &release, &shared))
+                .spawn(move || ship(connect, &release, &shared))
                 .map_err(|e| StoreError::Corrupt(format!("cannot start the log shipper: {e}")))?
         };
         Ok(LogShipper {
@@ -150,7 +150,15 @@ impl Drop for LogShipper {
 
 /// The thread: waits for a full batch, an old line or the end, and writes what waits. The
 /// buffer stays locked while it writes, so a state event's lines never overtake its batch.
-fn ship(mut store: Store, release: &str, shared: &Shared) {
+fn ship(connect: impl FnOnce() -> Result<Store, StoreError>, release: &str, shared: &Shared) {
+    let mut store = match connect() {
+        Ok(store) => store,
+        Err(e) => {
+            // The lines still go with the next state event, on the runner's own connection.
+            tracing::warn!(target: "relflow::store", release, error = %e, "no connection for the log shipper");
+            return;
+        }
+    };
     let mut buffer = lock(shared);
     loop {
         let is_due = buffer.is_stopping

@@ -127,15 +127,20 @@ impl Store {
         self.guard = guard;
     }
 
-    /// A second connection to the same store, with the same guard, for a thread of its own.
-    pub fn reconnect(&self) -> Result<Store, StoreError> {
-        Ok(Store {
-            conn: self.location.connect()?,
-            location: self.location.clone(),
-            dir: self.dir.clone(),
-            guard: self.guard.clone(),
-            is_read_only: self.is_read_only,
-        })
+    /// What opens a second connection to the same store, with the same guard, on a thread
+    /// of its own (PostgreSQL connects there: not on a thread that drives async tasks).
+    pub fn reconnector(&self) -> impl FnOnce() -> Result<Store, StoreError> + Send + 'static {
+        let (location, dir, guard) = (self.location.clone(), self.dir.clone(), self.guard.clone());
+        let is_read_only = self.is_read_only;
+        move || {
+            Ok(Store {
+                conn: location.connect()?,
+                location,
+                dir,
+                guard,
+                is_read_only,
+            })
+        }
     }
 }
 
