@@ -117,12 +117,11 @@ impl Reporter {
             }
             .into());
         }
-        let line = events_file::line_of(&self.release, at, &event).map_err(|source| {
-            ReportError::Io {
+        let line =
+            events_file::line_of(&self.release, at, &event).map_err(|source| ReportError::Io {
                 what: "events.jsonl",
                 source,
-            }
-        })?;
+            })?;
         self.ship_log_line(&event)?;
         if let Some(point) = event.failpoint() {
             self.write_to_store(&event, line.as_deref(), kept.as_ref(), target.as_ref())?;
@@ -170,7 +169,11 @@ impl Reporter {
         let release = &self.release;
         // A shared store: the event's line and the log lines before it, in its transaction.
         let body = line.filter(|_| self.store.is_shared());
-        let lines = self.shipper.as_ref().map(LogShipper::take).unwrap_or_default();
+        let lines = self
+            .shipper
+            .as_ref()
+            .map(LogShipper::take)
+            .unwrap_or_default();
         let apply = |store: &Store| {
             store.with_event(release, body, |s| {
                 if !lines.is_empty() {

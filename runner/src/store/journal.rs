@@ -52,8 +52,9 @@ impl Store {
     /// round trip per batch, never one per line).
     pub fn append_log_lines(&self, release: &str, lines: &[PendingLine]) -> Result<(), StoreError> {
         for chunk in lines.chunks(ROWS_PER_INSERT) {
-            let mut sql =
-                String::from("INSERT INTO log_lines (release_id, task_run_id, attempt, line) VALUES ");
+            let mut sql = String::from(
+                "INSERT INTO log_lines (release_id, task_run_id, attempt, line) VALUES ",
+            );
             let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 3 + 1);
             values.push(&release);
             for (i, line) in chunk.iter().enumerate() {
@@ -70,7 +71,11 @@ impl Store {
     }
 
     /// The release's events after number `after`, in order: `(seq, body)`.
-    pub fn events_after(&self, release: &str, after: i64) -> Result<Vec<(i64, String)>, StoreError> {
+    pub fn events_after(
+        &self,
+        release: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         Ok(self.conn.query_map(
             "SELECT seq, body FROM events WHERE release_id = ?1 AND seq > ?2 ORDER BY seq",
             params![release, after],
@@ -79,7 +84,11 @@ impl Store {
     }
 
     /// A task run's log lines after line id `after`, in the order they were written.
-    pub fn log_lines_after(&self, task_run: i64, after: i64) -> Result<Vec<StoredLine>, StoreError> {
+    pub fn log_lines_after(
+        &self,
+        task_run: i64,
+        after: i64,
+    ) -> Result<Vec<StoredLine>, StoreError> {
         Ok(self.conn.query_map(
             "SELECT id, attempt, line FROM log_lines WHERE task_run_id = ?1 AND id > ?2 ORDER BY id",
             params![task_run, after],

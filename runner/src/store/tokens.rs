@@ -67,7 +67,8 @@ impl Store {
     /// Stores a new token by its hash; `false` when the name is taken.
     pub fn create_token(&self, name: &str, role: Role, hash: &str) -> Result<bool, StoreError> {
         let added = self.conn.execute(
-            "INSERT OR IGNORE INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
             params![name, role.as_str(), hash, now_ms()],
         )?;
         Ok(added == 1)
@@ -86,6 +87,10 @@ impl Store {
     }
 
     fn has_table(&self, table: &str) -> Result<bool, StoreError> {
+        // A shared store is migrated whenever it is opened: every table is there.
+        if self.is_shared() {
+            return Ok(true);
+        }
         let found: Option<String> = self
             .conn
             .query_row(

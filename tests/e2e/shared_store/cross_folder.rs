@@ -93,11 +93,26 @@ fn shared_store_a_release_run_in_one_folder_is_seen_logged_and_fixed_forward_fro
     assert!(local.contains("health check"), "{local}");
     let second = in_b(
         &b,
-        &["logs", "petportal-2", "--task", "deploy-petportal", "--attempt", "2"],
+        &[
+            "logs",
+            "petportal-2",
+            "--task",
+            "deploy-petportal",
+            "--attempt",
+            "2",
+        ],
     );
     second.expect_code(0);
-    assert!(second.stdout.starts_with("=== attempt 2 ===\n"), "{}", second.stdout);
-    assert!(!second.stdout.contains("=== attempt 3 ==="), "{}", second.stdout);
+    assert!(
+        second.stdout.starts_with("=== attempt 2 ===\n"),
+        "{}",
+        second.stdout
+    );
+    assert!(
+        !second.stdout.contains("=== attempt 3 ==="),
+        "{}",
+        second.stdout
+    );
     assert!(local.contains(&second.stdout), "{}", second.stdout);
     let all = json_of(&in_b(&b, &["logs", "petportal-2", "--json"]));
     let texts: Vec<&str> = all["logs"]
@@ -120,7 +135,13 @@ fn shared_store_a_release_run_in_one_folder_is_seen_logged_and_fixed_forward_fro
     // Fixed forward from B, which drives it to the end.
     let out = in_b(
         &b,
-        &["restart-phase", "petportal-2", "deploy", "--var", "version=2.3"],
+        &[
+            "restart-phase",
+            "petportal-2",
+            "deploy",
+            "--var",
+            "version=2.3",
+        ],
     );
     out.expect_code(0);
     let doc = json_of(&a.run(&["status", "petportal-2", "--json"]));
@@ -167,7 +188,13 @@ fn shared_store_the_server_in_another_folder_streams_the_events_of_both_runners_
     fail_on_2_2_in_a(&a);
     in_b(
         &b,
-        &["restart-phase", "petportal-2", "deploy", "--var", "version=2.3"],
+        &[
+            "restart-phase",
+            "petportal-2",
+            "deploy",
+            "--var",
+            "version=2.3",
+        ],
     )
     .expect_code(0);
     let from_a = lines_of(&a.read(".relflow/releases/petportal-2/events.jsonl"));
@@ -176,14 +203,19 @@ fn shared_store_the_server_in_another_folder_streams_the_events_of_both_runners_
 
     let server = Server::start(&b);
     let stream = crate::serve::send(
-        server.client.get(server.url("/releases/petportal-2/events")),
+        server
+            .client
+            .get(server.url("/releases/petportal-2/events")),
         Some(&server.token),
     );
     assert_eq!(stream.status().as_u16(), 200);
     let events = read_events(stream, from_a.len() + from_b.len());
     let ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
     let expected: Vec<String> = (1..=events.len()).map(|n| n.to_string()).collect();
-    assert_eq!(ids, expected, "seq numbers the release's events across runners");
+    assert_eq!(
+        ids, expected,
+        "seq numbers the release's events across runners"
+    );
     let bodies: Vec<String> = events.into_iter().map(|(_, body)| body).collect();
     assert_eq!(bodies, [from_a.clone(), from_b.clone()].concat());
 
@@ -209,5 +241,8 @@ fn shared_store_the_server_in_another_folder_streams_the_events_of_both_runners_
     assert_eq!(log.status().as_u16(), 200);
     let text = log.text().expect("body");
     let local = a.read(".relflow/releases/petportal-2/deploy/deploy-petportal/script_output.log");
-    assert!(text.starts_with("=== attempt 3 ===\n") && local.contains(&text), "{text}");
+    assert!(
+        text.starts_with("=== attempt 3 ===\n") && local.contains(&text),
+        "{text}"
+    );
 }

@@ -46,9 +46,15 @@ fn is_moving_in(store: &Store, release: &str) -> bool {
 enum Source {
     File(Tail),
     /// A release's events after `seq` number `after`.
-    Events { release: String, after: i64 },
+    Events {
+        release: String,
+        after: i64,
+    },
     /// A task run's log lines after line id `after`.
-    Log { task_run: i64, after: i64 },
+    Log {
+        task_run: i64,
+        after: i64,
+    },
 }
 
 impl Source {
