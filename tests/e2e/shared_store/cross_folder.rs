@@ -246,3 +246,105 @@ fn shared_store_the_server_in_another_folder_streams_the_events_of_both_runners_
         "{text}"
     );
 }
+
+/// What the store's rows say of a release, beside what its events say: each must be the
+/// other's image (an event row exists iff its state change does).
+fn assert_events_match_state(pg: &PgServer, db: &str, release: &str) {
+    let bodies = pg.psql(
+        db,
+        &format!("SELECT body FROM events WHERE release_id = '{release}' ORDER BY seq"),
+    );
+    let seqs = pg.psql(
+        db,
+        &format!("SELECT seq FROM events WHERE release_id = '{release}' ORDER BY seq"),
+    );
+    let events: Vec<Value> = bodies
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let expected: Vec<String> = (1..=events.len()).map(|n| n.to_string()).collect();
+    assert_eq!(lines_of(&seqs), expected, "seq has no gap");
+    let of = |kind: &'static str| events.iter().filter(move |e| e["event"] == kind);
+
+    if let Some(last) = of("release_status").last() {
+        let status = pg.psql(
+            db,
+            &format!("SELECT status FROM releases WHERE id = '{release}'"),
+        );
+        assert_eq!(
+            last["status"],
+            status.as_str(),
+            "release status vs {events:#?}"
+        );
+    }
+    let rows = pg.psql(
+        db,
+        &format!(
+            "SELECT p.phase, t.task, t.status,
+                    (SELECT count(*) FROM attempts a WHERE a.task_run_id = t.id),
+                    (SELECT count(*) FROM attempts a WHERE a.task_run_id = t.id AND a.ended_at IS NOT NULL)
+             FROM task_runs t JOIN phase_runs p ON p.id = t.phase_run_id
+             WHERE t.release_id = '{release}'"
+        ),
+    );
+    for row in rows.lines() {
+        let cols: Vec<&str> = row.split('|').collect();
+        let (phase, name) = (cols[0], cols[1]);
+        let mine = |e: &&Value| e["phase"] == phase && e["task"] == name;
+        let last = of("task_status").filter(mine).last();
+        let shown = last.map_or("planned", |e| e["status"].as_str().unwrap_or_default());
+        assert_eq!(shown, cols[2], "{phase}/{name}: {events:#?}");
+        assert_eq!(
+            of("attempt_started").filter(mine).count().to_string(),
+            cols[3],
+            "{row}"
+        );
+        assert_eq!(
+            of("attempt_finished").filter(mine).count().to_string(),
+            cols[4],
+            "{row}"
+        );
+    }
+    let decisions = pg.psql(
+        db,
+        &format!("SELECT count(*) FROM decisions WHERE release_id = '{release}'"),
+    );
+    let decided = of("decision").count() + of("release_decision").count();
+    assert_eq!(decided.to_string(), decisions, "{events:#?}");
+}
+
+#[test]
+fn shared_store_a_sigkill_right_after_a_durable_write_leaves_its_event_row_with_it() {
+    let pg = PgServer::start();
+    let points = [
+        ("store.attempt_started", 2),
+        ("store.attempt_finished", 4),
+        ("store.decision", 1),
+        ("store.task_status", 6),
+    ];
+    for (point, n) in points {
+        let db = pg.create_database();
+        let (a, _b) = two_folders(&pg.url(&db));
+        a.run(&["run", PIPELINE]).expect_code(0);
+        let args = ["run", PIPELINE, "--var", "version=2.2"];
+        let out = a.run_crashing_at(&args, point, n);
+        assert_eq!(out.code, -1, "{point}@{n} was hit\n{}", out.stderr);
+        assert_events_match_state(&pg, &db, "petportal-2");
+        // The runner died before its local file got the line the store has.
+        let local = a.read(".relflow/releases/petportal-2/events.jsonl");
+        let stored = pg.psql(
+            &db,
+            "SELECT count(*) FROM events WHERE release_id = 'petportal-2'",
+        );
+        assert_eq!(
+            lines_of(&local).len() + 1,
+            stored.parse::<usize>().unwrap_or(0)
+        );
+
+        // Resumed, it goes on numbering after the killed runner's events.
+        a.run(&["resume", "petportal-2"]).expect_code(4);
+        assert_events_match_state(&pg, &db, "petportal-2");
+        let status = pg.psql(&db, "SELECT status FROM releases WHERE id = 'petportal-2'");
+        assert_eq!(status, "failed", "{point}@{n}");
+    }
+}
