@@ -348,3 +348,69 @@ fn shared_store_a_sigkill_right_after_a_durable_write_leaves_its_event_row_with_
         assert_eq!(status, "failed", "{point}@{n}");
     }
 }
+
+/// Prints a line, then waits for `go` in the sandbox: no state event follows the line
+/// until the test lets it.
+const HOLD: &str = r#"
+name: hold
+phases:
+  - name: work
+    tasks:
+      - name: hold
+        command: { run: [sh, -c, "echo waiting for go; while [ ! -e ../go ]; do sleep 0.05; done; echo went"] }
+"#;
+
+#[test]
+fn shared_store_logs_follow_in_another_folder_sees_a_line_before_the_next_state_event() {
+    use std::sync::mpsc;
+    let pg = PgServer::start();
+    let url = pg.url(&pg.create_database());
+    let (a, b) = two_folders(&url);
+    a.write("pipelines/hold.yaml", HOLD);
+    let runner = a.spawn(&["run", "pipelines/hold.yaml"]);
+    assert!(
+        crate::harness::wait_until(30, || in_b(&b, &["status", "hold-1"]).code == 0),
+        "the release never showed up in the store"
+    );
+    let mut follower = b
+        .command(&[
+            "--state-dir",
+            B_STATE,
+            "logs",
+            "hold-1",
+            "--task",
+            "hold",
+            "--follow",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn logs --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    // The task prints, then waits: the line reaches B while nothing else happens.
+    while !seen.iter().any(|l: &String| l == "waiting for go") {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no `waiting for go` from B's follower ({e}): {seen:?}"),
+        }
+    }
+    assert!(!a.exists("go"));
+    a.write("go", "");
+    let (out, exited) = crate::harness::wait_or_kill(runner, std::time::Duration::from_secs(60));
+    assert!(exited, "the runner did not end");
+    out.expect_code(0);
+    // The follower ends with the release, having printed the whole log.
+    seen.extend(rx.iter());
+    let local = a.read(".relflow/releases/hold-1/work/hold/script_output.log");
+    assert_eq!(seen, lines_of(&local));
+    assert_eq!(seen.last().map(String::as_str), Some("went"), "{seen:?}");
+    let _ = follower.wait();
+}
