@@ -2,7 +2,7 @@
 //! read them from any machine that reaches a shared store (a runner still writes its local
 //! `events.jsonl` and `script_output.log`; only a shared store gets these rows).
 
-use super::db::{OptionalExtension, ToSql, params};
+use super::db::{DbError, OptionalExtension, ToSql, params};
 use super::{Store, StoreError};
 
 /// A log line waiting to be written: which task run and attempt it belongs to.
@@ -39,13 +39,29 @@ impl Store {
         };
         self.atomically(|_| {
             let value = write(self)?;
-            self.conn.execute(
-                "INSERT INTO events (release_id, seq, body)
-                 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2 FROM events WHERE release_id = ?1",
-                params![release, body],
-            )?;
+            self.append_event(release, body)?;
             Ok(value)
         })
+    }
+
+    /// Appends one event row. A command acting on a release another runner drives (a pause,
+    /// an approval) may number an event at the same time: the loser of that race numbers
+    /// again, in a savepoint, after the winner's row.
+    fn append_event(&self, release: &str, body: &str) -> Result<(), StoreError> {
+        let mut tries = 0;
+        loop {
+            let added = self.conn.atomically(|db| {
+                db.execute(
+                    "INSERT INTO events (release_id, seq, body)
+                     SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2 FROM events WHERE release_id = ?1",
+                    params![release, body],
+                )
+            });
+            match added {
+                Err(DbError::Postgres { conflict: true, .. }) if tries < 10 => tries += 1,
+                other => return Ok(other.map(drop)?),
+            }
+        }
     }
 
     /// Appends `lines` to the release's log lines, a few hundred rows per statement (one
@@ -156,4 +172,66 @@ impl Store {
 /// Text of stored lines as the log file holds it: each line ended by a newline.
 pub fn text_of(lines: &[StoredLine]) -> String {
     lines.iter().map(|l| format!("{}\n", l.line)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bare store: rows without their release and task run.
+    fn bare_store() -> Store {
+        let store = Store::open_in_memory().unwrap();
+        store.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        store
+    }
+
+    fn line(task_run: i64, attempt: i64, text: &str) -> PendingLine {
+        PendingLine {
+            task_run,
+            attempt,
+            line: text.to_string(),
+        }
+    }
+
+    #[test]
+    fn events_are_numbered_per_release_with_their_state_change() {
+        let store = bare_store();
+        for body in ["{\"a\":1}", "{\"b\":2}"] {
+            store.with_event("r-1", Some(body), |_| Ok(())).unwrap();
+        }
+        store
+            .with_event("r-2", Some("{\"c\":3}"), |_| Ok(()))
+            .unwrap();
+        // A failed state change takes its event with it.
+        let failed = store.with_event("r-1", Some("{\"lost\":1}"), |_| {
+            Err::<(), _>(StoreError::Corrupt("no".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(
+            store.events_after("r-1", 0).unwrap(),
+            [(1, "{\"a\":1}".to_string()), (2, "{\"b\":2}".to_string())]
+        );
+        assert_eq!(store.events_after("r-1", 1).unwrap().len(), 1);
+        assert_eq!(store.events_after("r-2", 0).unwrap()[0].0, 1);
+    }
+
+    #[test]
+    fn log_lines_go_in_batches_and_come_back_in_order() {
+        let store = bare_store();
+        let lines: Vec<PendingLine> = (0..450)
+            .map(|n| line(7, 1 + n / 200, &format!("line {n}")))
+            .collect();
+        store.append_log_lines("r-1", &lines).unwrap();
+        store
+            .append_log_lines("r-1", &[line(8, 1, "other task")])
+            .unwrap();
+        let back = store.log_lines_after(7, 0).unwrap();
+        assert_eq!(back.len(), 450);
+        assert_eq!(back[449].line, "line 449");
+        assert_eq!(back[449].attempt, 3);
+        let after = store.log_lines_after(7, back[447].id).unwrap();
+        assert_eq!(text_of(&after), "line 448\nline 449\n");
+        assert!(store.has_log_lines(8).unwrap());
+        assert!(!store.has_log_lines(9).unwrap());
+    }
 }

@@ -266,7 +266,7 @@ fn assert_events_match_state(pg: &PgServer, db: &str, release: &str) {
     assert_eq!(lines_of(&seqs), expected, "seq has no gap");
     let of = |kind: &'static str| events.iter().filter(move |e| e["event"] == kind);
 
-    if let Some(last) = of("release_status").last() {
+    if let Some(last) = of("release_status").next_back() {
         let status = pg.psql(
             db,
             &format!("SELECT status FROM releases WHERE id = '{release}'"),
@@ -291,7 +291,7 @@ fn assert_events_match_state(pg: &PgServer, db: &str, release: &str) {
         let cols: Vec<&str> = row.split('|').collect();
         let (phase, name) = (cols[0], cols[1]);
         let mine = |e: &&Value| e["phase"] == phase && e["task"] == name;
-        let last = of("task_status").filter(mine).last();
+        let last = of("task_status").rfind(mine);
         let shown = last.map_or("planned", |e| e["status"].as_str().unwrap_or_default());
         assert_eq!(shown, cols[2], "{phase}/{name}: {events:#?}");
         assert_eq!(
