@@ -2,7 +2,7 @@
 //! read them from any machine that reaches a shared store (a runner still writes its local
 //! `events.jsonl` and `script_output.log`; only a shared store gets these rows).
 
-use super::db::{DbError, OptionalExtension, ToSql, params};
+use super::db::{OptionalExtension, ToSql, params};
 use super::{Store, StoreError};
 
 /// A log line waiting to be written: which task run and attempt it belongs to.
@@ -45,23 +45,23 @@ impl Store {
     }
 
     /// Appends one event row. A command acting on a release another runner drives (a pause,
-    /// an approval) may number an event at the same time: the loser of that race numbers
-    /// again, in a savepoint, after the winner's row.
+    /// an approval) may number an event at the same time: the loser of that race inserts
+    /// nothing (no error, so the transaction goes on) and numbers again after the winner.
     fn append_event(&self, release: &str, body: &str) -> Result<(), StoreError> {
-        let mut tries = 0;
-        loop {
-            let added = self.conn.atomically(|db| {
-                db.execute(
-                    "INSERT INTO events (release_id, seq, body)
-                     SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2 FROM events WHERE release_id = ?1",
-                    params![release, body],
-                )
-            });
-            match added {
-                Err(DbError::Postgres { conflict: true, .. }) if tries < 10 => tries += 1,
-                other => return Ok(other.map(drop)?),
+        for _ in 0..10 {
+            let added = self.conn.execute(
+                "INSERT INTO events (release_id, seq, body)
+                 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2 FROM events WHERE release_id = ?1
+                 ON CONFLICT (release_id, seq) DO NOTHING",
+                params![release, body],
+            )?;
+            if added == 1 {
+                return Ok(());
             }
         }
+        Err(StoreError::Corrupt(format!(
+            "release {release}: no free event number after 10 tries"
+        )))
     }
 
     /// Appends `lines` to the release's log lines, a few hundred rows per statement (one
@@ -181,7 +181,10 @@ mod tests {
     /// A bare store: rows without their release and task run.
     fn bare_store() -> Store {
         let store = Store::open_in_memory().unwrap();
-        store.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        store
+            .conn
+            .execute_batch("PRAGMA foreign_keys = OFF")
+            .unwrap();
         store
     }
 

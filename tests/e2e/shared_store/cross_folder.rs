@@ -368,9 +368,15 @@ fn shared_store_logs_follow_in_another_folder_sees_a_line_before_the_next_state_
     let (a, b) = two_folders(&url);
     a.write("pipelines/hold.yaml", HOLD);
     let runner = a.spawn(&["run", "pipelines/hold.yaml"]);
+    // Followed once its task runs: a runner holds it then (`--follow` ends at once otherwise).
+    let is_running = || {
+        let out = in_b(&b, &["status", "hold-1", "--json"]);
+        let doc: Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        out.code == 0 && doc["phases"][0]["tasks"][0]["status"] == "running"
+    };
     assert!(
-        crate::harness::wait_until(30, || in_b(&b, &["status", "hold-1"]).code == 0),
-        "the release never showed up in the store"
+        crate::harness::wait_until(30, is_running),
+        "the task never ran, as seen from B"
     );
     let mut follower = b
         .command(&[
