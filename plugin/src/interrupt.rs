@@ -4,8 +4,8 @@
 //! Backends check it between steps and hand it to every process they start, so a hung
 //! health check or a slow XL Deploy task cannot outlive its attempt.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::{BackendError, ErrorClass};
@@ -42,9 +42,28 @@ pub struct Interrupt {
     /// The timeout the deadline came from, for messages (`timed out after 3s`).
     timeout: Option<Duration>,
     flag: Arc<AtomicU8>,
+    /// Asked before each step whether the runner may still act (it holds its lease); a
+    /// `false` stops the operation as a signal does. Shared by every clone.
+    fence: Arc<OnceLock<Fence>>,
+}
+
+/// Whether the runner may still act: see [`Interrupt::set_fence`].
+pub struct Fence(Box<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fence")
+    }
 }
 
 impl Interrupt {
+    /// Fences every operation of this flag's holders with `may_act`: once it answers
+    /// `false` (the runner lost its lease to another), operations stop at their next check
+    /// as on a signal, before any further call. Set once; later calls are ignored.
+    pub fn set_fence(&self, may_act: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.fence.set(Fence(Box::new(may_act)));
+    }
+
     /// Never stops.
     pub fn none() -> Interrupt {
         Interrupt::default()
@@ -56,6 +75,7 @@ impl Interrupt {
             deadline: timeout.map(|t| Instant::now() + t),
             timeout,
             flag: self.flag.clone(),
+            fence: self.fence.clone(),
         }
     }
 
@@ -85,6 +105,12 @@ impl Interrupt {
             ABORT => return Some(StopCause::Abort),
             SIGNAL => return Some(StopCause::Signal),
             _ => {}
+        }
+        if let Some(fence) = self.fence.get()
+            && !(fence.0)()
+        {
+            self.raise(StopCause::Signal);
+            return Some(StopCause::Signal);
         }
         match self.deadline {
             Some(deadline) if Instant::now() >= deadline => Some(StopCause::Deadline),

@@ -12,3 +12,4 @@ pub use relflow_plugin::failpoint;
 pub mod policy;
 pub mod serve;
 pub mod store;
+pub mod worker;

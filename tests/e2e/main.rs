@@ -32,6 +32,7 @@ mod targets;
 mod timeouts;
 mod tree;
 mod tty;
+mod workers;
 mod xld_backend;
 mod xld_cli;
 mod xld_edges;

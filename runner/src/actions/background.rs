@@ -35,6 +35,10 @@ pub struct Drivers {
     /// Releases a thread of this process has taken or is taking. The lease is re-entrant
     /// for one pid, so it cannot keep two of this process's threads off one release.
     claimed: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Told each time a driving thread ends (a worker then looks for more work).
+    ended: Arc<Mutex<Option<mpsc::Sender<()>>>>,
+    /// Set when a drive found its lease taken over by another runner.
+    lost_a_lease: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A release claimed by one driving thread; let go when the thread ends.
@@ -51,6 +55,30 @@ impl Drop for Claim {
 }
 
 impl Drivers {
+    /// Sends `()` on `tell` each time a driving thread ends.
+    pub fn tell_on_end(&self, tell: mpsc::Sender<()>) {
+        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(tell);
+    }
+
+    /// Whether a drive of this process found its lease taken over (this process was
+    /// stopped or cut off past its TTL).
+    pub fn lost_a_lease(&self) -> bool {
+        self.lost_a_lease.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many releases this process is taking or driving now.
+    pub fn active(&self) -> usize {
+        self.claimed.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether this process is taking or driving `release`.
+    pub fn is_driving(&self, release: &str) -> bool {
+        self.claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(release)
+    }
+
     fn claim(&self, release: &str) -> Option<Claim> {
         let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
         claimed.insert(release.to_string()).then(|| Claim {
@@ -115,11 +143,18 @@ pub fn order_in_background(
     };
     let (tell, answer) = mpsc::channel::<Answer>();
     let (dir, id) = (state_dir.to_path_buf(), release.to_string());
+    let ended = drivers.ended.clone();
+    let lost_a_lease = drivers.lost_a_lease.clone();
     let thread = std::thread::Builder::new()
         .name(format!("drive {release}"))
         .spawn(move || {
-            drive_on_thread(&dir, &id, &action, person, &tell);
+            if drive_on_thread(&dir, &id, &action, person, &tell) {
+                lost_a_lease.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             drop(claim);
+            if let Some(tell) = ended.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                let _ = tell.send(());
+            }
         })
         .map_err(|e| CliError::state(format!("error: cannot start a thread: {e}")))?;
     let (accepted, control) = answer.recv().map_err(|_| {
@@ -164,13 +199,14 @@ fn wait_for_own_drive_to_end(store: &Store, release: &str) -> Result<(), CliErro
 }
 
 /// The body of a driving thread: take the release, order, answer, drive to the end.
+/// Returns whether the lease went to another runner meanwhile.
 fn drive_on_thread(
     state_dir: &Path,
     release: &str,
     action: &Action,
     person: Person,
     tell: &mpsc::Sender<Answer>,
-) {
+) -> bool {
     let attached = Store::open(state_dir)
         .map_err(CliError::from)
         .and_then(|store| {
@@ -184,7 +220,7 @@ fn drive_on_thread(
         Ok(attached) => attached,
         Err(e) => {
             let _ = tell.send(Err(e));
-            return;
+            return false;
         }
     };
     engine.set_person(person);
@@ -197,8 +233,13 @@ fn drive_on_thread(
             let _ = tell.send(Err(CliError::state(format!(
                 "error: cannot start the runtime: {e}"
             ))));
-            return;
+            return false;
         }
+    };
+    // Orders left to a worker that this drive carries out.
+    let requested = match action {
+        Action::Continue => engine.drive_request().ok().flatten(),
+        _ => None,
     };
     let ordered = order(&engine, action).and_then(|ordered| {
         let id = Store::open_read_only(state_dir)?.last_action_id(release)?;
@@ -213,14 +254,21 @@ fn drive_on_thread(
             let _ = tell.send(Ok((accepted, Some(engine.control()))));
             if let Err(e) = runtime.block_on(carry_out(&engine, ordered)) {
                 tracing::warn!(release, error = %e.message, "the drive ended in an error");
-                eprintln!("relflow serve: release {release}: {}", e.message);
+                eprintln!("relflow: release {release}: {}", e.message);
+            }
+            if let Some(id) = requested
+                && !lease.is_lost()
+            {
+                let _ = engine.finish_drive_requests(id);
             }
         }
         Err(e) => {
             let _ = tell.send(Err(e));
         }
     }
+    let lost = lease.is_lost();
     finish(state_dir, release, engine, lease);
+    lost
 }
 
 /// As a CLI runner ends: requests the drive did not get to are answered by how the release

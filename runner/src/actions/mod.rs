@@ -52,6 +52,9 @@ pub enum Action {
         task: Option<String>,
         components: Vec<String>,
     },
+    /// A worker drives a release that needs a runner (an order left with `--detach`, or a
+    /// runner that is gone): the re-attach path of `resume`, recorded as a resume.
+    Continue,
 }
 
 impl Action {
@@ -68,6 +71,7 @@ impl Action {
             Action::Approve { .. } => "approve",
             Action::Reject { .. } => "reject",
             Action::Rollback { .. } => "rollback",
+            Action::Continue => "resume",
         }
     }
 
@@ -146,6 +150,28 @@ pub fn order(engine: &Engine, action: &Action) -> Result<Ordered, CliError> {
             Ordered::Drive
         }
         Action::Resume => {
+            engine.record_own_action("resume")?;
+            engine.repair_interrupted()?;
+            Ordered::Drive
+        }
+        Action::Continue => {
+            let record = engine.store_release()?;
+            let request = engine.drive_request()?;
+            if record.status.is_final()
+                && let Some(id) = request
+            {
+                // Its runner ended it after ordering and died before noting the order done.
+                engine.finish_drive_requests(id)?;
+            }
+            if record.status.is_final()
+                || (record.status != ReleaseStatus::Running && request.is_none())
+            {
+                // Another worker drove it to where it stands between the look and the claim.
+                return Err(CliError::refused(format!(
+                    "error: release {} is {}; it needs no runner",
+                    record.id, record.status
+                )));
+            }
             engine.record_own_action("resume")?;
             engine.repair_interrupted()?;
             Ordered::Drive

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use crate::actions::{self, Action};
-use crate::cli::common::drive_release;
+use crate::actions::Action;
+use crate::cli::common::order_or_drive;
 use crate::cli::error::CliError;
 use crate::engine::Answer;
 use crate::engine::person::Person;
@@ -16,12 +16,10 @@ pub fn run(
     person: &Person,
     json: bool,
 ) -> Result<i32, CliError> {
-    drive_release(state_dir, release, json, person, async |engine| {
-        let task = task.to_string();
-        let action = match answer {
-            Answer::Approve => Action::Approve { task },
-            Answer::Reject => Action::Reject { task },
-        };
-        actions::perform(engine, &action).await
-    })
+    let task = task.to_string();
+    let action = match answer {
+        Answer::Approve => Action::Approve { task },
+        Answer::Reject => Action::Reject { task },
+    };
+    order_or_drive(state_dir, release, json, person, action)
 }

@@ -71,6 +71,23 @@ pub fn drive_release(
     Ok(outcome.exit_code())
 }
 
+/// Orders `action` and drives the release to its end here, or (`--detach`) orders it and
+/// leaves the driving to a worker.
+pub fn order_or_drive(
+    state_dir: &Path,
+    release: &str,
+    json: bool,
+    person: &Person,
+    action: crate::actions::Action,
+) -> Result<i32, CliError> {
+    if crate::cli::detach::is_set() {
+        return crate::cli::detach::order(state_dir, release, json, person, &action);
+    }
+    drive_release(state_dir, release, json, person, async |engine| {
+        crate::actions::perform(engine, &action).await
+    })
+}
+
 /// A refused command says what does apply to the release as it stands.
 pub fn with_next_steps(state_dir: &Path, release: &str, mut error: CliError) -> CliError {
     if !error.refused {

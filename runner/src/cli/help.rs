@@ -264,6 +264,21 @@ pub const SERVE: &str = concat!(
     other_exit_codes!()
 );
 
+/// Under `relflow worker --help`.
+pub const WORKER: &str = concat!(
+    "Examples:
+  relflow worker --store postgres://relflow@db/relflow        # drive what needs a runner
+  relflow worker --concurrency 8                               # up to 8 releases at once
+  relflow retry petportal-2 --detach --store $URL               # leave the drive to a worker
+
+A worker drives releases ordered with --detach (or from the server) and releases whose
+runner is gone (its lease expired), through the re-attach path of `resume`. The first
+SIGINT/SIGTERM stops taking work and waits for the drives to end; the second pauses them.
+
+",
+    other_exit_codes!()
+);
+
 /// Under `relflow token --help`.
 pub const TOKEN: &str = concat!(
     "Examples:

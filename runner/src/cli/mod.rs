@@ -4,6 +4,7 @@ mod abort;
 mod approve;
 mod common;
 mod completions;
+pub mod detach;
 mod error;
 mod help;
 mod live;
@@ -143,6 +144,10 @@ pub enum Verb {
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
+        /// Order it and return at once: a `relflow worker` drives the release (exit 0 once
+        /// the order is recorded; refusals exit as without it).
+        #[arg(long)]
+        detach: bool,
     },
     /// Continue a paused or interrupted release.
     #[command(after_help = help::RESUME)]
@@ -154,6 +159,10 @@ pub enum Verb {
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
+        /// Order it and return at once: a `relflow worker` drives the release (exit 0 once
+        /// the order is recorded; refusals exit as without it).
+        #[arg(long)]
+        detach: bool,
     },
     /// Show a release: phases, tasks, attempts, errors, decisions (default: the newest).
     #[command(after_help = help::STATUS)]
@@ -208,6 +217,10 @@ pub enum Verb {
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
+        /// Order it and return at once: a `relflow worker` drives the release (exit 0 once
+        /// the order is recorded; refusals exit as without it).
+        #[arg(long)]
+        detach: bool,
     },
     /// Skip a failed task and continue the release.
     #[command(after_help = help::SKIP)]
@@ -222,6 +235,10 @@ pub enum Verb {
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
+        /// Order it and return at once: a `relflow worker` drives the release (exit 0 once
+        /// the order is recorded; refusals exit as without it).
+        #[arg(long)]
+        detach: bool,
     },
     /// Abort a release; with --rollback run the rollback order first.
     #[command(after_help = help::ABORT)]
@@ -272,6 +289,10 @@ pub enum Verb {
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
+        /// Order it and return at once: a `relflow worker` drives the release (exit 0 once
+        /// the order is recorded; refusals exit as without it).
+        #[arg(long)]
+        detach: bool,
     },
     /// Approve a manual task and continue the release.
     #[command(after_help = help::APPROVE)]
@@ -286,6 +307,10 @@ pub enum Verb {
         /// Print only the release document as JSON at the end (no progress lines).
         #[arg(long)]
         json: bool,
+        /// Order it and return at once: a `relflow worker` drives the release (exit 0 once
+        /// the order is recorded; refusals exit as without it).
+        #[arg(long)]
+        detach: bool,
     },
     /// Reject a manual task: the task fails and the release halts.
     #[command(after_help = help::REJECT)]
@@ -300,6 +325,10 @@ pub enum Verb {
         /// Print only the release document as JSON at the end.
         #[arg(long)]
         json: bool,
+        /// Order it and return at once: a `relflow worker` drives the release (exit 0 once
+        /// the order is recorded; refusals exit as without it).
+        #[arg(long)]
+        detach: bool,
     },
     /// Roll back completed deployments from their pre-deployment snapshots, newest first.
     #[command(after_help = help::ROLLBACK)]
@@ -368,6 +397,20 @@ pub enum Verb {
         /// Write relflow.1 and a relflow-VERB.1 per verb into DIR instead.
         #[arg(long, value_name = "DIR", conflicts_with = "verb")]
         dir: Option<PathBuf>,
+    },
+    /// Drive releases that need a runner: orders left with --detach, releases whose runner
+    /// is gone. Many workers, on many machines, share one store.
+    #[command(after_help = help::WORKER)]
+    Worker {
+        /// How many releases this worker drives at once.
+        #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: u16,
+        /// How often to look for work without being told (a shared store tells at once).
+        #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = crate::pipeline::duration::parse_duration)]
+        poll: std::time::Duration,
+        /// Exit once no release needs a runner and every drive has ended.
+        #[arg(long)]
+        until_idle: bool,
     },
     /// Serve the JSON API and the web UI; the server drives the releases its actions start.
     #[command(after_help = help::SERVE)]
@@ -461,6 +504,22 @@ pub fn main() -> i32 {
     }
 }
 
+impl Verb {
+    /// Whether `--detach` was given to a verb that drives a release.
+    fn is_detached(&self) -> bool {
+        match self {
+            Verb::Run { detach, .. }
+            | Verb::Resume { detach, .. }
+            | Verb::Retry { detach, .. }
+            | Verb::Skip { detach, .. }
+            | Verb::RestartPhase { detach, .. }
+            | Verb::Approve { detach, .. }
+            | Verb::Reject { detach, .. } => *detach,
+            _ => false,
+        }
+    }
+}
+
 /// The release a verb acts on, when it needs a store that already holds it.
 fn release_of(verb: &Verb) -> Option<&str> {
     match verb {
@@ -507,6 +566,7 @@ fn state_dir_for(given: Option<PathBuf>, verb: &Verb) -> Result<PathBuf, CliErro
 fn dispatch(cli: Cli) -> Result<i32, CliError> {
     crate::store::shared::select(cli.store.as_deref())
         .map_err(|e| CliError::input(format!("error: {e}")))?;
+    detach::set(cli.command.is_detached());
     let state = &state_dir_for(cli.state_dir, &cli.command)?;
     match cli.command {
         Verb::Validate { file, json } => validate::run(&file, json),
@@ -521,11 +581,13 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
             vars,
             person,
             json,
+            ..
         } => run::run(state, &file, &vars, &person.person(), json),
         Verb::Resume {
             release,
             person,
             json,
+            ..
         } => resume::run(state, &release, &person.person(), json),
         Verb::Status {
             release,
@@ -554,12 +616,14 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
             task,
             person,
             json,
+            ..
         } => retry::run(state, &release, task.as_deref(), &person.person(), json),
         Verb::Skip {
             release,
             task,
             person,
             json,
+            ..
         } => skip::run(state, &release, &task, &person.person(), json),
         Verb::Abort {
             release,
@@ -580,6 +644,7 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
             no_resume,
             person,
             json,
+            ..
         } => {
             let args = restart_phase::RestartArgs {
                 release: &release,
@@ -596,6 +661,7 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
             task,
             person,
             json,
+            ..
         } => approve::run(
             state,
             &release,
@@ -609,6 +675,7 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
             task,
             person,
             json,
+            ..
         } => approve::run(
             state,
             &release,
@@ -641,6 +708,18 @@ fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Verb::Schema => Ok(schema::run()),
         Verb::Completions { shell } => completions::run(shell),
         Verb::Man { verb, dir } => man::run(verb.as_deref(), dir.as_deref()),
+        Verb::Worker {
+            concurrency,
+            poll,
+            until_idle,
+        } => crate::worker::run(
+            state,
+            &crate::worker::WorkerOptions {
+                concurrency: usize::from(concurrency),
+                poll,
+                until_idle,
+            },
+        ),
         Verb::Serve {
             listen,
             pipelines,

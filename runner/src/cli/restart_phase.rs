@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use crate::actions::{self, Action};
-use crate::cli::common::{drive_release, parse_vars};
+use crate::actions::Action;
+use crate::cli::common::{order_or_drive, parse_vars};
 use crate::cli::error::CliError;
 use crate::engine::person::Person;
 
@@ -23,7 +23,5 @@ pub fn run(state_dir: &Path, args: RestartArgs<'_>, person: &Person) -> Result<i
         vars: parse_vars(args.vars)?,
         resume: !args.no_resume,
     };
-    drive_release(state_dir, args.release, args.json, person, async |engine| {
-        actions::perform(engine, &action).await
-    })
+    order_or_drive(state_dir, args.release, args.json, person, action)
 }

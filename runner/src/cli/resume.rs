@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::actions::{self, Action};
-use crate::cli::common::drive_release;
+use crate::cli::common::order_or_drive;
 use crate::cli::error::CliError;
 use crate::engine::person::Person;
 use crate::store::Store;
@@ -12,7 +12,5 @@ pub fn run(state_dir: &Path, release: &str, person: &Person, json: bool) -> Resu
     let store = Store::open(state_dir)?;
     actions::check_before_attach(&store, release, &Action::Resume)?;
     drop(store);
-    drive_release(state_dir, release, json, person, async |engine| {
-        actions::perform(engine, &Action::Resume).await
-    })
+    order_or_drive(state_dir, release, json, person, Action::Resume)
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::actions::{self, Action};
-use crate::cli::common::{drive_release, parse_vars};
+use crate::cli::common::{order_or_drive, parse_vars};
 use crate::cli::error::CliError;
 use crate::engine::person::Person;
 
@@ -15,7 +15,5 @@ pub fn run(
     json: bool,
 ) -> Result<i32, CliError> {
     let release = actions::prepare_release(state_dir, file, parse_vars(vars)?)?;
-    drive_release(state_dir, &release, json, person, async |engine| {
-        actions::perform(engine, &Action::Run).await
-    })
+    order_or_drive(state_dir, &release, json, person, Action::Run)
 }

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use crate::actions::{self, Action};
-use crate::cli::common::drive_release;
+use crate::actions::Action;
+use crate::cli::common::order_or_drive;
 use crate::cli::error::CliError;
 use crate::engine::person::Person;
 
@@ -14,10 +14,8 @@ pub fn run(
     person: &Person,
     json: bool,
 ) -> Result<i32, CliError> {
-    drive_release(state_dir, release, json, person, async |engine| {
-        let action = Action::Skip {
-            task: task.to_string(),
-        };
-        actions::perform(engine, &action).await
-    })
+    let action = Action::Skip {
+        task: task.to_string(),
+    };
+    order_or_drive(state_dir, release, json, person, action)
 }

@@ -110,6 +110,19 @@ pub fn attach(
         let control = control.clone();
         store.acquire_lease(release, Box::new(move |news| control.on_news(news)))?
     };
+    {
+        // No backend call once the lease may have gone to another runner (a stopped runner
+        // that wakes past its TTL asks the store first).
+        let gate = lease.gate();
+        let weak = std::sync::Arc::downgrade(&control);
+        control.interrupt.set_fence(move || {
+            let may = gate.may_act();
+            if !may && let Some(control) = weak.upgrade() {
+                control.on_news(crate::store::LeaseNews::Lost);
+            }
+            may
+        });
+    }
     let restored = secrets::restore(&store, &record)?;
     let pipeline = pipeline::load_str(Path::new(&record.pipeline_file), &restored.source).map_err(
         |error| AttachError::Pipeline {

@@ -173,6 +173,26 @@ impl Engine {
         Ok(f(&self.reporter.borrow().store)?)
     }
 
+    /// The release as the store holds it now.
+    pub fn store_release(&self) -> Result<crate::store::ReleaseRecord, EngineError> {
+        self.with_store(|store| store.release(&self.release))
+    }
+
+    /// Marks the orders left to a worker up to `up_to` carried out (this drive did).
+    pub fn finish_drive_requests(&self, up_to: i64) -> Result<(), EngineError> {
+        let release = self.release.clone();
+        Ok(self
+            .reporter
+            .borrow_mut()
+            .store
+            .finish_drive_requests(&release, up_to)?)
+    }
+
+    /// The newest order left to a worker, if any.
+    pub fn drive_request(&self) -> Result<Option<i64>, EngineError> {
+        self.with_store(|store| store.open_drive_request(&self.release))
+    }
+
     /// Sets who runs this command (before the drive starts).
     pub fn set_person(&mut self, person: person::Person) {
         self.person = person;

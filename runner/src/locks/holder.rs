@@ -122,8 +122,13 @@ struct StoreProbe {
     release_status: Option<ReleaseStatus>,
 }
 
-/// Reads the holder's store read-only; `None` when it is gone or unreadable.
-fn probe_store(state_dir: &Path, release: &str, runs: &[HeldBy]) -> Option<StoreProbe> {
+/// The holder's store, read-only: the shared store this process uses (its releases are
+/// there, whichever folder the holder ran in), else the SQLite store of the holder's state
+/// directory. `None` when it is gone or unreadable.
+fn holder_store(state_dir: &Path) -> Option<Db> {
+    if let Some(url) = crate::store::shared::selected() {
+        return crate::store::Location::Postgres(url.clone()).connect().ok();
+    }
     let db = state_dir.join("relflow.db");
     if !db.is_file() {
         return None;
@@ -131,7 +136,12 @@ fn probe_store(state_dir: &Path, release: &str, runs: &[HeldBy]) -> Option<Store
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = rusqlite::Connection::open_with_flags(&db, flags).ok()?;
     conn.busy_timeout(std::time::Duration::from_secs(2)).ok()?;
-    let conn = Db::sqlite(conn);
+    Some(Db::sqlite(conn))
+}
+
+/// Reads the holder's store read-only; `None` when it is gone or unreadable.
+fn probe_store(state_dir: &Path, release: &str, runs: &[HeldBy]) -> Option<StoreProbe> {
+    let conn = holder_store(state_dir)?;
     let release_status: Option<ReleaseStatus> = conn
         .query_row(
             "SELECT status FROM releases WHERE id = ?1",

@@ -82,11 +82,15 @@ impl Store {
         comment: Option<&str>,
     ) -> Result<i64, StoreError> {
         let rollback = matches!(action, ControlAction::Abort { rollback: true });
-        Ok(self.conn.insert_returning_id(
-            "INSERT INTO control_requests (release_id, action, rollback, actor, comment, requested_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-            params![release, action.as_str(), rollback, actor, comment, now_ms()],
-        )?)
+        self.atomically(|conn| {
+            let id = conn.insert_returning_id(
+                "INSERT INTO control_requests (release_id, action, rollback, actor, comment, requested_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                params![release, action.as_str(), rollback, actor, comment, now_ms()],
+            )?;
+            self.announce(super::CONTROL_CHANNEL)?;
+            Ok(id)
+        })
     }
 
     /// One request, to see whether it was handled.

@@ -11,10 +11,6 @@
 //! The holder's keeper thread refreshes the heartbeat and watches for requests a person
 //! makes from another shell (`relflow abort`/`pause`), handing them to the engine.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::db::{Db, DbError, Dialect, OptionalExtension, params};
@@ -22,10 +18,8 @@ use super::db::{Db, DbError, Dialect, OptionalExtension, params};
 use relflow_plugin::process::{host_name, is_running, start_time};
 
 use super::control::ControlRequest;
-use super::{Location, Store, StoreError};
+use super::{Store, StoreError};
 
-/// How often the holder looks for requests and for a takeover.
-const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// A heartbeat older than this means a holder on another host is gone.
 pub const LEASE_TTL_MS: i64 = 30_000;
 
@@ -93,15 +87,7 @@ impl LeaseHolder {
     }
 }
 
-/// A held lease; dropping it stops the keeper and frees the row (the epoch stays).
-pub struct Lease {
-    release: String,
-    epoch: i64,
-    db: Location,
-    stop: Option<mpsc::Sender<()>>,
-    lost: Arc<AtomicBool>,
-    keeper: Option<JoinHandle<()>>,
-}
+pub use super::lease_keeper::{Lease, LeaseGate};
 
 /// The lease row of `release` in any connection to a store (lock records read other state
 /// directories' stores read-only with it).
@@ -147,6 +133,11 @@ pub(super) fn now_sql(dialect: Dialect) -> &'static str {
     }
 }
 
+/// Set by `relflow worker`: a claim skips a release another process is claiming at that
+/// moment (`FOR UPDATE SKIP LOCKED`) instead of waiting for it.
+pub static CLAIMS_SKIP_LOCKED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// The lease TTL this process declares: `RELFLOW_LEASE_TTL` (`30s`, `2500ms`), else 30 s.
 pub fn lease_ttl_ms() -> i64 {
     std::env::var("RELFLOW_LEASE_TTL")
@@ -165,12 +156,12 @@ fn parse_ms(text: &str) -> Option<i64> {
 }
 
 /// How often a holder with `ttl_ms` refreshes its heartbeat: several times per TTL.
-fn heartbeat_every(ttl_ms: i64) -> Duration {
+pub(super) fn heartbeat_every(ttl_ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ttl_ms / 5).unwrap_or(1000).clamp(50, 2000))
 }
 
 /// This process's start time, as the lease records it.
-fn own_start() -> Option<i64> {
+pub(super) fn own_start() -> Option<i64> {
     start_time(std::process::id()).and_then(|s| i64::try_from(s).ok())
 }
 
@@ -224,8 +215,24 @@ impl Store {
         let host = host_name();
         let ttl_ms = lease_ttl_ms();
         let now = now_sql(self.conn.dialect());
+        let skip = CLAIMS_SKIP_LOCKED.load(std::sync::atomic::Ordering::Relaxed);
         self.conn.atomically(|tx| {
-            let holder = read_holder_locking(tx, release, "FOR UPDATE")?;
+            // A row to lock, even for the first claim.
+            tx.execute(
+                "INSERT INTO leases (release_id, pid, host, token, heartbeat_at, epoch, ttl_ms)
+                 VALUES (?1, 0, '', '', 0, 0, 0) ON CONFLICT (release_id) DO NOTHING",
+                [release],
+            )?;
+            let lock = if skip { "FOR UPDATE SKIP LOCKED" } else { "FOR UPDATE" };
+            let holder = read_holder_locking(tx, release, lock)?;
+            if holder.is_none() && tx.dialect() == Dialect::Postgres {
+                // Another worker is claiming it this very moment.
+                return Err(LeaseError::Held {
+                    release: release.to_string(),
+                    pid: 0,
+                    host: "another worker claiming it".to_string(),
+                });
+            }
             if let Some(holder) = &holder
                 && holder.is_live()
                 && !(holder.pid == me && holder.host == host)
@@ -285,113 +292,6 @@ impl Store {
             }
             write(self)
         })
-    }
-}
-
-impl Lease {
-    fn start(
-        release: &str,
-        epoch: i64,
-        ttl_ms: i64,
-        db: Location,
-        on_news: Box<dyn Fn(LeaseNews) + Send>,
-    ) -> Lease {
-        let (stop, stopped) = mpsc::channel();
-        let lost = Arc::new(AtomicBool::new(false));
-        let keeper = {
-            let (db, release, lost) = (db.clone(), release.to_string(), lost.clone());
-            std::thread::Builder::new()
-                .name("relflow-lease".into())
-                .spawn(move || keep(&db, &release, epoch, ttl_ms, &stopped, &lost, &*on_news))
-                .ok()
-        };
-        Lease {
-            release: release.to_string(),
-            epoch,
-            db,
-            stop: Some(stop),
-            lost,
-            keeper,
-        }
-    }
-
-    pub fn release_id(&self) -> &str {
-        &self.release
-    }
-
-    /// Whether another runner took the release over.
-    pub fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
-    }
-}
-
-/// The keeper: heartbeat several times per TTL, requests and takeovers every
-/// [`WATCH_EVERY`], until the lease is dropped (which wakes it at once).
-fn keep(
-    db: &Location,
-    release: &str,
-    epoch: i64,
-    ttl_ms: i64,
-    stopped: &mpsc::Receiver<()>,
-    lost: &AtomicBool,
-    on_news: &dyn Fn(LeaseNews),
-) {
-    let Ok(conn) = db.connect() else {
-        return;
-    };
-    let beat_every = heartbeat_every(ttl_ms);
-    let beat = format!(
-        "UPDATE leases SET heartbeat_at = {} WHERE release_id = ?1 AND epoch = ?2",
-        now_sql(conn.dialect())
-    );
-    let mut seen = std::collections::HashSet::new();
-    let mut last_beat = std::time::Instant::now();
-    loop {
-        match stopped.recv_timeout(WATCH_EVERY.min(beat_every)) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            _ => return,
-        }
-        if last_beat.elapsed() >= beat_every {
-            last_beat = std::time::Instant::now();
-            if let Err(e) = conn.execute(&beat, params![release, epoch]) {
-                // Not fatal by itself: on this host the pid keeps the lease; elsewhere a
-                // heartbeat older than the TTL lets another runner take over.
-                tracing::warn!(target: "relflow::lease", release, epoch, error = %e, "lease heartbeat failed");
-            }
-        }
-        let current: Option<i64> = conn
-            .query_row(
-                "SELECT epoch FROM leases WHERE release_id = ?1",
-                [release],
-                |row| row.get(0),
-            )
-            .optional()
-            .unwrap_or(Some(epoch));
-        if current != Some(epoch) && !lost.swap(true, Ordering::SeqCst) {
-            tracing::warn!(target: "relflow::lease", release, epoch, now = ?current, "lease lost: another runner took the release over");
-            on_news(LeaseNews::Lost);
-        }
-        for request in super::control::open_requests(&conn, release).unwrap_or_default() {
-            if seen.insert(request.id) {
-                on_news(LeaseNews::Request(request));
-            }
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(handle) = self.keeper.take() {
-            let _ = handle.join();
-        }
-        if let Ok(conn) = self.db.connect() {
-            // Free the row but keep its epoch: the next claim must get a higher one.
-            let _ = conn.execute(
-                "UPDATE leases SET pid = 0 WHERE release_id = ?1 AND epoch = ?2",
-                params![self.release, self.epoch],
-            );
-        }
     }
 }
 

@@ -5,6 +5,7 @@ mod control;
 pub mod db;
 pub mod journal;
 mod lease;
+mod lease_keeper;
 mod open;
 mod queries;
 mod records;
@@ -16,6 +17,7 @@ pub mod status;
 mod target_records;
 mod targets;
 pub mod tokens;
+mod work;
 mod writes;
 
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -28,8 +30,8 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use control::{ControlAction, ControlRequest};
 pub use lease::{
-    LEASE_TTL_MS, Lease, LeaseError, LeaseHolder, LeaseNews, lease_ttl_ms,
-    read_holder as read_lease_holder,
+    CLAIMS_SKIP_LOCKED, LEASE_TTL_MS, Lease, LeaseError, LeaseGate, LeaseHolder, LeaseNews,
+    lease_ttl_ms, read_holder as read_lease_holder,
 };
 pub use open::{DB_FILE, describe_kind};
 pub use records::*;
@@ -37,6 +39,7 @@ pub use rollback_jobs::ABANDONED_JOB;
 pub use schema::SCHEMA_VERSION;
 pub use status::{AttemptStatus, PhaseStatus, ReleaseStatus, RollbackJobStatus, TaskStatus};
 pub use target_records::{ChangeKind, NewTargetChange, Origin, TargetChangeRecord, TargetNow};
+pub use work::{CONTROL_CHANNEL, WORK_CHANNEL};
 
 /// The store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

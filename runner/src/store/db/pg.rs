@@ -157,24 +157,38 @@ impl PgConn {
     /// Connects to `url`; an error names the URL without its password.
     pub fn connect(url: &PgUrl) -> Result<PgConn, DbError> {
         let config = url.config()?;
-        let client = connect(url, &config)?;
         let (jobs, inbox) = mpsc::channel::<Job>();
-        let mut server = Server {
-            url: url.clone(),
-            config,
-            client: Some(client),
-            statements: HashMap::new(),
-            transaction_lost: false,
-        };
+        let (connected, outcome) = mpsc::sync_channel::<Result<(), DbError>>(1);
+        let address = url.clone();
+        // Even the first connection is made on the thread: the caller may be inside the
+        // engine's runtime, where the client's own runtime must not run.
         let thread = std::thread::Builder::new()
             .name("relflow-pg".into())
             .spawn(move || {
+                let client = match connect(&address, &config) {
+                    Ok(client) => client,
+                    Err(e) => {
+                        let _ = connected.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = connected.send(Ok(()));
+                let mut server = Server {
+                    url: address,
+                    config,
+                    client: Some(client),
+                    statements: HashMap::new(),
+                    transaction_lost: false,
+                };
                 for job in inbox {
                     let answer = server.serve(&job);
                     let _ = job.reply.send(answer);
                 }
             })
             .map_err(|e| DbError::ConnectionLost(format!("cannot start a thread: {e}")))?;
+        outcome.recv().map_err(|_| {
+            DbError::ConnectionLost(format!("{url}: the connection thread ended"))
+        })??;
         Ok(PgConn {
             url: url.clone(),
             jobs: Some(jobs),
@@ -457,30 +471,53 @@ impl PgToSql for Value {
 }
 
 /// A connection that waits for `NOTIFY`s on some channels, on a thread of its own, and hands
-/// each to a channel (with an empty payload after a reconnect: something may have been missed).
-pub struct Listener {
-    pub notices: mpsc::Receiver<(String, String)>,
-}
+/// each (channel, payload) to a callback; after a reconnect it calls it with an empty channel
+/// (notices may have been missed), and likewise after each quiet second. The thread ends when
+/// the callback returns `false`.
+pub struct Listener;
+
+type OnNotice = Box<dyn Fn(&str, &str) -> bool + Send>;
 
 impl Listener {
     /// Listens on `channels` of the database at `url`.
-    pub fn start(url: &PgUrl, channels: &[&str]) -> Result<Listener, DbError> {
+    pub fn start(
+        url: &PgUrl,
+        channels: &[&str],
+        on_notice: impl Fn(&str, &str) -> bool + Send + 'static,
+    ) -> Result<Listener, DbError> {
         let config = url.config()?;
-        let mut client = connect(url, &config)?;
         let listen: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
-        client
-            .batch_execute(&listen)
-            .map_err(|e| DbError::Postgres {
-                message: describe(&e),
-                conflict: false,
-            })?;
-        let (tell, notices) = mpsc::channel();
-        let url = url.clone();
+        let address = url.clone();
+        let on_notice: OnNotice = Box::new(on_notice);
+        let (connected, outcome) = mpsc::sync_channel::<Result<(), DbError>>(1);
+        // Connected on its own thread, like every connection (the caller may be async).
         std::thread::Builder::new()
             .name("relflow-listen".into())
-            .spawn(move || listen_loop(&url, &config, client, &listen, &tell))
+            .spawn(move || {
+                let client = connect(&address, &config).and_then(|mut client| {
+                    client
+                        .batch_execute(&listen)
+                        .map_err(|e| DbError::Postgres {
+                            message: describe(&e),
+                            conflict: false,
+                        })?;
+                    Ok(client)
+                });
+                match client {
+                    Ok(client) => {
+                        let _ = connected.send(Ok(()));
+                        listen_loop(&address, &config, client, &listen, &on_notice);
+                    }
+                    Err(e) => {
+                        let _ = connected.send(Err(e));
+                    }
+                }
+            })
             .map_err(|e| DbError::ConnectionLost(format!("cannot start a thread: {e}")))?;
-        Ok(Listener { notices })
+        outcome
+            .recv()
+            .map_err(|_| DbError::ConnectionLost(format!("{url}: the listening thread ended")))??;
+        Ok(Listener)
     }
 }
 
@@ -489,42 +526,35 @@ fn listen_loop(
     config: &Config,
     mut client: Client,
     listen: &str,
-    tell: &mpsc::Sender<(String, String)>,
+    on_notice: &OnNotice,
 ) {
+    use postgres::fallible_iterator::FallibleIterator;
     loop {
-        let mut failed = false;
-        {
+        let failed = {
             let mut notifications = client.notifications();
             let mut iter = notifications.timeout_iter(Duration::from_secs(1));
             loop {
-                use postgres::fallible_iterator::FallibleIterator;
                 match iter.next() {
                     Ok(Some(n)) => {
-                        if tell
-                            .send((n.channel().to_string(), n.payload().to_string()))
-                            .is_err()
-                        {
+                        if !on_notice(n.channel(), n.payload()) {
                             return;
                         }
                     }
                     // A quiet second: is anyone still listening?
                     Ok(None) => {
-                        if tell.send((String::new(), String::new())).is_err() {
+                        if !on_notice("", "") {
                             return;
                         }
-                        break;
+                        break false;
                     }
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
+                    Err(_) => break true,
                 }
             }
-        }
+        };
         if !failed && !client.is_closed() {
             continue;
         }
-        // Reconnect and listen again; meanwhile notices may have been missed: say so.
+        // Listen again on a new connection; notices may have been missed meanwhile.
         loop {
             std::thread::sleep(Duration::from_millis(200));
             if let Ok(mut fresh) = connect(url, config)
@@ -533,8 +563,11 @@ fn listen_loop(
                 client = fresh;
                 break;
             }
+            if !on_notice("", "") {
+                return;
+            }
         }
-        if tell.send((String::new(), String::new())).is_err() {
+        if !on_notice("", "") {
             return;
         }
     }
