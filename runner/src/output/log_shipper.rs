@@ -151,7 +151,7 @@ impl Drop for LogShipper {
 /// The thread: waits for a full batch, an old line or the end, and writes what waits. The
 /// buffer stays locked while it writes, so a state event's lines never overtake its batch.
 fn ship(connect: impl FnOnce() -> Result<Store, StoreError>, release: &str, shared: &Shared) {
-    let mut store = match connect() {
+    let store = match connect() {
         Ok(store) => store,
         Err(e) => {
             // The lines still go with the next state event, on the runner's own connection.
@@ -177,7 +177,7 @@ fn ship(connect: impl FnOnce() -> Result<Store, StoreError>, release: &str, shar
             continue;
         }
         if !buffer.lines.is_empty() && !buffer.is_lost {
-            write_batch(&mut store, release, &mut buffer);
+            write_batch(&store, release, &mut buffer);
         }
         if buffer.is_stopping {
             return;
@@ -185,9 +185,9 @@ fn ship(connect: impl FnOnce() -> Result<Store, StoreError>, release: &str, shar
     }
 }
 
-fn write_batch(store: &mut Store, release: &str, buffer: &mut Buffer) {
-    store.set_write_guard(buffer.guard.clone());
-    match store.guarded_write(|s| s.append_log_lines(release, &buffer.lines)) {
+fn write_batch(store: &Store, release: &str, buffer: &mut Buffer) {
+    let written = store.append_log_lines_fenced(release, buffer.guard.as_ref(), &buffer.lines);
+    match written {
         Ok(()) => {
             buffer.lines.clear();
             buffer.oldest = None;

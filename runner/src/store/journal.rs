@@ -86,6 +86,38 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::append_log_lines`] for a runner's second connection: refused with
+    /// [`StoreError::LeaseLost`] once `guard`'s epoch is no longer the release's. Unlike
+    /// [`Store::guarded_write`] it reads the lease row without locking it: a runner stopped
+    /// (SIGSTOP) inside this transaction must not keep another from taking the release over.
+    /// A takeover that commits between the check and the insert lets this one batch land
+    /// after it; it is the old runner's true output, and nothing follows it.
+    pub fn append_log_lines_fenced(
+        &self,
+        release: &str,
+        guard: Option<&(String, i64)>,
+        lines: &[PendingLine],
+    ) -> Result<(), StoreError> {
+        let Some((held_release, epoch)) = guard else {
+            return self.atomically(|_| self.append_log_lines(release, lines));
+        };
+        self.atomically(|db| {
+            let held: Option<i64> = db
+                .query_row(
+                    "SELECT epoch FROM leases WHERE release_id = ?1 AND pid > 0",
+                    [held_release],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if held != Some(*epoch) {
+                return Err(StoreError::LeaseLost {
+                    release: held_release.clone(),
+                });
+            }
+            self.append_log_lines(release, lines)
+        })
+    }
+
     /// The release's events after number `after`, in order: `(seq, body)`.
     pub fn events_after(
         &self,
@@ -144,12 +176,6 @@ impl Store {
     /// The (release, epoch) this store's writes are guarded by, if any.
     pub fn write_guard(&self) -> Option<(String, i64)> {
         self.guard.clone()
-    }
-
-    /// Guards this store's writes by `guard`, as the connection that claimed the lease is:
-    /// a second connection of the same runner (the log shipper's) stops when it is lost.
-    pub fn set_write_guard(&mut self, guard: Option<(String, i64)>) {
-        self.guard = guard;
     }
 
     /// What opens a second connection to the same store, with the same guard, on a thread
