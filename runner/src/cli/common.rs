@@ -57,11 +57,19 @@ pub fn drive_release(
     drop(engine);
     if !lease.is_lost() {
         // Requests the drive did not get to (the release ended first) are answered by how
-        // it stands now.
-        Store::open(state_dir)?.mark_control_handled(release)?;
+        // it stands now. A drive that failed (the store went away) reports its own error.
+        let handled = Store::open(state_dir).and_then(|store| store.mark_control_handled(release));
+        if let (Err(e), Ok(_)) = (handled, &outcome) {
+            return Err(e.into());
+        }
     }
     drop::<Lease>(lease);
-    let outcome = outcome.map_err(|e| with_next_steps(state_dir, release, e))?;
+    let outcome = outcome.map_err(|mut e| {
+        if e.message.ends_with(super::error::STORE_LOST_NOTE) {
+            e.message.push_str(&format!(" {release}"));
+        }
+        with_next_steps(state_dir, release, e)
+    })?;
     print_summary(state_dir, release, json)?;
     if let Some(crate::engine::control::Stop::Signal(signal)) = control.pending() {
         eprintln!(

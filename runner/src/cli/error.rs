@@ -5,6 +5,11 @@ use crate::exit_code;
 use crate::pipeline::LoadError;
 use crate::store::{LeaseError, StoreError};
 
+/// Said when a drive stopped because the shared store went away; a caller that knows the
+/// release names it after `relflow resume`.
+pub const STORE_LOST_NOTE: &str = "this runner stopped: nothing more is run or recorded until the store is back; \
+     then continue with: relflow resume";
+
 /// A verb failed: what to print and the exit code.
 #[derive(Debug)]
 pub struct CliError {
@@ -71,6 +76,9 @@ impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
         if e.is_lease_lost() {
             return CliError::state(format!("error: {e}"));
+        }
+        if e.is_store_lost() {
+            return CliError::state(format!("error: {e}\n{STORE_LOST_NOTE}"));
         }
         CliError::state(format!("error: the release record cannot be kept: {e}"))
     }

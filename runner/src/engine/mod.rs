@@ -103,6 +103,16 @@ impl EngineError {
                 | EngineError::Report(ReportError::Store(StoreError::LeaseLost { .. }))
         )
     }
+
+    /// Whether the shared store could not be reached any more (the drive stopped there).
+    pub fn is_store_lost(&self) -> bool {
+        match self {
+            EngineError::Store(e) | EngineError::Report(ReportError::Store(e)) => {
+                e.is_connection_lost()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A release being driven by this process (it holds the lease).

@@ -127,7 +127,9 @@ struct StoreProbe {
 /// directory. `None` when it is gone or unreadable.
 fn holder_store(state_dir: &Path) -> Option<Db> {
     if let Some(url) = crate::store::shared::selected() {
-        return crate::store::Location::Postgres(url.clone()).connect().ok();
+        return crate::store::Location::Postgres(url.clone())
+            .connect_side()
+            .ok();
     }
     let db = state_dir.join("relflow.db");
     if !db.is_file() {

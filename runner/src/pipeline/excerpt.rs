@@ -94,9 +94,17 @@ fn secret_key_values(chars: &[char]) -> Vec<(usize, usize)> {
             let start = (key_end..chars.len())
                 .find(|&i| !chars[i].is_whitespace())
                 .unwrap_or(chars.len());
-            let mut end = (start..chars.len())
-                .find(|&i| matches!(chars[i], ',' | '}'))
-                .unwrap_or(chars.len());
+            // A quoted value ends at its closing quote (it may hold `,` or `}`: `"${env.X}"`).
+            let quoted = chars
+                .get(start)
+                .filter(|c| matches!(c, '"' | '\''))
+                .and_then(|&q| (start + 1..chars.len()).find(|&i| chars[i] == q))
+                .map(|close| close + 1);
+            let mut end = quoted.unwrap_or_else(|| {
+                (start..chars.len())
+                    .find(|&i| matches!(chars[i], ',' | '}'))
+                    .unwrap_or(chars.len())
+            });
             while end > start && chars[end - 1].is_whitespace() {
                 end -= 1;
             }

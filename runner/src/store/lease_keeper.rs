@@ -150,7 +150,7 @@ struct Keeper {
 
 impl Keeper {
     fn run(self, db: &Location, woken: &mpsc::Receiver<Wake>, notices: mpsc::Sender<Wake>) {
-        let Ok(conn) = db.connect() else {
+        let Ok(conn) = db.connect_side() else {
             return;
         };
         // A shared store tells of requests as they are made.

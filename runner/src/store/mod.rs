@@ -80,6 +80,13 @@ pub enum StoreError {
     LeaseLost { release: String },
 }
 
+impl StoreError {
+    /// Whether the shared store's connection was lost and could not be made again.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, StoreError::Db(db::DbError::ConnectionLost(_)))
+    }
+}
+
 /// An open state store.
 pub struct Store {
     conn: db::Db,
@@ -266,7 +273,31 @@ pub enum Location {
     Memory,
 }
 
+/// Each shared store's one connection for lease keepers and lock probes of this process
+/// (single statements, never a transaction): a worker driving many releases holds one.
+static SIDE_CONNECTIONS: std::sync::Mutex<Vec<(String, db::PgConn)>> =
+    std::sync::Mutex::new(Vec::new());
+
 impl Location {
+    /// A connection for single statements outside any transaction: on a shared store, this
+    /// process's one side connection; on SQLite, a new connection.
+    pub fn connect_side(&self) -> Result<db::Db, StoreError> {
+        let Location::Postgres(url) = self else {
+            return self.connect();
+        };
+        let mut side = SIDE_CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, conn)) = side.iter().find(|(key, _)| key == url.key()) {
+            return Ok(db::Db::postgres(conn.share()));
+        }
+        let conn = db::PgConn::connect(url).map_err(|e| StoreError::Unusable {
+            path: shared::shown(url),
+            problem: e.to_string(),
+        })?;
+        let handle = conn.share();
+        side.push((url.key().to_string(), conn));
+        Ok(db::Db::postgres(handle))
+    }
+
     /// Another connection to the same database.
     pub fn connect(&self) -> Result<db::Db, StoreError> {
         match self {

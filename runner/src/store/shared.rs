@@ -49,7 +49,13 @@ pub(super) fn connect(url: &PgUrl) -> Result<Db, StoreError> {
     };
     let conn = PgConn::connect(url).map_err(unusable)?;
     let db = Db::postgres(conn);
-    migrate(&db, url)?;
+    // Once per process and store: a worker opens the store for every release it takes.
+    static MIGRATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let done = || MIGRATED.lock().unwrap_or_else(|p| p.into_inner());
+    if !done().iter().any(|key| key == url.key()) {
+        migrate(&db, url)?;
+        done().push(url.key().to_string());
+    }
     Ok(db)
 }
 

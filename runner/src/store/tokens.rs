@@ -1,7 +1,7 @@
 //! API tokens and browser sessions of `relflow serve`. Only a token's SHA-256 is stored; a
 //! session belongs to the token it was opened with and ends when that token is revoked.
 
-use super::db::{DbError, OptionalExtension, Row, params};
+use super::db::{DbError, Dialect, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{Store, StoreError, now_ms};
@@ -67,8 +67,8 @@ impl Store {
     /// Stores a new token by its hash; `false` when the name is taken.
     pub fn create_token(&self, name: &str, role: Role, hash: &str) -> Result<bool, StoreError> {
         let added = self.conn.execute(
-            "INSERT INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (name) DO NOTHING",
             params![name, role.as_str(), hash, now_ms()],
         )?;
         Ok(added == 1)
@@ -87,8 +87,8 @@ impl Store {
     }
 
     fn has_table(&self, table: &str) -> Result<bool, StoreError> {
-        // A shared store is migrated whenever it is opened: every table is there.
-        if self.is_shared() {
+        // The shared store is migrated to this build's schema when it is opened.
+        if self.conn.dialect() == Dialect::Postgres {
             return Ok(true);
         }
         let found: Option<String> = self

@@ -155,6 +155,23 @@ impl PgServer {
         }
     }
 
+    /// Immediate stop; the server stays down (its port refuses connections) until
+    /// [`PgServer::start_again`].
+    #[track_caller]
+    pub fn stop(&self) {
+        if let Err(e) = self.stop_immediately() {
+            panic!("stop PostgreSQL: {e}");
+        }
+    }
+
+    /// Starts a stopped server again on the same port and data.
+    #[track_caller]
+    pub fn start_again(&self) {
+        if let Err(e) = self.launch() {
+            panic!("start PostgreSQL again: {e}");
+        }
+    }
+
     fn child(&self) -> MutexGuard<'_, Option<Child>> {
         // A test that panicked while holding the lock leaves a usable child behind.
         self.postmaster

@@ -1,5 +1,6 @@
-//! A shared PostgreSQL store (issue 13) end to end: releases run in one folder are seen,
-//! logged, streamed and driven from another, and a kill never splits a state change from
-//! its event.
+//! The shared store (issue 13): the same scenarios on SQLite and PostgreSQL, PostgreSQL's
+//! faults, and releases run in one folder seen, logged, streamed and driven from another.
 
+mod conformance;
 mod cross_folder;
+mod faults;

@@ -3,27 +3,9 @@
 
 use std::time::Duration;
 
-use super::{Shared, finished};
+use super::{PROD, Shared, finished, petportal};
 use crate::fake_xld::{FakeXld, TaskScript};
 use crate::harness::{signal, wait_until};
-
-const PROD: &str = "Environments/Prod";
-
-fn pipeline(url: &str) -> String {
-    format!(
-        r#"
-name: petportal
-variables: {{ version: "2.2" }}
-backends:
-  xld: {{ kind: xl-deploy, url: "{url}", username: admin, password: "${{env.XLD_PASSWORD}}", polling_interval: 100ms }}
-phases:
-  - name: deploy
-    tasks:
-      - {{ name: deploy-petportal, deploy: {{ backend: xld, package: "Applications/PetPortal/${{version}}", environment: {PROD} }} }}
-      - {{ name: after, command: {{ run: ["true"] }} }}
-"#
-    )
-}
 
 /// Every row of the tables a runner writes, as text: what "no write" is checked against.
 fn written(shared: &Shared) -> String {
@@ -52,7 +34,7 @@ async fn a_worker_stopped_past_its_ttl_makes_no_write_and_no_call_once_it_contin
     let mut shared = Shared::start();
     shared.sb.env("XLD_PASSWORD", "s3cret");
     shared.sb.env("RELFLOW_LEASE_TTL", "2s");
-    shared.sb.write("p.yaml", &pipeline(&fake.url()));
+    shared.sb.write("p.yaml", &petportal(&fake.url(), 1));
 
     tokio::task::block_in_place(|| {
         shared.sb.run(&["run", "p.yaml", "--detach"]).expect_code(0);

@@ -47,6 +47,31 @@ impl Shared {
     }
 }
 
+const PROD: &str = "Environments/Prod";
+
+/// PetPortal 2.2 deployed to Prod through the fake XL Deploy at `url`, then `after` command
+/// tasks that do nothing.
+fn petportal(url: &str, after: usize) -> String {
+    let mut tasks = String::new();
+    for n in 0..after {
+        tasks.push_str(&format!(
+            "      - {{ name: after-{n}, command: {{ run: [\"true\"] }} }}\n"
+        ));
+    }
+    format!(
+        r#"
+name: petportal
+variables: {{ version: "2.2" }}
+backends:
+  xld: {{ kind: xl-deploy, url: "{url}", username: admin, password: "${{env.XLD_PASSWORD}}", polling_interval: 100ms }}
+phases:
+  - name: deploy
+    tasks:
+      - {{ name: deploy-petportal, deploy: {{ backend: xld, package: "Applications/PetPortal/${{version}}", environment: {PROD} }} }}
+{tasks}"#
+    )
+}
+
 /// Waits for a worker to exit, failing the test when it does not within `limit`.
 #[track_caller]
 fn finished(child: Child, limit: Duration) -> Outcome {

@@ -5,33 +5,11 @@
 
 use std::time::Duration;
 
-use super::{Shared, finished};
+use super::{PROD, Shared, finished, petportal};
 use crate::fake_xld::FakeXld;
 
-const PROD: &str = "Environments/Prod";
-/// Several command tasks around the deployment, so a release passes many durable writes.
+/// Command tasks after the deployment, so a release passes many durable writes.
 const COMMAND_TASKS: usize = 10;
-
-fn pipeline(url: &str) -> String {
-    let mut tasks = String::new();
-    for n in 0..COMMAND_TASKS {
-        tasks.push_str(&format!(
-            "      - {{ name: check-{n}, command: {{ run: [\"true\"] }} }}\n"
-        ));
-    }
-    format!(
-        r#"
-name: petportal
-variables: {{ version: "2.2" }}
-backends:
-  xld: {{ kind: xl-deploy, url: "{url}", username: admin, password: "${{env.XLD_PASSWORD}}", polling_interval: 100ms }}
-phases:
-  - name: deploy
-    tasks:
-      - {{ name: deploy-petportal, deploy: {{ backend: xld, package: "Applications/PetPortal/${{version}}", environment: {PROD} }} }}
-{tasks}"#
-    )
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_at_any_durable_write_is_taken_over_without_a_second_deployment() {
@@ -41,7 +19,9 @@ async fn a_worker_killed_at_any_durable_write_is_taken_over_without_a_second_dep
     let mut shared = Shared::start();
     shared.sb.env("XLD_PASSWORD", "s3cret");
     shared.sb.env("RELFLOW_LEASE_TTL", "3s");
-    shared.sb.write("p.yaml", &pipeline(&fake.url()));
+    shared
+        .sb
+        .write("p.yaml", &petportal(&fake.url(), COMMAND_TASKS));
 
     // A first release, traced: the durable writes a worker passes driving one.
     let trace = shared.sb.path().join("trace.txt");

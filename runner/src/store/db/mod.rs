@@ -7,13 +7,16 @@
 //!   already), committed when it returns `Ok`.
 //! - [`Dialect`] tells the few places whose SQL differs (row locks, the schema).
 
+mod listen;
 mod pg;
+mod pg_url;
 mod sqlite;
 mod value;
 
 use std::cell::Cell;
 
-pub use pg::{Listener, PgConn, PgUrl};
+pub use listen::Listener;
+pub use pg::{PgConn, PgUrl};
 pub use value::{ColumnIndex, FromSql, Params, Row, ToSql, Value, params};
 
 /// Which database a connection talks to.

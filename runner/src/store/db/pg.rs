@@ -4,8 +4,9 @@
 //!
 //! A connection found dead before a statement is sent (the server restarted, the backend was
 //! terminated while idle) is made again, for up to [`RECONNECT_FOR`], and the statement sent
-//! then; a connection lost inside a transaction fails that transaction, which the caller
-//! sees as an error (nothing of it was committed).
+//! then. A connection lost during a statement (closed, or ended by the server: SQLSTATE
+//! 57P01-57P03) is [`DbError::ConnectionLost`]; inside a transaction that fails the
+//! transaction, which the caller sees as an error (nothing of it was committed).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,106 +15,50 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
-use postgres::{Client, Config, NoTls, Statement};
+use postgres::{Client, Statement};
+
+pub use super::pg_url::PgUrl;
+use super::pg_url::Settings;
 
 use super::{DbError, Rows, Value};
 
 /// How long a lost connection is tried again before the store is given up.
 const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
-/// A `postgres://` URL: kept whole to connect, shown without its password.
-#[derive(Clone)]
-pub struct PgUrl {
-    url: String,
-}
-
-impl std::fmt::Debug for PgUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.shown())
-    }
-}
-
-impl std::fmt::Display for PgUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.shown())
-    }
-}
-
-impl PgUrl {
-    /// `url` when it names a PostgreSQL database (`postgres://` or `postgresql://`).
-    pub fn parse(url: &str) -> Option<PgUrl> {
-        (url.starts_with("postgres://") || url.starts_with("postgresql://")).then(|| PgUrl {
-            url: url.to_string(),
-        })
-    }
-
-    /// The URL with any password replaced by `***` (in the user part and in `password=`).
-    pub fn shown(&self) -> String {
-        let (scheme, rest) = self
-            .url
-            .split_once("://")
-            .unwrap_or(("postgres", &self.url));
-        let (authority, tail) = match rest.find(['/', '?']) {
-            Some(at) => rest.split_at(at),
-            None => (rest, ""),
-        };
-        let authority = match authority.rsplit_once('@') {
-            Some((user, host)) => match user.split_once(':') {
-                Some((name, _)) => format!("{name}:***@{host}"),
-                None => format!("{user}@{host}"),
-            },
-            None => authority.to_string(),
-        };
-        let tail = match tail.split_once('?') {
-            Some((path, query)) => {
-                let query: Vec<String> = query
-                    .split('&')
-                    .map(|pair| match pair.split_once('=') {
-                        Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                            format!("{key}=***")
-                        }
-                        _ => pair.to_string(),
-                    })
-                    .collect();
-                format!("{path}?{}", query.join("&"))
-            }
-            None => tail.to_string(),
-        };
-        format!("{scheme}://{authority}{tail}")
-    }
-
-    fn config(&self) -> Result<Config, DbError> {
-        let mut config: Config = self.url.parse().map_err(|e| DbError::Postgres {
-            message: format!("{}: not a PostgreSQL URL: {e}", self.shown()),
-            conflict: false,
-        })?;
-        // Notice a dead peer in seconds, not in the kernel's two hours.
-        config
-            .application_name("relflow")
-            .connect_timeout(Duration::from_secs(5))
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(5))
-            .keepalives_interval(Duration::from_secs(2))
-            .keepalives_retries(3)
-            .tcp_user_timeout(Duration::from_secs(15));
-        Ok(config)
-    }
+/// The reconnect window: `RELFLOW_STORE_RECONNECT` (`30s`, `2500ms`, as a pipeline writes a
+/// duration), else [`RECONNECT_FOR`]. Tests of a store that stays down shorten it.
+fn reconnect_for() -> Duration {
+    std::env::var("RELFLOW_STORE_RECONNECT")
+        .ok()
+        .and_then(|text| crate::pipeline::duration::parse_duration(text.trim()).ok())
+        .unwrap_or(RECONNECT_FOR)
 }
 
 /// Opens one connection to `url` (one attempt: a database that is down at start is an error
 /// at once, not after the reconnect window).
-fn connect(url: &PgUrl, config: &Config) -> Result<Client, DbError> {
-    let mut client = config.connect(NoTls).map_err(|e| DbError::Postgres {
-        message: format!("cannot connect to {url}: {}", describe(&e)),
-        conflict: false,
-    })?;
+pub(super) fn connect(url: &PgUrl, settings: &Settings) -> Result<Client, DbError> {
+    let mut client = settings
+        .config
+        .connect(settings.tls.clone())
+        .map_err(|e| {
+            let mut message = format!("cannot connect to {url}: {}", describe(&e));
+            if message.contains("certificate") || message.contains("Certificate") {
+                message.push_str(
+                    " (trust the server's CA with ?sslrootcert=FILE, or connect without TLS with ?sslmode=disable)",
+                );
+            }
+            DbError::Postgres {
+                message,
+                conflict: false,
+            }
+        })?;
     // The server ends a query whose client went away instead of running it to its end.
     let _ = client.batch_execute("SET client_connection_check_interval = 2000");
     Ok(client)
 }
 
 /// The error in words, with the server's message when there is one.
-fn describe(e: &postgres::Error) -> String {
+pub(super) fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None => {
@@ -137,6 +82,16 @@ fn is_conflict(e: &postgres::Error) -> bool {
     })
 }
 
+/// The server ended the session (`pg_terminate_backend`, a shutdown, a restart still starting).
+fn is_session_ended(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CRASH_SHUTDOWN
+            || *c == SqlState::CANNOT_CONNECT_NOW
+    })
+}
+
 /// What the connection thread is asked to do.
 struct Job {
     sql: String,
@@ -156,7 +111,7 @@ pub struct PgConn {
 impl PgConn {
     /// Connects to `url`; an error names the URL without its password.
     pub fn connect(url: &PgUrl) -> Result<PgConn, DbError> {
-        let config = url.config()?;
+        let config = url.settings()?;
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (connected, outcome) = mpsc::sync_channel::<Result<(), DbError>>(1);
         let address = url.clone();
@@ -198,6 +153,16 @@ impl PgConn {
 
     pub fn url(&self) -> &PgUrl {
         &self.url
+    }
+
+    /// Another handle on the same connection (its statements queue behind this one's).
+    /// Only for callers that never open a transaction on it.
+    pub fn share(&self) -> PgConn {
+        PgConn {
+            url: self.url.clone(),
+            jobs: self.jobs.clone(),
+            thread: None,
+        }
     }
 
     fn ask(
@@ -248,7 +213,7 @@ impl Drop for PgConn {
 /// The connection thread's state.
 struct Server {
     url: PgUrl,
-    config: Config,
+    config: Settings,
     client: Option<Client>,
     /// Prepared statements of the current connection, by their SQL.
     statements: HashMap<String, Statement>,
@@ -291,37 +256,40 @@ impl Server {
                 .map_err(|e| (e, client.is_closed())),
             Some(params) => run(client, &mut self.statements, &job.sql, params),
         };
-        match result {
-            Ok(done) => Ok(done),
-            Err((e, closed)) => {
-                let message = format!("{}: {}", self.url, describe(&e));
-                if closed || self.client.as_ref().is_some_and(Client::is_closed) {
-                    self.client = None;
-                    self.statements.clear();
-                    if job.in_transaction {
-                        self.transaction_lost = true;
-                    }
-                    tracing::warn!(target: "relflow::store", store = %self.url, error = %message, "the connection to the store was lost");
-                    return Err(DbError::ConnectionLost(message));
-                }
-                Err(DbError::Postgres {
-                    message,
-                    conflict: is_conflict(&e),
-                })
-            }
+        let (e, closed) = match result {
+            Ok(done) => return Ok(done),
+            Err(failed) => failed,
+        };
+        let message = format!("{}: {}", self.url, describe(&e));
+        // The server's FATAL may arrive before the client notices the closed socket: the
+        // session is gone either way.
+        let ended = is_session_ended(&e);
+        if !(closed || ended || self.client.as_ref().is_some_and(Client::is_closed)) {
+            return Err(DbError::Postgres {
+                message,
+                conflict: is_conflict(&e),
+            });
         }
+        self.client = None;
+        self.statements.clear();
+        if job.in_transaction {
+            self.transaction_lost = true;
+        }
+        tracing::warn!(target: "relflow::store", store = %self.url, error = %message, "the connection to the store was lost");
+        Err(DbError::ConnectionLost(message))
     }
 
     fn lost(&self, why: &str) -> DbError {
         DbError::ConnectionLost(format!("{}: {why}", self.url))
     }
 
-    /// Connects again, trying for up to [`RECONNECT_FOR`] (a restarting server refuses
+    /// Connects again, trying for up to [`reconnect_for`] (a restarting server refuses
     /// connections for a moment).
     fn reconnect(&mut self) -> Result<(), DbError> {
         self.client = None;
         self.statements.clear();
-        let deadline = Instant::now() + RECONNECT_FOR;
+        let window = reconnect_for();
+        let deadline = Instant::now() + window;
         let mut pause = Duration::from_millis(50);
         loop {
             match connect(&self.url, &self.config) {
@@ -331,7 +299,9 @@ impl Server {
                     return Ok(());
                 }
                 Err(e) if Instant::now() >= deadline => {
-                    return Err(DbError::ConnectionLost(e.to_string()));
+                    return Err(DbError::ConnectionLost(format!(
+                        "{e} (tried again for {window:?})"
+                    )));
                 }
                 Err(e) => {
                     tracing::debug!(target: "relflow::store", error = %e, "reconnecting to the store");
@@ -470,109 +440,6 @@ impl PgToSql for Value {
     to_sql_checked!();
 }
 
-/// A connection that waits for `NOTIFY`s on some channels, on a thread of its own, and hands
-/// each (channel, payload) to a callback; after a reconnect it calls it with an empty channel
-/// (notices may have been missed), and likewise after each quiet second. The thread ends when
-/// the callback returns `false`.
-pub struct Listener;
-
-type OnNotice = Box<dyn Fn(&str, &str) -> bool + Send>;
-
-impl Listener {
-    /// Listens on `channels` of the database at `url`.
-    pub fn start(
-        url: &PgUrl,
-        channels: &[&str],
-        on_notice: impl Fn(&str, &str) -> bool + Send + 'static,
-    ) -> Result<Listener, DbError> {
-        let config = url.config()?;
-        let listen: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
-        let address = url.clone();
-        let on_notice: OnNotice = Box::new(on_notice);
-        let (connected, outcome) = mpsc::sync_channel::<Result<(), DbError>>(1);
-        // Connected on its own thread, like every connection (the caller may be async).
-        std::thread::Builder::new()
-            .name("relflow-listen".into())
-            .spawn(move || {
-                let client = connect(&address, &config).and_then(|mut client| {
-                    client
-                        .batch_execute(&listen)
-                        .map_err(|e| DbError::Postgres {
-                            message: describe(&e),
-                            conflict: false,
-                        })?;
-                    Ok(client)
-                });
-                match client {
-                    Ok(client) => {
-                        let _ = connected.send(Ok(()));
-                        listen_loop(&address, &config, client, &listen, &on_notice);
-                    }
-                    Err(e) => {
-                        let _ = connected.send(Err(e));
-                    }
-                }
-            })
-            .map_err(|e| DbError::ConnectionLost(format!("cannot start a thread: {e}")))?;
-        outcome
-            .recv()
-            .map_err(|_| DbError::ConnectionLost(format!("{url}: the listening thread ended")))??;
-        Ok(Listener)
-    }
-}
-
-fn listen_loop(
-    url: &PgUrl,
-    config: &Config,
-    mut client: Client,
-    listen: &str,
-    on_notice: &OnNotice,
-) {
-    use postgres::fallible_iterator::FallibleIterator;
-    loop {
-        let failed = {
-            let mut notifications = client.notifications();
-            let mut iter = notifications.timeout_iter(Duration::from_secs(1));
-            loop {
-                match iter.next() {
-                    Ok(Some(n)) => {
-                        if !on_notice(n.channel(), n.payload()) {
-                            return;
-                        }
-                    }
-                    // A quiet second: is anyone still listening?
-                    Ok(None) => {
-                        if !on_notice("", "") {
-                            return;
-                        }
-                        break false;
-                    }
-                    Err(_) => break true,
-                }
-            }
-        };
-        if !failed && !client.is_closed() {
-            continue;
-        }
-        // Listen again on a new connection; notices may have been missed meanwhile.
-        loop {
-            std::thread::sleep(Duration::from_millis(200));
-            if let Ok(mut fresh) = connect(url, config)
-                && fresh.batch_execute(listen).is_ok()
-            {
-                client = fresh;
-                break;
-            }
-            if !on_notice("", "") {
-                return;
-            }
-        }
-        if !on_notice("", "") {
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,21 +450,5 @@ mod tests {
             placeholders("SELECT a FROM t WHERE b = ?1 AND c = '?2' AND d = ?12"),
             "SELECT a FROM t WHERE b = $1 AND c = '?2' AND d = $12"
         );
-    }
-
-    #[test]
-    fn a_url_is_shown_without_its_password() {
-        let url = PgUrl::parse(
-            "postgres://relflow:s3cret@db.example:5432/rel?sslmode=require&password=x",
-        )
-        .unwrap();
-        assert_eq!(
-            url.shown(),
-            "postgres://relflow:***@db.example:5432/rel?sslmode=require&password=***"
-        );
-        assert!(!format!("{url} {url:?}").contains("s3cret"));
-        let plain = PgUrl::parse("postgresql://db/rel").unwrap();
-        assert_eq!(plain.shown(), "postgresql://db/rel");
-        assert!(PgUrl::parse("sqlite:x").is_none());
     }
 }
