@@ -184,8 +184,13 @@ impl Store {
         let (location, dir, guard) = (self.location.clone(), self.dir.clone(), self.guard.clone());
         let is_read_only = self.is_read_only;
         move || {
+            let conn = location.connect()?;
+            if conn.dialect() == super::db::Dialect::Postgres {
+                // Told apart from the runner's own connection in `pg_stat_activity`.
+                conn.execute_batch("SET application_name = 'relflow-log-shipper'")?;
+            }
             Ok(Store {
-                conn: location.connect()?,
+                conn,
                 location,
                 dir,
                 guard,
