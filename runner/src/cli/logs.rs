@@ -1,5 +1,7 @@
 //! `relflow logs RELEASE [--task T] [--attempt N] [--follow] [--json]`: with `--json` one
 //! document of every log's text, or with `--follow` one JSON object per line as it comes.
+//! A shared store's logs are read from its rows (any machine sees them), the embedded store's
+//! from the `script_output.log` files of its state directory.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -9,10 +11,11 @@ use crate::cli::error::CliError;
 use crate::cli::status::open_existing;
 use crate::exit_code;
 use crate::output::{json, paths, script_log};
-use crate::store::{ReleaseStatus, Store};
+use crate::store::{ReleaseStatus, Store, journal};
 
 /// A task run's log: `phase[#n]/task` and its path.
 struct LogFile {
+    task_run: i64,
     name: String,
     phase: String,
     task: String,
@@ -46,6 +49,7 @@ fn log_files(store: &Store, release: &str, task: Option<&str>) -> Result<Vec<Log
         .filter_map(|t| {
             let phase = phases.iter().find(|p| p.id == t.phase_run_id)?.label();
             Some(LogFile {
+                task_run: t.id,
                 name: format!("{phase}/{}", t.task),
                 path: paths::script_log(store.dir(), release, &phase, &t.task),
                 phase,
@@ -66,18 +70,21 @@ pub fn run(
     let store = open_existing(state_dir)?;
     store.release(release)?;
     let files = log_files(&store, release, task)?;
-    let existing: Vec<&LogFile> = files.iter().filter(|f| f.path.exists()).collect();
-    let many = existing.len() > 1 || (task.is_none() && !existing.is_empty());
-    let mut out = std::io::stdout().lock();
     let mut offsets = Vec::new();
-    let mut docs = Vec::new();
+    let mut texts = Vec::new();
     for file in &files {
-        let text = std::fs::read(&file.path).unwrap_or_default();
-        offsets.push(text.len() as u64);
-        if !file.path.exists() {
+        let (text, offset) = read_log(&store, file)?;
+        offsets.push(offset);
+        texts.push(text);
+    }
+    let existing = texts.iter().filter(|t| t.is_some()).count();
+    let many = existing > 1 || (task.is_none() && existing > 0);
+    let mut out = std::io::stdout().lock();
+    let mut docs = Vec::new();
+    for (file, text) in files.iter().zip(texts) {
+        let Some(text) = text else {
             continue;
-        }
-        let text = String::from_utf8_lossy(&text);
+        };
         let shown = match attempt {
             Some(n) => match script_log::attempt_section(&text, n) {
                 Some(s) => s,
@@ -89,7 +96,7 @@ pub fn run(
                 }
                 None => continue,
             },
-            None => text.into_owned(),
+            None => text,
         };
         if json {
             docs.push(LogDoc {
@@ -110,7 +117,7 @@ pub fn run(
         json::print(&serde_json::json!({ "release": release, "logs": docs }));
         return Ok(exit_code::OK);
     }
-    if existing.is_empty() && !follow && !json {
+    if existing == 0 && !follow && !json {
         let _ = writeln!(
             std::io::stderr(),
             "no log yet for {}",
@@ -145,33 +152,23 @@ fn follow_logs(
             }
         }
         for (file, offset) in files.iter().zip(offsets.iter_mut()) {
-            let Ok(mut f) = std::fs::File::open(&file.path) else {
-                continue;
-            };
-            if f.seek(SeekFrom::Start(*offset)).is_err() {
-                continue;
-            }
-            let mut new = Vec::new();
-            if f.read_to_end(&mut new).is_ok() && !new.is_empty() {
-                *offset += new.len() as u64;
-                let text = String::from_utf8_lossy(&new);
-                let mut out = std::io::stdout().lock();
-                for line in text.lines() {
-                    let _ = if json {
-                        // One document per line, so a reader can act on each as it comes.
-                        let doc = json::document(&serde_json::json!({
-                            "release": release,
-                            "phase": file.phase,
-                            "task": file.task,
-                            "line": line,
-                        }));
-                        writeln!(out, "{doc}")
-                    } else if task.is_some() {
-                        writeln!(out, "{line}")
-                    } else {
-                        writeln!(out, "[{}] {line}", file.name)
-                    };
-                }
+            let lines = new_lines(store, file, offset)?;
+            let mut out = std::io::stdout().lock();
+            for line in lines {
+                let _ = if json {
+                    // One document per line, so a reader can act on each as it comes.
+                    let doc = json::document(&serde_json::json!({
+                        "release": release,
+                        "phase": file.phase,
+                        "task": file.task,
+                        "line": line,
+                    }));
+                    writeln!(out, "{doc}")
+                } else if task.is_some() {
+                    writeln!(out, "{line}")
+                } else {
+                    writeln!(out, "[{}] {line}", file.name)
+                };
             }
         }
         if !live {
@@ -179,4 +176,49 @@ fn follow_logs(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A log's whole text (`None`: no log yet) and where a follower goes on from: a byte offset
+/// in its file, or a shared store's last line id.
+fn read_log(store: &Store, file: &LogFile) -> Result<(Option<String>, u64), CliError> {
+    if store.is_shared() {
+        let lines = store.log_lines_after(file.task_run, 0)?;
+        let last = lines.last().map_or(0, |l| l.id);
+        let text = Some(journal::text_of(&lines)).filter(|_| !lines.is_empty());
+        return Ok((text, u64::try_from(last).unwrap_or(0)));
+    }
+    let bytes = std::fs::read(&file.path).unwrap_or_default();
+    let offset = bytes.len() as u64;
+    let text = file
+        .path
+        .exists()
+        .then(|| String::from_utf8_lossy(&bytes).into_owned());
+    Ok((text, offset))
+}
+
+/// The lines a log got since `offset` (see [`read_log`]), moving `offset` past them.
+fn new_lines(store: &Store, file: &LogFile, offset: &mut u64) -> Result<Vec<String>, CliError> {
+    if store.is_shared() {
+        let after = i64::try_from(*offset).unwrap_or(i64::MAX);
+        let lines = store.log_lines_after(file.task_run, after)?;
+        if let Some(last) = lines.last() {
+            *offset = u64::try_from(last.id).unwrap_or(*offset);
+        }
+        return Ok(lines.into_iter().map(|l| l.line).collect());
+    }
+    let Ok(mut f) = std::fs::File::open(&file.path) else {
+        return Ok(Vec::new());
+    };
+    if f.seek(SeekFrom::Start(*offset)).is_err() {
+        return Ok(Vec::new());
+    }
+    let mut new = Vec::new();
+    if f.read_to_end(&mut new).is_err() || new.is_empty() {
+        return Ok(Vec::new());
+    }
+    *offset += new.len() as u64;
+    Ok(String::from_utf8_lossy(&new)
+        .lines()
+        .map(str::to_string)
+        .collect())
 }

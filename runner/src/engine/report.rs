@@ -1,11 +1,14 @@
 //! Fans each engine event out to its consumers, after redacting secrets: the store first
-//! (it is the durable truth), then events.jsonl, script_output.log and the terminal.
+//! (it is the durable truth), then events.jsonl, script_output.log and the terminal. A shared
+//! store also gets each event line (in the transaction of its state change) and each log line
+//! (in batches, see [`LogShipper`]), for readers on other machines.
 
 use std::path::Path;
 
 use crate::engine::event::Event;
 use crate::engine::secrets;
-use crate::output::events_file::EventsFile;
+use crate::output::events_file::{self, EventsFile};
+use crate::output::log_shipper::LogShipper;
 use crate::output::script_log::ScriptLogs;
 use crate::output::terminal::Terminal;
 use crate::output::{Redactor, paths};
@@ -32,6 +35,8 @@ pub struct Reporter {
     pub redactor: Redactor,
     events: EventsFile,
     logs: ScriptLogs,
+    /// A shared store's log lines, started with the first line.
+    shipper: Option<LogShipper>,
     pub terminal: Terminal,
     /// Set when another runner took the release over: nothing more is written.
     pub lease_lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -57,6 +62,7 @@ impl Reporter {
         Ok(Reporter {
             release: release.to_string(),
             logs: ScriptLogs::new(state_dir, release),
+            shipper: None,
             store,
             redactor,
             events,
@@ -101,14 +107,24 @@ impl Reporter {
             }
         }
         let at = now_ms();
+        if self.shipper.as_ref().is_some_and(LogShipper::is_lost) {
+            self.lease_lost
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         if self.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::LeaseLost {
                 release: self.release.clone(),
             }
             .into());
         }
+        let line =
+            events_file::line_of(&self.release, at, &event).map_err(|source| ReportError::Io {
+                what: "events.jsonl",
+                source,
+            })?;
+        self.ship_log_line(&event)?;
         if let Some(point) = event.failpoint() {
-            self.write_to_store(&event, kept.as_ref(), target.as_ref())?;
+            self.write_to_store(&event, line.as_deref(), kept.as_ref(), target.as_ref())?;
             if let Some(target) = &target {
                 crate::failpoint::hit_with("store.target_change", || {
                     format!(
@@ -121,12 +137,14 @@ impl Reporter {
             }
             crate::failpoint::hit_with(point, || event.trace_detail());
         }
-        self.events
-            .write(&self.release, at, &event)
-            .map_err(|source| ReportError::Io {
-                what: "events.jsonl",
-                source,
-            })?;
+        if let Some(line) = &line {
+            self.events
+                .write_line(line)
+                .map_err(|source| ReportError::Io {
+                    what: "events.jsonl",
+                    source,
+                })?;
+        }
         self.logs.write(&event).map_err(|source| ReportError::Io {
             what: "script_output.log",
             source,
@@ -144,25 +162,64 @@ impl Reporter {
     fn write_to_store(
         &mut self,
         event: &Event,
+        line: Option<&str>,
         kept: Option<&SecretValues>,
         target: Option<&NewTargetChange>,
     ) -> Result<(), ReportError> {
         let release = &self.release;
-        let apply =
-            |store: &Store| store.with_target_change(target, |s| apply_to_store(s, release, event));
-        let Some(kept) = kept else {
-            self.store.guarded_write(apply)?;
-            return Ok(());
+        // A shared store: the event's line and the log lines before it, in its transaction.
+        let body = line.filter(|_| self.store.is_shared());
+        let lines = self
+            .shipper
+            .as_ref()
+            .map(LogShipper::take)
+            .unwrap_or_default();
+        let apply = |store: &Store| {
+            store.with_event(release, body, |s| {
+                if !lines.is_empty() {
+                    s.append_log_lines(release, &lines)?;
+                }
+                s.with_target_change(target, |s| apply_to_store(s, release, event))
+            })
         };
-        let key = SecretKey::load_or_create(self.store.dir())?;
-        self.store.guarded_write(|store| {
-            store
-                .with_secrets(release, kept, &key, apply)
-                .map_err(|e| match e {
-                    SecretError::Store(e) => e,
-                    other => StoreError::Corrupt(other.to_string()),
-                })
-        })?;
+        let written = match kept {
+            None => self.store.guarded_write(apply).map_err(ReportError::from),
+            Some(kept) => {
+                let key = SecretKey::load_or_create(self.store.dir())?;
+                self.store
+                    .guarded_write(|store| {
+                        store
+                            .with_secrets(release, kept, &key, apply)
+                            .map_err(|e| match e {
+                                SecretError::Store(e) => e,
+                                other => StoreError::Corrupt(other.to_string()),
+                            })
+                    })
+                    .map_err(ReportError::from)
+            }
+        };
+        if written.is_err()
+            && let Some(shipper) = &self.shipper
+        {
+            shipper.put_back(lines);
+        }
+        written
+    }
+
+    /// A shared store: buffers the log line `event` adds (the first starts the shipper).
+    fn ship_log_line(&mut self, event: &Event) -> Result<(), ReportError> {
+        if !self.store.is_shared()
+            || self.store.is_read_only()
+            || crate::output::log_shipper::script_line(event).is_none()
+        {
+            return Ok(());
+        }
+        if self.shipper.is_none() {
+            self.shipper = Some(LogShipper::start(&self.store, &self.release)?);
+        }
+        if let Some(shipper) = &mut self.shipper {
+            shipper.push(&self.store, event)?;
+        }
         Ok(())
     }
 }

@@ -43,19 +43,36 @@ impl EventsFile {
 
     /// Writes one line; output lines are left to script_output.log.
     pub fn write(&mut self, release: &str, at_ms: i64, event: &Event) -> std::io::Result<()> {
-        if matches!(event, Event::Output { .. } | Event::RollbackOutput { .. }) {
-            return Ok(());
+        match line_of(release, at_ms, event)? {
+            Some(line) => self.write_line(&line),
+            None => Ok(()),
         }
-        let mut value = serde_json::to_value(event).map_err(std::io::Error::other)?;
-        if let Some(map) = value.as_object_mut() {
-            map.insert("ts".into(), crate::output::time::rfc3339_ms(at_ms).into());
-            map.insert("release".into(), release.into());
-        }
-        let mut line = serde_json::to_vec(&value).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        // One write call per line so a concurrent reader never sees half an object.
-        self.file.write_all(&line)
     }
+
+    /// Writes `line` (from [`line_of`]) as one line.
+    pub fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        // One write call per line so a concurrent reader never sees half an object.
+        self.file.write_all(&bytes)
+    }
+}
+
+/// The line `events.jsonl` gets for `event` (without its newline), which a shared store
+/// keeps too; `None` for output lines, which go to script_output.log.
+pub fn line_of(release: &str, at_ms: i64, event: &Event) -> std::io::Result<Option<String>> {
+    if matches!(event, Event::Output { .. } | Event::RollbackOutput { .. }) {
+        return Ok(None);
+    }
+    let mut value = serde_json::to_value(event).map_err(std::io::Error::other)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("ts".into(), crate::output::time::rfc3339_ms(at_ms).into());
+        map.insert("release".into(), release.into());
+    }
+    serde_json::to_string(&value)
+        .map(Some)
+        .map_err(std::io::Error::other)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod events_file;
 pub mod json;
 pub mod list;
+pub mod log_shipper;
 pub mod next_steps;
 pub mod paths;
 pub mod redact;

@@ -3,6 +3,7 @@
 mod actions;
 mod control;
 pub mod db;
+pub mod journal;
 mod lease;
 mod lease_keeper;
 mod open;

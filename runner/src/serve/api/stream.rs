@@ -1,6 +1,7 @@
 //! The streaming routes: a release's events as server-sent events (`id` = line number of
 //! `events.jsonl`, `Last-Event-ID` resumes after it), and a task's `script_output.log`
-//! (`?follow=1` streams new lines while the release moves).
+//! (`?follow=1` streams new lines while the release moves). With a shared store both come
+//! from its rows (`id` = the event's `seq`), so a server on any machine streams them.
 
 use std::convert::Infallible;
 use std::io::{Read, Seek, SeekFrom};
@@ -20,7 +21,7 @@ use crate::output::paths;
 use crate::serve::api::ApiError;
 use crate::serve::auth::Caller;
 use crate::serve::state::AppState;
-use crate::store::{ReleaseStatus, Store};
+use crate::store::{ReleaseStatus, Store, journal, shared};
 
 /// How often a followed file is looked at: one `read` of what was appended, cheap enough at
 /// 50 ms per open stream, and most of an event's way to the page (the p95 of the UI bench).
@@ -31,13 +32,61 @@ const LINGER: Duration = Duration::from_secs(10);
 
 /// Whether a release may still write: a runner holds it or its status says it runs.
 fn is_moving(state_dir: &Path, release: &str) -> bool {
-    let Ok(store) = Store::open_read_only(state_dir) else {
-        return false;
-    };
+    Store::open_read_only(state_dir).is_ok_and(|store| is_moving_in(&store, release))
+}
+
+fn is_moving_in(store: &Store, release: &str) -> bool {
     let running = store
         .release(release)
         .is_ok_and(|r| matches!(r.status, ReleaseStatus::Running | ReleaseStatus::Planned));
     running || store.lease_holder(release).ok().flatten().is_some()
+}
+
+/// What a stream follows: a file of the state directory, or a shared store's rows.
+enum Source {
+    File(Tail),
+    /// A release's events after `seq` number `after`.
+    Events {
+        release: String,
+        after: i64,
+    },
+    /// A task run's log lines after line id `after`.
+    Log {
+        task_run: i64,
+        after: i64,
+    },
+}
+
+impl Source {
+    /// The lines that came since the last call, numbered (line number, or `seq`); and
+    /// whether the release still moves, asked only when nothing came.
+    fn poll(&mut self, store: &Store, release: &str) -> (Vec<(u64, String)>, bool) {
+        let lines: Vec<(u64, String)> = match self {
+            Source::File(_) => Vec::new(),
+            Source::Events { release, after } => {
+                let events = store.events_after(release, *after).unwrap_or_default();
+                if let Some((seq, _)) = events.last() {
+                    *after = *seq;
+                }
+                events
+                    .into_iter()
+                    .map(|(seq, body)| (u64::try_from(seq).unwrap_or(0), body))
+                    .collect()
+            }
+            Source::Log { task_run, after } => {
+                let lines = store.log_lines_after(*task_run, *after).unwrap_or_default();
+                if let Some(last) = lines.last() {
+                    *after = last.id;
+                }
+                lines
+                    .into_iter()
+                    .map(|l| (u64::try_from(l.id).unwrap_or(0), l.line))
+                    .collect()
+            }
+        };
+        let moving = lines.is_empty() && is_moving_in(store, release);
+        (lines, moving)
+    }
 }
 
 /// Complete lines appended to a file since the last call (a torn last line waits).
@@ -78,42 +127,79 @@ impl Tail {
     }
 }
 
-/// Sends each new line of `tail` after line `after` with its number (from 1) until the
-/// release has stopped moving for [`LINGER`] or the receiver is gone.
+/// Sends each new line of `source` after number `after` until the release has stopped
+/// moving for [`LINGER`] or the receiver is gone.
 async fn follow(
     state: AppState,
     release: String,
-    mut tail: Tail,
+    source: Source,
     after: u64,
     send: mpsc::Sender<(u64, String)>,
 ) {
     let mut still_since: Option<Instant> = None;
     let mut number = 0u64;
     let state_dir = state.state_dir().to_path_buf();
+    let mut source = Some(source);
+    // A shared store: one connection for the whole stream, used off the async threads.
+    let mut store: Option<Store> = None;
     loop {
         if state.is_stopping() {
             return;
         }
-        let lines = tail.new_lines();
+        let (lines, moving) = match source.as_mut() {
+            Some(Source::File(tail)) => {
+                let lines: Vec<(u64, String)> = tail
+                    .new_lines()
+                    .into_iter()
+                    .map(|line| {
+                        number += 1;
+                        (number, line)
+                    })
+                    .collect();
+                let moving = match lines.is_empty() {
+                    true => {
+                        let (dir, id) = (state_dir.clone(), release.clone());
+                        tokio::task::spawn_blocking(move || is_moving(&dir, &id))
+                            .await
+                            .unwrap_or(false)
+                    }
+                    false => true,
+                };
+                (lines, moving)
+            }
+            Some(_) => {
+                let (dir, id) = (state_dir.clone(), release.clone());
+                let (mut taken, opened) = (source.take(), store.take());
+                let polled = tokio::task::spawn_blocking(move || {
+                    let Some(store) = opened.or_else(|| Store::open_read_only(&dir).ok()) else {
+                        // The store is out of reach for now: looked at again next time.
+                        return (taken, None, (Vec::new(), true));
+                    };
+                    let found = match taken.as_mut() {
+                        Some(source) => source.poll(&store, &id),
+                        None => (Vec::new(), false),
+                    };
+                    (taken, Some(store), found)
+                })
+                .await;
+                let Ok((taken, opened, found)) = polled else {
+                    return;
+                };
+                (source, store) = (taken, opened);
+                found
+            }
+            None => return,
+        };
         let had_lines = !lines.is_empty();
-        for line in lines {
-            number += 1;
+        for (number, line) in lines {
             if number > after && send.send((number, line)).await.is_err() {
                 return;
             }
         }
-        if had_lines {
+        if had_lines || moving {
             still_since = None;
-        } else {
-            let (dir, id) = (state_dir.clone(), release.clone());
-            let moving = tokio::task::spawn_blocking(move || is_moving(&dir, &id))
-                .await
-                .unwrap_or(false);
-            if moving {
-                still_since = None;
-            } else if still_since.get_or_insert_with(Instant::now).elapsed() >= LINGER {
-                return;
-            }
+        } else if still_since.get_or_insert_with(Instant::now).elapsed() >= LINGER {
+            return;
         }
         tokio::time::sleep(POLL).await;
     }
@@ -126,16 +212,16 @@ async fn known_release(state: &AppState, id: &str) -> Result<(), ApiError> {
         .await
 }
 
-/// Follows `path` on a task of its own; the lines come out as a stream of `T`.
+/// Follows `source` on a task of its own; the lines come out as a stream of `T`.
 fn follow_stream<T: Send + 'static>(
     state: AppState,
     release: String,
-    path: PathBuf,
+    source: Source,
     after: u64,
     make: fn(u64, String) -> T,
 ) -> impl futures_util::Stream<Item = Result<T, Infallible>> + Send {
     let (tx, rx) = mpsc::channel::<(u64, String)>(64);
-    tokio::spawn(follow(state, release, Tail::new(path), after, tx));
+    tokio::spawn(follow(state, release, source, after, tx));
     futures_util::stream::unfold(rx, move |mut rx| async move {
         rx.recv()
             .await
@@ -156,8 +242,14 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    let path = paths::events_file(state.state_dir(), &id);
-    let events = follow_stream(state.clone(), id, path, after, |number, line| {
+    let source = match shared::selected() {
+        Some(_) => Source::Events {
+            release: id.clone(),
+            after: i64::try_from(after).unwrap_or(i64::MAX),
+        },
+        None => Source::File(Tail::new(paths::events_file(state.state_dir(), &id))),
+    };
+    let events = follow_stream(state.clone(), id, source, after, |number, line| {
         Event::default().id(number.to_string()).data(line)
     });
     Ok(Sse::new(events)
@@ -183,29 +275,38 @@ pub async fn log(
     let Query(query) = query?;
     let (release, label, name) = (id.clone(), phase_run.clone(), task.clone());
     // Only a phase run and task the release has: the names never reach the file system raw.
-    state
+    let task_run = state
         .reading(move |store| {
             let phases = store.phase_runs(&release)?;
             let runs = store.task_runs(&release)?;
-            let found = runs.iter().any(|t| {
+            let found = runs.iter().find(|t| {
                 t.task == name
                     && phases
                         .iter()
                         .any(|p| p.id == t.phase_run_id && p.label() == label)
             });
-            if found {
-                Ok(())
-            } else {
-                Err(ApiError::not_found(format!(
+            match found {
+                Some(run) => Ok(run.id),
+                None => Err(ApiError::not_found(format!(
                     "release {release} has no task `{name}` in phase run `{label}`"
-                )))
+                ))),
             }
         })
         .await?;
+    let is_shared = shared::selected().is_some();
     let path = paths::script_log(state.state_dir(), &id, &phase_run, &task);
     let text = [(CONTENT_TYPE, "text/plain; charset=utf-8")];
     if query.follow == 0 {
-        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        let log = match is_shared {
+            true => {
+                state
+                    .reading(move |store| {
+                        Ok(journal::text_of(&store.log_lines_after(task_run, 0)?))
+                    })
+                    .await?
+            }
+            false => std::fs::read_to_string(&path).unwrap_or_default(),
+        };
         let body = match query.attempt {
             None => log,
             Some(n) => crate::output::script_log::attempt_section(&log, n).ok_or_else(|| {
@@ -214,7 +315,11 @@ pub async fn log(
         };
         return Ok((text, body).into_response());
     }
-    let lines = follow_stream(state.clone(), id, path, 0, |_, line| line + "\n");
+    let source = match is_shared {
+        true => Source::Log { task_run, after: 0 },
+        false => Source::File(Tail::new(path)),
+    };
+    let lines = follow_stream(state.clone(), id, source, 0, |_, line| line + "\n");
     Ok((text, Body::from_stream(lines)).into_response())
 }
 
