@@ -167,7 +167,10 @@ fn reaction_times(
     )
     .expect("write");
     // The store (and its schema) exists before anything is asked of it.
-    ok(relflow(dir, store, &["list"]).output().expect("list"), "list");
+    ok(
+        relflow(dir, store, &["list"]).output().expect("list"),
+        "list",
+    );
     let (mut reacted, mut ended) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let release = format!("long-{round}");
@@ -181,11 +184,21 @@ fn reaction_times(
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         while sql(&running).trim() != "1" {
-            assert!(Instant::now() < deadline, "{release}: the runner never started the task");
+            assert!(
+                Instant::now() < deadline,
+                "{release}: the runner never started the task"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let out = relflow(dir, store, &["abort", &release]).output().expect("abort");
-        assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = relflow(dir, store, &["abort", &release])
+            .output()
+            .expect("abort");
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let _ = runner.wait();
         // The runner's first write in answer (the running attempt ended) and its last (the
         // release aborted).

@@ -291,8 +291,10 @@ fn shared_store_backend_ended_inside_a_write_stops_the_runner_cleanly_and_resume
     assert!(exited, "the runner hung: {}", out.stderr);
     // The transaction died with its connection: nothing of it was stored, so the runner
     // stops rather than go on from a state it cannot vouch for.
-    // `hold`'s attempt was stored before the write that was lost: it is not run again.
-    stopped_then_resumed(&sb, &out, &["succeeded"]);
+    // The write that was lost is `hold`'s attempt end (with its log lines, which name the
+    // task run): its end was never stored, so `resume` runs it again as a new attempt, as after
+    // any interruption (README: "a command task whose end could not be stored").
+    stopped_then_resumed(&sb, &out, &["interrupted", "succeeded"]);
 }
 
 #[test]
