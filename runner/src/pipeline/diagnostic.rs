@@ -218,8 +218,11 @@ mod tests {
         assert!(out.contains("password: ***, bogus: 1 }"), "{out}");
         // A quoted value holding `}` (a reference) is masked whole, quotes and all.
         let reference = "backends:\n  xld: { kind: xl-deploy, password: \"${env.XLD_PASSWORD}\", polling_interval: 1ms }\n";
-        let out = at(2, 70).render(Some(reference));
-        assert!(out.contains("password: ***, polling_interval"), "{out}");
+        let masked = at(2, 70).render(Some(reference));
+        assert!(
+            masked.contains("password: ***, polling_interval"),
+            "{masked}"
+        );
         // The underline still stands under `bogus`.
         let lines: Vec<&str> = out.lines().collect();
         let caret = lines[4].find('^').unwrap_or_default();
