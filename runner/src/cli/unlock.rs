@@ -14,7 +14,12 @@ fn find(target: &str, listed: Vec<Listed>) -> Option<Listed> {
         .map(|p| p.to_string_lossy().into_owned());
     listed.into_iter().find(|l| {
         let shown = l.key().target;
-        shown == target || Some(&shown) == canonical.as_ref()
+        // In a shared store a lock's key is its row's; the record names the target as shown.
+        let named = l.record.as_ref().ok().map(|r| r.target.clone());
+        [Some(shown), named]
+            .into_iter()
+            .flatten()
+            .any(|name| name == target || Some(&name) == canonical.as_ref())
     })
 }
 

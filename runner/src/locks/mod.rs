@@ -18,6 +18,7 @@
 
 mod dir;
 mod holder;
+mod in_store;
 mod key;
 mod record;
 

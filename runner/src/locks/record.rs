@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::dir::{FolderLock, check_shared_folder, read_file};
-use super::{LockError, LockKey};
+use super::{LockError, LockKey, in_store};
 use crate::failpoint;
 
 /// Format of [`LockRecord`].
@@ -62,8 +62,11 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// Release ids are unique in one store: the state directory tells releases apart only
+    /// when each has its own (on a shared store, another machine may drive the same release).
     fn is_same_release(&self, holder: &Holder) -> bool {
-        holder.release == self.release && holder.state_dir == self.state_dir
+        holder.release == self.release
+            && (holder.state_dir == self.state_dir || in_store::store_in_use())
     }
 }
 
@@ -85,38 +88,93 @@ fn parse(path: &Path, text: &str) -> Result<LockRecord, LockError> {
 
 /// The record of `key`'s lock, `None` when it is free.
 pub fn read(key: &LockKey) -> Result<Option<LockRecord>, LockError> {
-    read_file(&key.file)?
-        .map(|text| parse(&key.file, &text))
-        .transpose()
+    let text = match in_store::store() {
+        Some(db) => in_store::read(&db?, key)?,
+        None => read_file(&key.file)?,
+    };
+    text.map(|text| parse(&key.file, &text)).transpose()
 }
 
 fn write(folder: &FolderLock, key: &LockKey, record: &LockRecord) -> Result<(), LockError> {
-    let json = serde_json::to_vec_pretty(record).map_err(|e| LockError::Corrupt {
-        path: key.file.clone(),
-        reason: e.to_string(),
-    })?;
-    folder.write(&key.file, &json)?;
+    folder.write(&key.file, &to_json(key, record)?)?;
     failpoint::hit("lock.write");
     Ok(())
+}
+
+fn to_json(key: &LockKey, record: &LockRecord) -> Result<Vec<u8>, LockError> {
+    serde_json::to_vec_pretty(record).map_err(|e| LockError::Corrupt {
+        path: key.file.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// Changes `key`'s record under the lock of where it lives (its row in a shared store, else
+/// its folder): `decide` gets the record as it stands and answers the record to leave (`None`:
+/// free) and a value. Nothing is written when the record stays as it was.
+fn change<T>(
+    key: &LockKey,
+    decide: impl FnOnce(Option<LockRecord>) -> Result<(Option<LockRecord>, T), LockError>,
+) -> Result<T, LockError> {
+    if let Some(db) = in_store::store() {
+        let db = db?;
+        return in_store::change(&db, key, |text| {
+            let current = text.map(|t| parse(&key.file, &t)).transpose()?;
+            let (next, value) = decide(current.clone())?;
+            if next == current {
+                return Ok((text_of(key, current.as_ref())?, value));
+            }
+            let written = text_of(key, next.as_ref())?;
+            failpoint::hit("lock.write");
+            Ok((written, value))
+        });
+    }
+    let folder = FolderLock::lock(key.folder())?;
+    let current = read(key)?;
+    let (next, value) = decide(current.clone())?;
+    match next {
+        Some(record) if Some(&record) != current.as_ref() => write(&folder, key, &record)?,
+        None if current.is_some() => {
+            folder.remove(&key.file)?;
+            failpoint::hit("lock.write");
+        }
+        _ => {}
+    }
+    Ok(value)
+}
+
+fn text_of(key: &LockKey, record: Option<&LockRecord>) -> Result<Option<String>, LockError> {
+    record
+        .map(|r| to_json(key, r).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+        .transpose()
 }
 
 /// Takes `key`'s lock for `claim` when it is free, held by the claim's own release
 /// (re-entrant: restart-phase re-deploys, rollbacks), or still exactly `stale` (a record the
 /// caller found abandoned). A later run of the same task replaces the earlier runs' hold.
 pub fn take(key: &LockKey, claim: &Claim, stale: Option<&LockRecord>) -> Result<Taken, LockError> {
-    if key.pointer.is_none() {
-        // A named lock: its record lives in the host-wide lock folder.
-        check_shared_folder(key.folder(), true)?;
+    if !in_store::store_in_use() {
+        if key.pointer.is_none() {
+            // A named lock: its record lives in the host-wide lock folder.
+            check_shared_folder(key.folder(), true)?;
+        }
+        // The pointer first: a runner killed right after writing the record leaves a listed lock.
+        add_pointer(key);
     }
-    // The pointer first: a runner killed right after writing the record leaves a listed lock.
-    add_pointer(key);
-    let folder = FolderLock::lock(key.folder())?;
-    let current = read(key)?;
+    change(key, |current| Ok(decide_take(key, claim, stale, current)))
+}
+
+/// What taking the lock makes of the record as it stands.
+fn decide_take(
+    key: &LockKey,
+    claim: &Claim,
+    stale: Option<&LockRecord>,
+    current: Option<LockRecord>,
+) -> (Option<LockRecord>, Taken) {
     let record = match current {
         Some(record) if claim.is_same_release(&record.holder) => record,
         Some(record) if Some(&record) != stale => {
             tracing::debug!(target: "relflow::lock", target_key = %key.target, holder = %record.holder.release, task = %record.holder.task, "target lock held by another release");
-            return Ok(Taken::HeldBy(Box::new(record)));
+            return (Some(record.clone()), Taken::HeldBy(Box::new(record)));
         }
         _ => {
             if stale.is_some() {
@@ -132,9 +190,8 @@ pub fn take(key: &LockKey, claim: &Claim, stale: Option<&LockRecord>) -> Result<
                     task: claim.task.clone(),
                 }],
             };
-            write(&folder, key, &record)?;
             tracing::debug!(target: "relflow::lock", target_key = %key.target, release = %claim.release, task = %claim.task, "target lock taken");
-            return Ok(Taken::Holds { was_held: false });
+            return (Some(record), Taken::Holds { was_held: false });
         }
     };
     let was_held = record.runs.iter().any(|r| r.task_run == claim.task_run);
@@ -153,10 +210,7 @@ pub fn take(key: &LockKey, claim: &Claim, stale: Option<&LockRecord>) -> Result<
         since_ms: record.holder.since_ms,
         ..holder_of(claim, record.holder.since_ms)
     };
-    if updated != record {
-        write(&folder, key, &updated)?;
-    }
-    Ok(Taken::Holds { was_held })
+    (Some(updated), Taken::Holds { was_held })
 }
 
 fn holder_of(claim: &Claim, since_ms: i64) -> Holder {
@@ -181,35 +235,48 @@ pub fn release(
     release: &str,
     task_run: i64,
 ) -> Result<bool, LockError> {
-    let folder = match FolderLock::lock(key.folder()) {
-        Ok(folder) => folder,
+    let shared = in_store::store_in_use();
+    if !shared && !key.folder().exists() {
         // No folder, no lock.
-        Err(LockError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(false);
+        return Ok(false);
+    }
+    change(key, |current| {
+        let Some(mut record) = current else {
+            return Ok((None, false));
+        };
+        let is_ours =
+            record.holder.release == release && (shared || record.holder.state_dir == state_dir);
+        if !is_ours || !record.runs.iter().any(|r| r.task_run == task_run) {
+            return Ok((Some(record), false));
         }
-        Err(e) => return Err(e),
-    };
-    let Some(mut record) = read(key)? else {
-        return Ok(false);
-    };
-    let is_ours = record.holder.release == release && record.holder.state_dir == state_dir;
-    if !is_ours || !record.runs.iter().any(|r| r.task_run == task_run) {
-        return Ok(false);
-    }
-    record.runs.retain(|r| r.task_run != task_run);
-    if record.runs.is_empty() {
-        folder.remove(&key.file)?;
-        failpoint::hit("lock.write");
-        tracing::debug!(target: "relflow::lock", target_key = %key.target, release, "target lock freed");
-    } else {
-        write(&folder, key, &record)?;
-    }
-    Ok(true)
+        record.runs.retain(|r| r.task_run != task_run);
+        if record.runs.is_empty() {
+            tracing::debug!(target: "relflow::lock", target_key = %key.target, release, "target lock freed");
+            return Ok((None, true));
+        }
+        Ok((Some(record), true))
+    })
 }
 
 /// Frees `key`'s lock if its record is still `expected` (`relflow unlock`). Returns whether
-/// it did.
+/// it did. An unreadable record is freed as it is.
 pub fn free(key: &LockKey, expected: Option<&LockRecord>) -> Result<bool, LockError> {
+    if let Some(db) = in_store::store() {
+        return in_store::change(&db?, key, |text| {
+            let unchanged = match (&text, expected) {
+                (Some(text), Some(expected)) => {
+                    parse(&key.file, text).ok().as_ref() == Some(expected)
+                }
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            Ok(if unchanged {
+                (None, true)
+            } else {
+                (text, false)
+            })
+        });
+    }
     let folder = FolderLock::lock(key.folder())?;
     let current = read_file(&key.file)?;
     let unchanged = match (&current, expected) {
@@ -285,6 +352,8 @@ impl Listed {
     /// The key to free this lock with.
     pub fn key(&self) -> LockKey {
         let target = match &self.record {
+            // In a shared store the "file" is the row's key, which names the lock there.
+            _ if in_store::store_in_use() => self.file.to_string_lossy().into_owned(),
             Ok(record) => record.target.clone(),
             Err(_) => self.file.to_string_lossy().into_owned(),
         };
@@ -298,6 +367,18 @@ impl Listed {
 
 /// Every held lock the lock folder knows: named records, and the records its pointers name.
 pub fn list(lock_dir: &Path) -> Result<Vec<Listed>, LockError> {
+    if let Some(db) = in_store::store() {
+        return Ok(in_store::list(&db?)?
+            .into_iter()
+            .map(|(row, text)| {
+                let file = PathBuf::from(row);
+                Listed {
+                    record: parse(&file, &text),
+                    file,
+                }
+            })
+            .collect());
+    }
     if !check_shared_folder(lock_dir, false)? {
         return Ok(Vec::new());
     }

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// `MIGRATIONS[n]` takes a store from version n to n + 1.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -215,6 +215,14 @@ CREATE TABLE drive_requests (
     taken_at     INTEGER
 );
 CREATE INDEX drive_requests_open ON drive_requests (taken_at, release_id);
+"#,
+    // 10: target locks in a shared store (see `locks/in_store.rs`): one row per lock, its
+    // record (NULL while free); SQLite stores keep their locks as files.
+    r#"
+CREATE TABLE target_locks (
+    lock_key TEXT PRIMARY KEY,
+    record   TEXT
+);
 "#,
 ];
 

@@ -4,6 +4,7 @@
 
 mod exactly_once;
 mod fencing;
+mod shared_locks;
 mod takeover;
 
 use std::process::Child;
