@@ -9,7 +9,7 @@ use super::fsops;
 use super::link;
 use super::registry::{self, Registry};
 use super::releases::{live_folder, own_folder, releases_dir, switch};
-use super::rollback::{check_known, check_not_pruned, describe, fresh_journal};
+use super::rollback::{check_not_pruned, describe, fresh_journal, partial_journal};
 use super::state::{
     Layout, Phase, Plan, VERSION_FILE, VersionFile, io_error, load_journal, load_snapshot_index,
     save_journal, set_phase,
@@ -141,16 +141,9 @@ pub(crate) fn roll_back_some(
     components: &[String],
     log: LogSink<'_>,
 ) -> Result<RollbackReport, BackendError> {
-    check_known(plan, components)?;
-    check_not_pruned(layout)?;
-    let mut journal = load_journal(layout)?.unwrap_or_else(|| fresh_journal(Phase::Completed));
-    let is_all = plan
-        .components
-        .iter()
-        .all(|c| components.contains(c) || journal.reverted.contains(c));
-    if is_all {
+    let Some(mut journal) = partial_journal(layout, plan, components)? else {
         return roll_back_all(layout, plan, log);
-    }
+    };
     let target = &layout.target;
     let own = own_folder(plan)?;
     let index = load_snapshot_index(layout)?;

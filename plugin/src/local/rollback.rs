@@ -49,16 +49,9 @@ pub(crate) fn roll_back_some(
     components: &[String],
     log: LogSink<'_>,
 ) -> Result<RollbackReport, BackendError> {
-    check_known(plan, components)?;
-    check_not_pruned(layout)?;
-    let mut journal = load_journal(layout)?.unwrap_or_else(|| fresh_journal(Phase::Completed));
-    let is_all = plan
-        .components
-        .iter()
-        .all(|c| components.contains(c) || journal.reverted.contains(c));
-    if is_all {
+    let Some(mut journal) = partial_journal(layout, plan, components)? else {
         return roll_back_all(layout, plan, log);
-    }
+    };
     log(&format!(
         "Rolling back {} of {} {}",
         components.join(", "),
@@ -79,6 +72,24 @@ pub(crate) fn roll_back_some(
 }
 
 /// Refuses component names the deployment did not deliver.
+/// What a rollback of `components` starts from: their names checked, the snapshot not pruned,
+/// and the journal (a fresh one before the first step); `None` when the components are every
+/// one not yet reverted, which is a rollback of the whole deployment.
+pub(crate) fn partial_journal(
+    layout: &Layout,
+    plan: &Plan,
+    components: &[String],
+) -> Result<Option<super::state::Journal>, BackendError> {
+    check_known(plan, components)?;
+    check_not_pruned(layout)?;
+    let journal = load_journal(layout)?.unwrap_or_else(|| fresh_journal(Phase::Completed));
+    let is_all = plan
+        .components
+        .iter()
+        .all(|c| components.contains(c) || journal.reverted.contains(c));
+    Ok((!is_all).then_some(journal))
+}
+
 pub(crate) fn check_known(plan: &Plan, components: &[String]) -> Result<(), BackendError> {
     let unknown: Vec<&str> = components
         .iter()
