@@ -3,8 +3,9 @@
 //! and run on either.
 //!
 //! - [`Db::execute`], [`Db::query_row`], [`Db::query_map`] run one statement.
-//! - [`Db::atomically`] runs a closure in a transaction (a savepoint when one is open
-//!   already), committed when it returns `Ok`.
+//! - [`Db::atomically`] runs a closure in a transaction (when one is open already: a
+//!   savepoint on SQLite, the open transaction itself on PostgreSQL), committed when it
+//!   returns `Ok`.
 //! - [`Dialect`] tells the few places whose SQL differs (row locks, the schema).
 
 mod listen;
@@ -184,6 +185,16 @@ impl Db {
         work: impl FnOnce(&Db) -> Result<T, E>,
     ) -> Result<T, E> {
         let depth = self.depth.get();
+        if depth > 0 && self.dialect() == Dialect::Postgres {
+            // Inside a transaction a savepoint would cost PostgreSQL two round trips per
+            // nested write, and buys nothing here: every caller hands an inner error up, so
+            // the whole transaction rolls back (PostgreSQL aborts it on a failed statement
+            // anyway). SQLite keeps its savepoints: they are free in-process.
+            self.depth.set(depth + 1);
+            let result = work(self);
+            self.depth.set(depth);
+            return result;
+        }
         let (begin, commit, undo) = if depth == 0 {
             let begin = match self.dialect() {
                 Dialect::Sqlite => "BEGIN IMMEDIATE",
