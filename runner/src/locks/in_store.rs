@@ -26,6 +26,17 @@ fn unusable(e: &dyn std::fmt::Display) -> LockError {
     }
 }
 
+/// The shared store's side connection for reading a lock (no transaction: no new connection
+/// per look while a task waits for its target).
+pub fn reader() -> Option<Result<Db, LockError>> {
+    let url = shared::selected()?;
+    Some(
+        Location::Postgres(url.clone())
+            .connect_side()
+            .map_err(|e| unusable(&e)),
+    )
+}
+
 /// Whether lock records live in a shared store.
 pub fn store_in_use() -> bool {
     shared::selected().is_some()

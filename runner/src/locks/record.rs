@@ -88,7 +88,7 @@ fn parse(path: &Path, text: &str) -> Result<LockRecord, LockError> {
 
 /// The record of `key`'s lock, `None` when it is free.
 pub fn read(key: &LockKey) -> Result<Option<LockRecord>, LockError> {
-    let text = match in_store::store() {
+    let text = match in_store::reader() {
         Some(db) => in_store::read(&db?, key)?,
         None => read_file(&key.file)?,
     };
@@ -367,7 +367,7 @@ impl Listed {
 
 /// Every held lock the lock folder knows: named records, and the records its pointers name.
 pub fn list(lock_dir: &Path) -> Result<Vec<Listed>, LockError> {
-    if let Some(db) = in_store::store() {
+    if let Some(db) = in_store::reader() {
         return Ok(in_store::list(&db?)?
             .into_iter()
             .map(|(row, text)| {
